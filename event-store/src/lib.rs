@@ -1,0 +1,28 @@
+//! The PostgreSQL event store and the relay that copies it, in commit order, to the
+//! Kafka-API broker.
+//!
+//! * [`store`]: append with an expected version in one transaction; read a stream;
+//!   read everything committed by global position.
+//! * [`idempotency`]: idempotency keys with Stripe's semantics.
+//! * [`relay`]: exactly the committed events, in order, none skipped.
+//! * [`kafka`]: client configuration and topic provisioning shared by producers and
+//!   consumers.
+
+pub mod error;
+pub mod idempotency;
+pub mod kafka;
+pub mod metrics;
+pub mod relay;
+pub mod settings;
+pub mod store;
+
+pub use error::{AppendError, StoreError};
+pub use idempotency::{IdempotencyBegin, IdempotencyKey, IdempotentCommand, StoredResponse};
+pub use metrics::{RelayMetrics, StoreMetrics};
+pub use store::{AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
+
+/// The event store's migrations. Run them with `MIGRATOR.run(&pool)`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The channel an append notifies on commit, so the relay wakes without polling.
+pub const EVENTS_CHANNEL: &str = "vectis_events";

@@ -1,0 +1,237 @@
+//! The relay: exactly the committed events, in order, none skipped.
+//!
+//! Sequence values are taken at insert but become visible at commit, so following
+//! `global_position` alone skips events whose transaction commits late. The relay
+//! reads only rows whose writing transaction is finished for every observer
+//! (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`), publishes a batch with an
+//! idempotent producer, waits for every delivery report, and only then advances its
+//! cursor. A crash in between re-publishes a suffix; consumers deduplicate on
+//! `(stream_id, stream_version)`.
+//!
+//! One relay is active at a time: it holds a session-level advisory lock on its own
+//! connection, and advances the cursor on that same connection, so a relay that lost
+//! its connection (and with it the lock) can no longer move the cursor. Others stand
+//! by and retry the lock. `LISTEN/NOTIFY` wakes the active relay; a timer is the
+//! fallback (an aborted transaction notifies nobody). A transaction left open
+//! elsewhere holds `xmin` back: that shows as relay lag, never as a lost event.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::{
+    error::KafkaError,
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use sqlx::{postgres::PgListener, Connection, PgConnection, PgPool};
+use vectis_runtime::Shutdown;
+
+use crate::{
+    kafka::KafkaSettings,
+    metrics::{RelayMetrics, TopicLabels},
+    store::{read_all_committed, RecordedEvent},
+    StoreError, EVENTS_CHANNEL,
+};
+
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// Names the cursor and the lock: relays with the same name are one relay.
+    pub name: String,
+    pub batch_size: i64,
+    /// Fallback wake-up when no notification arrives.
+    pub poll_interval: Duration,
+    /// How often a standby relay retries the lock.
+    pub standby_retry: Duration,
+    /// Pause after a failed term (broker or database trouble) before trying again.
+    pub retry_backoff: Duration,
+    pub kafka: KafkaSettings,
+}
+
+impl RelaySettings {
+    pub fn new(kafka: KafkaSettings) -> Self {
+        Self {
+            name: "default".into(),
+            batch_size: 1000,
+            poll_interval: Duration::from_millis(500),
+            standby_retry: Duration::from_secs(1),
+            retry_backoff: Duration::from_secs(1),
+            kafka,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("event store unavailable: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("broker client failed: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("broker did not acknowledge event at global position {global_position}: {error}")]
+    Delivery { global_position: i64, error: KafkaError },
+}
+
+pub struct Relay {
+    pool: PgPool,
+    settings: RelaySettings,
+    metrics: RelayMetrics,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, settings: RelaySettings, metrics: RelayMetrics) -> Self {
+        Self { pool, settings, metrics }
+    }
+
+    pub fn metrics(&self) -> &RelayMetrics {
+        &self.metrics
+    }
+
+    /// Runs until `shutdown`: stands by for the lock, relays while holding it, and
+    /// after any failure backs off and starts a new term (re-reading the cursor, so
+    /// nothing is skipped).
+    pub async fn run(self, shutdown: Shutdown) {
+        while !shutdown.is_triggered() {
+            match self.term(&shutdown).await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::error!(relay = %self.settings.name, %error, "relay term failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.settings.retry_backoff) => {}
+                        _ = shutdown.wait() => {}
+                    }
+                }
+            }
+        }
+        tracing::info!(relay = %self.settings.name, "relay stopped");
+    }
+
+    /// One term: a fresh connection, standby until the lock is ours, then relay.
+    async fn term(&self, shutdown: &Shutdown) -> Result<(), RelayError> {
+        let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
+        let lock_name = format!("vectis.relay:{}", self.settings.name);
+        loop {
+            let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+                .bind(&lock_name)
+                .fetch_one(&mut conn)
+                .await?;
+            if acquired {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.standby_retry) => {}
+                _ = shutdown.wait() => return Ok(()),
+            }
+        }
+        tracing::info!(relay = %self.settings.name, "relay lock acquired; relaying");
+        self.metrics.is_leader.set(1);
+        let result = self.lead(&mut conn, shutdown).await;
+        self.metrics.is_leader.set(0);
+        // Closing the session releases the advisory lock for a standby.
+        let _ = conn.close().await;
+        result
+    }
+
+    async fn lead(&self, conn: &mut PgConnection, shutdown: &Shutdown) -> Result<(), RelayError> {
+        let producer = self.settings.kafka.idempotent_producer()?;
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(EVENTS_CHANNEL).await?;
+        sqlx::query("INSERT INTO relay_cursors (relay_name) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(&self.settings.name)
+            .execute(&mut *conn)
+            .await?;
+        let mut cursor: i64 = sqlx::query_scalar("SELECT global_position FROM relay_cursors WHERE relay_name = $1")
+            .bind(&self.settings.name)
+            .fetch_one(&mut *conn)
+            .await?;
+        tracing::info!(relay = %self.settings.name, cursor, "relaying from cursor");
+        let mut backlog_refreshed = Instant::now() - Duration::from_secs(60);
+        while !shutdown.is_triggered() {
+            let batch = read_all_committed(conn, cursor, self.settings.batch_size).await?;
+            if batch.is_empty() {
+                self.refresh_backlog(conn, cursor).await?;
+                backlog_refreshed = Instant::now();
+                tokio::select! {
+                    notification = listener.recv() => { notification?; }
+                    _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                    _ = shutdown.wait() => {}
+                }
+                continue;
+            }
+            let started = Instant::now();
+            // A shutdown that arrives now still lets the batch finish: every delivery
+            // report, then the cursor.
+            self.publish(&producer, &batch).await?;
+            let last = batch.last().map_or(cursor, |e| e.envelope.global_position);
+            sqlx::query("UPDATE relay_cursors SET global_position = $2, updated_at = now() WHERE relay_name = $1")
+                .bind(&self.settings.name)
+                .bind(last)
+                .execute(&mut *conn)
+                .await?;
+            cursor = last;
+            self.metrics.batch_duration.observe(started.elapsed().as_secs_f64());
+            tracing::debug!(relay = %self.settings.name, events = batch.len(), cursor, "batch relayed");
+            if backlog_refreshed.elapsed() >= Duration::from_secs(1) {
+                self.refresh_backlog(conn, cursor).await?;
+                backlog_refreshed = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends every event of the batch, then waits for every delivery report. Returns
+    /// an error if any record was not acknowledged; the cursor then stays put.
+    async fn publish(&self, producer: &FutureProducer, batch: &[RecordedEvent]) -> Result<(), RelayError> {
+        let mut deliveries = Vec::with_capacity(batch.len());
+        for event in batch {
+            let topic = self.settings.kafka.naming.physical(&event.topic);
+            let payload = event.envelope.to_json_bytes();
+            let headers = event
+                .envelope
+                .headers(event.traceparent.as_deref())
+                .iter()
+                .fold(OwnedHeaders::new_with_capacity(5), |headers, (key, value)| {
+                    headers.insert(Header { key, value: Some(value.as_bytes()) })
+                });
+            let record = FutureRecord::to(&topic).key(&event.envelope.stream_id).payload(&payload).headers(headers);
+            let delivery = producer.send_result(record).map_err(|(error, _)| {
+                self.metrics.publish_failures.inc();
+                RelayError::Delivery { global_position: event.envelope.global_position, error }
+            })?;
+            deliveries.push((event, delivery));
+        }
+        for (event, delivery) in deliveries {
+            let acknowledged = match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((error, _))) => Err(error),
+                Err(_) => Err(KafkaError::Canceled),
+            };
+            if let Err(error) = acknowledged {
+                self.metrics.publish_failures.inc();
+                return Err(RelayError::Delivery { global_position: event.envelope.global_position, error });
+            }
+            self.metrics.events_published.get_or_create(&TopicLabels { topic: event.topic.clone() }).inc();
+        }
+        Ok(())
+    }
+
+    /// Backlog in events and in seconds: committed events past the cursor, including
+    /// those a long-open transaction elsewhere is holding back.
+    async fn refresh_backlog(&self, conn: &mut PgConnection, cursor: i64) -> Result<(), RelayError> {
+        let (count, age): (i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*), EXTRACT(EPOCH FROM (clock_timestamp() - min(recorded_at)))::float8
+               FROM events WHERE global_position > $1",
+        )
+        .bind(cursor)
+        .fetch_one(conn)
+        .await?;
+        self.metrics.backlog_events.set(count);
+        self.metrics.lag_seconds.set(age.unwrap_or(0.0).max(0.0));
+        if count > 0 && age.unwrap_or(0.0) > 30.0 {
+            tracing::warn!(
+                relay = %self.settings.name, backlog = count, lag_seconds = age,
+                "relay is behind: a long-open transaction may be holding back xmin"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,399 @@
+//! Append and read. An append is one transaction: expected-version check, insert of
+//! the events, `NOTIFY`. Schema validation happens before anything touches the
+//! database.
+
+use std::{fmt, sync::Arc, time::Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{postgres::PgRow, PgConnection, PgPool, Row};
+use uuid::Uuid;
+use vectis_schemas::{topics, upcast, EventEnvelope, SchemaCatalog, SchemaMode, SchemaViolation};
+
+use crate::{error::AppendError, metrics::TopicEventLabels, StoreError, StoreMetrics, EVENTS_CHANNEL};
+
+/// What the writer believes the stream's version is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedVersion {
+    /// Append whatever the version is.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must be at exactly this version (`Exact(0)` means no stream).
+    Exact(i64),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("any"),
+            Self::NoStream | Self::Exact(0) => f.write_str("no stream"),
+            Self::Exact(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: Value,
+}
+
+impl NewEvent {
+    /// An event at the registry's current schema version of its type.
+    pub fn new(event_type: impl Into<String>, data: Value) -> Self {
+        let event_type = event_type.into();
+        let schema_version = topics::event_type_spec(&event_type).map_or(1, |s| s.current_version);
+        Self { event_type, schema_version, data }
+    }
+}
+
+/// Context every event of one append shares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    /// W3C trace context of the command, carried to the record headers.
+    pub traceparent: Option<String>,
+}
+
+impl Default for EventMetadata {
+    fn default() -> Self {
+        Self { correlation_id: Uuid::now_v7(), causation_id: None, traceparent: None }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub stream_id: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+    pub metadata: EventMetadata,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    /// Logical topic (`vectis.orders`); the relay maps it to the broker's name.
+    pub topic: String,
+    pub envelope: EventEnvelope,
+    pub traceparent: Option<String>,
+}
+
+impl RecordedEvent {
+    /// The envelope at the current schema version of its type, as consumers see it.
+    pub fn upcast(&self) -> Result<EventEnvelope, upcast::UpcastError> {
+        upcast::upcast_envelope(self.envelope.clone())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendOutcome {
+    pub stream_id: String,
+    /// The stream's version after the append (the last event's `stream_version`).
+    pub stream_version: i64,
+    pub events: Vec<RecordedEvent>,
+}
+
+/// The event store. Cheap to clone.
+#[derive(Clone)]
+pub struct EventStore {
+    pool: PgPool,
+    schemas: Arc<SchemaCatalog>,
+    mode: SchemaMode,
+    metrics: StoreMetrics,
+}
+
+const SELECT_EVENT: &str = "SELECT global_position, event_id, stream_id, stream_version, topic, event_type, \
+     schema_version, data, metadata, recorded_at FROM events";
+
+impl EventStore {
+    pub fn new(pool: PgPool, schemas: Arc<SchemaCatalog>, mode: SchemaMode, metrics: StoreMetrics) -> Self {
+        Self { pool, schemas, mode, metrics }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn schema_mode(&self) -> SchemaMode {
+        self.mode
+    }
+
+    /// Appends `request` in one transaction and returns what was stored.
+    #[tracing::instrument(skip_all, fields(stream_id = %request.stream_id, events = request.events.len()), err(level = "debug"))]
+    pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
+        let started = Instant::now();
+        let mut tx = self.pool.begin().await?;
+        let outcome = self.append_in(&mut tx, request).await?;
+        tx.commit().await?;
+        self.record_appended(&outcome, started);
+        Ok(outcome)
+    }
+
+    /// Validation, version check and insert on a connection inside a transaction the
+    /// caller commits. Nothing is written when an error is returned.
+    pub(crate) async fn append_in(
+        &self,
+        conn: &mut PgConnection,
+        request: AppendRequest,
+    ) -> Result<AppendOutcome, AppendError> {
+        let AppendRequest { stream_id, expected, events, metadata } = request;
+        if events.is_empty() {
+            return Err(AppendError::NoEvents);
+        }
+        let topic = self.check_events(&stream_id, &events)?;
+        let count = events.len() as i64;
+        let new_version = advance_stream_version(conn, &stream_id, expected, count).await?;
+        let first_version = new_version - count + 1;
+
+        let event_ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+        let versions: Vec<i64> = (first_version..=new_version).collect();
+        let types: Vec<String> = events.iter().map(|e| e.event_type.clone()).collect();
+        let schema_versions: Vec<i32> = events.iter().map(|e| e.schema_version as i32).collect();
+        let data: Vec<Value> = events.iter().map(|e| e.data.clone()).collect();
+        let metadata_json = serde_json::to_value(&metadata).unwrap_or_default();
+
+        // One set-based statement per append; WITH ORDINALITY keeps global positions in
+        // stream-version order.
+        let rows = sqlx::query(
+            "INSERT INTO events (event_id, stream_id, stream_version, topic, event_type, schema_version, data, metadata)
+             SELECT e.event_id, $2, e.stream_version, $3, e.event_type, e.schema_version, e.data, $8
+               FROM UNNEST($1::uuid[], $4::bigint[], $5::text[], $6::int[], $7::jsonb[])
+                    WITH ORDINALITY AS e(event_id, stream_version, event_type, schema_version, data, n)
+              ORDER BY e.n
+             RETURNING global_position, event_id, stream_id, stream_version, topic, event_type,
+                       schema_version, data, metadata, recorded_at",
+        )
+        .bind(&event_ids)
+        .bind(&stream_id)
+        .bind(topic.name)
+        .bind(&versions)
+        .bind(&types)
+        .bind(&schema_versions)
+        .bind(&data)
+        .bind(&metadata_json)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| conflict_on_unique_violation(e, &stream_id, expected))?;
+
+        sqlx::query("SELECT pg_notify($1, '')").bind(EVENTS_CHANNEL).execute(&mut *conn).await?;
+
+        let mut recorded =
+            rows.iter().map(recorded_event_from_row).collect::<Result<Vec<_>, _>>().map_err(|e| match e {
+                StoreError::Database(e) => AppendError::Database(e),
+                StoreError::Corrupt { reason, .. } => AppendError::Database(sqlx::Error::Protocol(reason)),
+            })?;
+        recorded.sort_by_key(|e| e.envelope.stream_version);
+        Ok(AppendOutcome { stream_id, stream_version: new_version, events: recorded })
+    }
+
+    pub(crate) fn record_appended(&self, outcome: &AppendOutcome, started: Instant) {
+        self.metrics.append_duration.observe(started.elapsed().as_secs_f64());
+        for event in &outcome.events {
+            self.metrics
+                .events_appended
+                .get_or_create(&TopicEventLabels {
+                    topic: event.topic.clone(),
+                    event_type: event.envelope.event_type.clone(),
+                })
+                .inc();
+        }
+    }
+
+    /// Routes every event to its topic and validates it. All events of one stream
+    /// must share a topic.
+    fn check_events(&self, stream_id: &str, events: &[NewEvent]) -> Result<&'static topics::TopicSpec, AppendError> {
+        let mut stream_topic = None;
+        for event in events {
+            let topic =
+                topics::topic_for_event_type(&event.event_type).ok_or_else(|| SchemaViolation::UnknownEventType {
+                    event_type: event.event_type.clone(),
+                    version: event.schema_version,
+                })?;
+            if !stream_id.starts_with(topic.stream_prefix) || stream_id.len() == topic.stream_prefix.len() {
+                return Err(AppendError::StreamTopicMismatch {
+                    stream_id: stream_id.to_string(),
+                    event_type: event.event_type.clone(),
+                    topic: topic.name,
+                    prefix: topic.stream_prefix,
+                });
+            }
+            stream_topic = Some(topic);
+            if let Err(violation) = self.schemas.validate(&event.event_type, event.schema_version, &event.data) {
+                self.metrics.count_violation(topic.name, &event.event_type);
+                match (self.mode, &violation) {
+                    (SchemaMode::Warn, SchemaViolation::Invalid { .. }) => {
+                        tracing::warn!(
+                            stream_id,
+                            topic = topic.name,
+                            event_type = %event.event_type,
+                            schema_version = event.schema_version,
+                            violation = %violation,
+                            "event violates its schema; appended because EVENT_SCHEMA_MODE=warn"
+                        );
+                    }
+                    // Strict mode refuses; an unknown type or version is refused in
+                    // every mode, since nothing could route or read it.
+                    _ => return Err(violation.into()),
+                }
+            }
+        }
+        stream_topic.ok_or(AppendError::NoEvents)
+    }
+
+    /// The stream's current version, or `None` when it does not exist.
+    pub async fn stream_version(&self, stream_id: &str) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
+            .bind(stream_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// The stream's events from `from_version` (inclusive), in order, as stored. Call
+    /// [`RecordedEvent::upcast`] to see them at the current schema versions.
+    pub async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_EVENT} WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version"
+        ))
+        .bind(stream_id)
+        .bind(from_version)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(recorded_event_from_row).collect()
+    }
+
+    /// Up to `limit` events after `after_position`, in global order, whose writing
+    /// transactions are finished for every observer. Following `global_position`
+    /// alone would skip events whose transaction commits after a later one; this
+    /// never does: an event still being written holds back everything after it.
+    pub async fn read_all_committed(&self, after_position: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        read_all_committed(&mut *self.pool.acquire().await?, after_position, limit).await
+    }
+
+    /// Deletes idempotency records past their expiry; returns how many.
+    pub async fn purge_expired_idempotency_records(&self) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM idempotency_records WHERE expires_at < now()")
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+}
+
+/// See [`EventStore::read_all_committed`]. `tx_id < xmin` of a fresh snapshot means
+/// the writing transaction is no longer running for anyone, so every row at or below
+/// the returned positions that will ever be visible is visible now.
+pub(crate) async fn read_all_committed(
+    conn: &mut PgConnection,
+    after_position: i64,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "{SELECT_EVENT} WHERE global_position > $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY global_position LIMIT $2"
+    ))
+    .bind(after_position)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(recorded_event_from_row).collect()
+}
+
+/// Moves the stream's version by `count` if `expected` holds, and returns the new
+/// version. The row lock this takes serialises concurrent appends to one stream.
+async fn advance_stream_version(
+    conn: &mut PgConnection,
+    stream_id: &str,
+    expected: ExpectedVersion,
+    count: i64,
+) -> Result<i64, AppendError> {
+    let new_version: Option<i64> = match expected {
+        ExpectedVersion::Any => {
+            sqlx::query_scalar(
+                "INSERT INTO streams (stream_id, version) VALUES ($1, $2)
+                 ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + EXCLUDED.version, updated_at = now()
+                 RETURNING version",
+            )
+            .bind(stream_id)
+            .bind(count)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+        ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => {
+            sqlx::query_scalar(
+                "INSERT INTO streams (stream_id, version) VALUES ($1, $2) ON CONFLICT (stream_id) DO NOTHING RETURNING version",
+            )
+            .bind(stream_id)
+            .bind(count)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+        ExpectedVersion::Exact(n) => {
+            sqlx::query_scalar(
+                "UPDATE streams SET version = version + $2, updated_at = now()
+                 WHERE stream_id = $1 AND version = $3 RETURNING version",
+            )
+            .bind(stream_id)
+            .bind(count)
+            .bind(n)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+    };
+    match new_version {
+        Some(v) => Ok(v),
+        None => {
+            let actual: Option<i64> = sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            Err(AppendError::Conflict { stream_id: stream_id.to_string(), expected, actual })
+        }
+    }
+}
+
+/// A unique violation on `(stream_id, stream_version)` is a lost race, not a failure.
+fn conflict_on_unique_violation(error: sqlx::Error, stream_id: &str, expected: ExpectedVersion) -> AppendError {
+    match &error {
+        sqlx::Error::Database(db) if db.constraint() == Some("events_stream_version_unique") => {
+            AppendError::Conflict { stream_id: stream_id.to_string(), expected, actual: None }
+        }
+        _ => AppendError::Database(error),
+    }
+}
+
+#[derive(Deserialize)]
+struct StoredMetadata {
+    correlation_id: Uuid,
+    causation_id: Option<Uuid>,
+    traceparent: Option<String>,
+}
+
+fn recorded_event_from_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let global_position: i64 = row.try_get("global_position")?;
+    let metadata: Value = row.try_get("metadata")?;
+    let metadata: StoredMetadata = serde_json::from_value(metadata)
+        .map_err(|e| StoreError::Corrupt { global_position, reason: format!("metadata: {e}") })?;
+    let schema_version: i32 = row.try_get("schema_version")?;
+    let recorded_at: DateTime<Utc> = row.try_get("recorded_at")?;
+    Ok(RecordedEvent {
+        topic: row.try_get("topic")?,
+        traceparent: metadata.traceparent,
+        envelope: EventEnvelope {
+            event_id: row.try_get("event_id")?,
+            event_type: row.try_get("event_type")?,
+            schema_version: u32::try_from(schema_version)
+                .map_err(|_| StoreError::Corrupt { global_position, reason: "negative schema_version".into() })?,
+            stream_id: row.try_get("stream_id")?,
+            stream_version: row.try_get("stream_version")?,
+            global_position,
+            occurred_at: recorded_at,
+            correlation_id: metadata.correlation_id,
+            causation_id: metadata.causation_id,
+            data: row.try_get("data")?,
+        },
+    })
+}

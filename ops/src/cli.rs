@@ -1,0 +1,170 @@
+//! `vectis` subcommands. Each one turns its arguments into one library call and
+//! prints the outcome; the work lives in the library crates.
+
+use std::{process::ExitCode, sync::Arc};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use vectis_event_store::{
+    kafka, settings::StoreSettings, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
+    StoreMetrics, MIGRATOR,
+};
+use vectis_schemas::{topics, SchemaCatalog};
+
+#[derive(Debug, Parser)]
+#[command(name = "vectis", about = "Operate the Vectis event backbone", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply the event store's database migrations (DATABASE_URL).
+    Migrate,
+    /// Topics of the event log on the broker (KAFKA_BROKERS, VECTIS_TOPIC_PREFIX).
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// Event schemas.
+    #[command(subcommand)]
+    Schemas(SchemasCommand),
+    /// Append and read events through the event store.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// Create the registry's missing topics; fail when a partition count differs.
+    Ensure,
+    /// Partition counts on the broker next to the registry.
+    List,
+    /// Print docs/REDPANDA_TOPICS.md, generated from the registry.
+    Doc,
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemasCommand {
+    /// Compile every schema (VECTIS_SCHEMA_DIR, or the built-in copy); fail naming a broken file.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Append one event, validated against its schema. Prints the stored envelope.
+    Append {
+        /// Stream id, e.g. `order-0190a5b2-…`: its prefix must match the event's topic.
+        #[arg(long)]
+        stream: String,
+        /// Event type, e.g. `OrderConfirmed`.
+        #[arg(long = "type")]
+        event_type: String,
+        /// Event data as a JSON object.
+        #[arg(long)]
+        data: String,
+        /// `any`, `none` (the stream must not exist) or a version number.
+        #[arg(long, default_value = "any")]
+        expected_version: String,
+    },
+    /// Print a stream's events (upcast to current schema versions), one JSON per line.
+    Read {
+        #[arg(long)]
+        stream: String,
+    },
+    /// Print committed events after a global position, one JSON per line.
+    Tail {
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = || StoreSettings::from_env("vectis-cli").context("reading settings");
+    match cli.command {
+        Command::Migrate => {
+            let settings = settings()?;
+            let pool = settings.pool()?;
+            MIGRATOR.run(&pool).await.context("applying migrations")?;
+            println!("migrations applied");
+        }
+        Command::Topics(TopicsCommand::Doc) => print!("{}", topics::render_topics_markdown()),
+        Command::Topics(TopicsCommand::Ensure) => {
+            let report = kafka::provision_topics(&settings()?.kafka).await.context("provisioning topics")?;
+            for topic in &report.created {
+                println!("created  {topic}");
+            }
+            for topic in &report.already_present {
+                println!("present  {topic}");
+            }
+            for m in &report.partition_mismatches {
+                println!("MISMATCH {}: registry says {} partitions, broker has {}", m.topic, m.registry, m.broker);
+            }
+            if !report.is_consistent() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Topics(TopicsCommand::List) => {
+            let settings = settings()?;
+            let names = topics::TOPICS.iter().map(|t| settings.kafka.naming.physical(t.name)).collect();
+            let found = kafka::partition_counts(&settings.kafka, names, std::time::Duration::from_secs(10)).await?;
+            for spec in topics::TOPICS {
+                let name = settings.kafka.naming.physical(spec.name);
+                let on_broker = found.iter().find(|(n, _)| *n == name).map(|(_, p)| p.to_string());
+                println!(
+                    "{name}\tregistry={} broker={}",
+                    spec.partitions,
+                    on_broker.unwrap_or_else(|| "missing".into())
+                );
+            }
+        }
+        Command::Schemas(SchemasCommand::Check) => {
+            let settings = settings()?;
+            let catalog = SchemaCatalog::load(settings.schema_dir.as_deref())?;
+            println!("{} schema files compile", catalog.len());
+        }
+        Command::Events(command) => return events(settings()?, command).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn events(settings: StoreSettings, command: EventsCommand) -> anyhow::Result<ExitCode> {
+    let schemas: Arc<SchemaCatalog> = settings.load_schemas()?;
+    let store = EventStore::new(settings.pool()?, schemas, settings.schema_mode, StoreMetrics::default());
+    match command {
+        EventsCommand::Append { stream, event_type, data, expected_version } => {
+            let data = serde_json::from_str(&data).context("--data is not valid JSON")?;
+            let expected = match expected_version.as_str() {
+                "any" => ExpectedVersion::Any,
+                "none" => ExpectedVersion::NoStream,
+                n => ExpectedVersion::Exact(n.parse().context("--expected-version: any, none or a number")?),
+            };
+            let request = AppendRequest {
+                stream_id: stream,
+                expected,
+                events: vec![NewEvent::new(event_type, data)],
+                metadata: EventMetadata::default(),
+            };
+            match store.append(request).await {
+                Ok(outcome) => print_events(&outcome.events, false)?,
+                Err(e) if e.is_rejection() => {
+                    eprintln!("rejected: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        EventsCommand::Read { stream } => print_events(&store.read_stream(&stream, 1).await?, true)?,
+        EventsCommand::Tail { after, limit } => print_events(&store.read_all_committed(after, limit).await?, false)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_events(events: &[RecordedEvent], upcast: bool) -> anyhow::Result<()> {
+    for event in events {
+        let envelope = if upcast { event.upcast()? } else { event.envelope.clone() };
+        println!("{}", serde_json::to_string(&envelope)?);
+    }
+    Ok(())
+}

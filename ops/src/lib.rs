@@ -1,0 +1,5 @@
+//! The operator side of Vectis: the `vectis` CLI (each subcommand turns its
+//! arguments into one library call) and the relay process.
+
+pub mod cli;
+pub mod relay_process;

@@ -1,0 +1,117 @@
+//! The relay process: settings, wiring and lifetime. `main` only calls into here, so
+//! tests build the same process.
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use vectis_event_store::{
+    kafka,
+    relay::{Relay, RelaySettings},
+    settings::StoreSettings,
+    EventStore, RelayMetrics, StoreMetrics,
+};
+use vectis_runtime::{env_duration, env_or, env_parse, OpsState, ReadinessCheck, Shutdown};
+
+#[derive(Debug, Clone)]
+pub struct RelayProcessSettings {
+    pub store: StoreSettings,
+    pub relay: RelaySettings,
+    /// `RELAY_OPS_ADDR` (default `0.0.0.0:8003`): `/metrics`, `/health`, `/ready`.
+    pub ops_addr: SocketAddr,
+    /// `IDEMPOTENCY_PURGE_INTERVAL` (default 1h): how often expired idempotency
+    /// records are deleted.
+    pub purge_interval: Duration,
+}
+
+impl RelayProcessSettings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let store = StoreSettings::from_env("vectis-relay")?;
+        let mut relay = RelaySettings::new(store.kafka.clone());
+        relay.name = env_or("RELAY_NAME", "default");
+        relay.batch_size = env_parse("RELAY_BATCH_SIZE", 1000)?;
+        anyhow::ensure!(relay.batch_size >= 1, "RELAY_BATCH_SIZE must be at least 1");
+        relay.poll_interval = env_duration("RELAY_POLL_INTERVAL", Duration::from_millis(500))?;
+        let ops_addr = env_parse("RELAY_OPS_ADDR", SocketAddr::from(([0, 0, 0, 0], 8003)))?;
+        let purge_interval = env_duration("IDEMPOTENCY_PURGE_INTERVAL", Duration::from_secs(3600))?;
+        Ok(Self { store, relay, ops_addr, purge_interval })
+    }
+}
+
+pub struct RelayProcess {
+    relay: Relay,
+    store: EventStore,
+    ops_addr: SocketAddr,
+    ops_task: tokio::task::JoinHandle<()>,
+    purge_interval: Duration,
+    shutdown: Shutdown,
+}
+
+impl RelayProcess {
+    /// Loads and compiles every schema (a broken one stops startup, naming the file),
+    /// connects, and starts serving the operational endpoints.
+    pub async fn build(settings: RelayProcessSettings, shutdown: Shutdown) -> anyhow::Result<Self> {
+        let schemas = settings.store.load_schemas().context("loading event schemas")?;
+        tracing::info!(schemas = schemas.len(), mode = %settings.store.schema_mode, "event schemas compiled");
+        let pool = settings.store.pool().context("configuring the PostgreSQL pool")?;
+        let mut registry = Registry::default();
+        let relay_metrics = RelayMetrics::register(&mut registry);
+        let store_metrics = StoreMetrics::register(&mut registry);
+        let store = EventStore::new(pool.clone(), schemas, settings.store.schema_mode, store_metrics);
+        let checks = readiness_checks(&pool, &settings.store.kafka);
+        let (ops_addr, ops_task) =
+            vectis_runtime::serve_ops(settings.ops_addr, OpsState::new(registry, checks), shutdown.clone()).await?;
+        Ok(Self {
+            relay: Relay::new(pool, settings.relay, relay_metrics),
+            store,
+            ops_addr,
+            ops_task,
+            purge_interval: settings.purge_interval,
+            shutdown,
+        })
+    }
+
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_addr
+    }
+
+    /// Relays until the shutdown signal, then finishes the current batch and exits.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let purge = tokio::spawn(purge_idempotency_records(self.store, self.purge_interval, self.shutdown.clone()));
+        self.relay.run(self.shutdown.clone()).await;
+        self.shutdown.trigger();
+        let _ = purge.await;
+        let _ = self.ops_task.await;
+        Ok(())
+    }
+}
+
+/// PostgreSQL and the broker, checked in parallel, each with a timeout.
+pub fn readiness_checks(pool: &sqlx::PgPool, kafka_settings: &kafka::KafkaSettings) -> Vec<ReadinessCheck> {
+    let pool = pool.clone();
+    let kafka_settings = kafka_settings.clone();
+    vec![
+        ReadinessCheck::new("postgres", Duration::from_secs(2), move || {
+            let pool = pool.clone();
+            async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()).map_err(|e| e.to_string()) }
+        }),
+        ReadinessCheck::new("broker", Duration::from_secs(3), move || {
+            let kafka_settings = kafka_settings.clone();
+            async move { kafka::broker_reachable(&kafka_settings, Duration::from_secs(2)).await }
+        }),
+    ]
+}
+
+async fn purge_idempotency_records(store: EventStore, every: Duration, shutdown: Shutdown) {
+    loop {
+        match store.purge_expired_idempotency_records().await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired idempotency records deleted"),
+            Err(error) => tracing::warn!(%error, "could not purge expired idempotency records"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Every metric name and label key, in one place, so code, dashboards and alert rules
+//! agree. prometheus-client appends `_total` to counters when it encodes them, so
+//! counter constants here leave it off.
+
+// Event store (producer side).
+pub const EVENTS_APPENDED: &str = "vectis_events_appended";
+pub const EVENT_SCHEMA_VIOLATIONS: &str = "vectis_event_schema_violations";
+pub const APPEND_DURATION_SECONDS: &str = "vectis_append_duration_seconds";
+
+// Relay.
+pub const RELAY_EVENTS_PUBLISHED: &str = "vectis_relay_events_published";
+pub const RELAY_BACKLOG_EVENTS: &str = "vectis_relay_backlog_events";
+pub const RELAY_LAG_SECONDS: &str = "vectis_relay_lag_seconds";
+pub const RELAY_IS_LEADER: &str = "vectis_relay_is_leader";
+pub const RELAY_BATCH_DURATION_SECONDS: &str = "vectis_relay_batch_duration_seconds";
+pub const RELAY_PUBLISH_FAILURES: &str = "vectis_relay_publish_failures";
+
+// Label keys.
+pub const LABEL_TOPIC: &str = "topic";
+pub const LABEL_EVENT_TYPE: &str = "event_type";

@@ -1,0 +1,86 @@
+use super::{topic_events, Money};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLine {
+    pub sku: String,
+    pub quantity: i64,
+    pub unit_price: Money,
+    pub line_total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderPlaced {
+    pub order_id: Uuid,
+    pub account_id: Uuid,
+    pub currency: String,
+    pub lines: Vec<OrderLine>,
+    pub total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderApprovalRequested {
+    pub order_id: Uuid,
+    pub account_id: Uuid,
+    pub total: Money,
+    pub approval_threshold: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderApproved {
+    pub order_id: Uuid,
+    pub approved_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRejected {
+    pub order_id: Uuid,
+    pub rejected_by: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderConfirmed {
+    pub order_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderCancelled {
+    pub order_id: Uuid,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderShipped {
+    pub order_id: Uuid,
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderDelivered {
+    pub order_id: Uuid,
+}
+
+topic_events!(
+    /// Events of the `vectis.orders` topic.
+    OrderEvent, crate::topics::ORDERS, {
+    OrderPlaced,
+    OrderApprovalRequested,
+    OrderApproved,
+    OrderRejected,
+    OrderConfirmed,
+    OrderCancelled,
+    OrderShipped,
+    OrderDelivered,
+});

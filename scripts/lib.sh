@@ -1,0 +1,135 @@
+# Shared by scripts/up, scripts/down, scripts/test and scripts/bench. Every step is
+# idempotent: it checks before it installs, starts or creates anything.
+# shellcheck shell=bash
+
+set -euo pipefail
+
+VECTIS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Outside the clone, so a fresh clone on the same machine reuses the broker build and
+# the compiled dependencies.
+export VECTIS_CACHE_DIR="${VECTIS_CACHE_DIR:-/var/cache/vectis}"
+export VECTIS_DATA_DIR="${VECTIS_DATA_DIR:-/var/lib/vectis}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$VECTIS_CACHE_DIR/target}"
+export DATABASE_URL="${DATABASE_URL:-postgres://vectis:vectis@127.0.0.1:5432/vectis}"
+export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:9092}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+TANSU_VERSION=0.6.0
+TANSU_BIN="$VECTIS_CACHE_DIR/tansu-$TANSU_VERSION/bin/tansu"
+BROKER_DIR="$VECTIS_DATA_DIR/broker"
+
+log() { printf '[vectis] %s\n' "$*" >&2; }
+die() { printf '[vectis] error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Debian packages: PostgreSQL, and the C toolchain librdkafka's bundled build needs.
+ensure_packages() {
+  local wanted=(postgresql postgresql-contrib build-essential pkg-config zlib1g-dev python3 procps)
+  local missing=()
+  for p in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  command -v cargo >/dev/null || die "cargo is not on PATH: install the Rust toolchain first"
+}
+
+# The machine's PostgreSQL cluster, started, with a `vectis` role that may create
+# databases (tests create one per test) and a `vectis` database.
+ensure_postgres() {
+  local version cluster
+  read -r version cluster < <(pg_lsclusters --no-header 2>/dev/null | awk 'NR==1 {print $1, $2}') || true
+  if [ -z "${version:-}" ]; then
+    version=$(ls /usr/lib/postgresql | sort -V | tail -n1)
+    cluster=main
+    log "creating PostgreSQL $version cluster $cluster"
+    as_root pg_createcluster "$version" "$cluster" >/dev/null
+  fi
+  if ! pg_lsclusters --no-header | awk -v v="$version" -v c="$cluster" '$1==v && $2==c {print $4}' | grep -q online; then
+    log "starting PostgreSQL $version/$cluster"
+    as_root pg_ctlcluster "$version" "$cluster" start
+  fi
+  for _ in $(seq 1 60); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && break
+    sleep 0.5
+  done
+  pg_isready -q -h 127.0.0.1 -p 5432 || die "PostgreSQL did not come up on 127.0.0.1:5432"
+  as_root runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -d postgres <<'SQL' >/dev/null
+SELECT 'CREATE ROLE vectis LOGIN CREATEDB PASSWORD ''vectis'''
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'vectis')\gexec
+SELECT 'CREATE DATABASE vectis OWNER vectis'
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'vectis')\gexec
+SQL
+}
+
+# Tansu, built once into the cache (about 15 minutes cold on two cores).
+ensure_tansu() {
+  if [ ! -x "$TANSU_BIN" ]; then
+    log "building the Tansu $TANSU_VERSION broker once into $VECTIS_CACHE_DIR (about 15 minutes)"
+    mkdir -p "$VECTIS_CACHE_DIR"
+    cargo install "tansu@$TANSU_VERSION" --locked --features libsql \
+      --root "$VECTIS_CACHE_DIR/tansu-$TANSU_VERSION" >"$VECTIS_CACHE_DIR/tansu-build.log" 2>&1 \
+      || { tail -n 30 "$VECTIS_CACHE_DIR/tansu-build.log" >&2; die "building Tansu failed"; }
+  fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# The broker on 127.0.0.1:9092 with its SQLite engine. The engine resolves an
+# absolute path wrongly, so it runs from inside its data directory with a relative one.
+start_broker() {
+  if port_open 127.0.0.1 9092; then
+    return 0
+  fi
+  ensure_tansu
+  mkdir -p "$BROKER_DIR"
+  log "starting the broker (Tansu $TANSU_VERSION, SQLite storage in $BROKER_DIR)"
+  (
+    cd "$BROKER_DIR"
+    nohup "$TANSU_BIN" broker \
+      --listener-url tcp://127.0.0.1:9092 \
+      --advertised-listener-url tcp://127.0.0.1:9092 \
+      --storage-engine sqlite://broker.db >>broker.log 2>&1 &
+    echo $! >broker.pid
+  )
+  for _ in $(seq 1 120); do
+    port_open 127.0.0.1 9092 && return 0
+    sleep 0.5
+  done
+  tail -n 20 "$BROKER_DIR/broker.log" >&2 || true
+  die "the broker did not start on 127.0.0.1:9092"
+}
+
+stop_broker() {
+  local pid_file="$BROKER_DIR/broker.pid"
+  if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+    log "stopping the broker"
+    kill -TERM "$(cat "$pid_file")"
+    for _ in $(seq 1 40); do
+      kill -0 "$(cat "$pid_file")" 2>/dev/null || break
+      sleep 0.25
+    done
+    kill -0 "$(cat "$pid_file")" 2>/dev/null && kill -KILL "$(cat "$pid_file")"
+  fi
+  rm -f "$pid_file"
+}
+
+stop_postgres() {
+  pg_lsclusters --no-header 2>/dev/null | awk '$4=="online" {print $1, $2}' | while read -r v c; do
+    log "stopping PostgreSQL $v/$c"
+    as_root pg_ctlcluster "$v" "$c" stop
+  done
+}
+
+# Everything the system and the tests need, running.
+ensure_stack() {
+  ensure_packages
+  ensure_postgres
+  start_broker
+}
