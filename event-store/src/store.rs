@@ -397,3 +397,25 @@ fn recorded_event_from_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         },
     })
 }
+
+impl NewEvent {
+    /// A typed event of any topic, at its current schema version.
+    pub fn from_parts(event_type: &str, schema_version: u32, data: Value) -> Self {
+        Self { event_type: event_type.to_string(), schema_version, data }
+    }
+}
+
+macro_rules! new_event_from_typed {
+    ($($t:ty),+) => {$(
+        impl From<$t> for NewEvent {
+            fn from(event: $t) -> Self {
+                Self::from_parts(event.event_type(), event.schema_version(), event.to_data())
+            }
+        }
+    )+};
+}
+new_event_from_typed!(
+    vectis_schemas::events::AccountEvent,
+    vectis_schemas::events::InventoryEvent,
+    vectis_schemas::events::OrderEvent
+);

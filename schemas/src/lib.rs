@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod envelope;
 pub mod events;
+pub mod samples;
 pub mod topics;
 pub mod upcast;
 
