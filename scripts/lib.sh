@@ -99,11 +99,35 @@ start_broker() {
     echo $! >broker.pid
   )
   for _ in $(seq 1 120); do
-    port_open 127.0.0.1 9092 && return 0
+    if port_open 127.0.0.1 9092; then
+      index_broker_headers
+      return 0
+    fi
     sleep 0.5
   done
   tail -n 20 "$BROKER_DIR/broker.log" >&2 || true
   die "the broker did not start on 127.0.0.1:9092"
+}
+
+# Tansu 0.6.0's SQLite schema has no index on record headers, so every fetched
+# record scans all headers ever stored: fetches slow down quadratically with the
+# broker's total data until the broker stops answering. The index is a local-broker
+# fix only; Vectis itself speaks nothing but the Kafka API.
+index_broker_headers() {
+  python3 - "$BROKER_DIR/broker.db" <<'PY'
+import sqlite3, sys, time
+for attempt in range(60):
+    try:
+        db = sqlite3.connect(sys.argv[1], timeout=30)
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='header'").fetchone():
+            db.execute("CREATE INDEX IF NOT EXISTS vectis_header_topition_offset ON header (topition, offset_id)")
+            db.commit()
+            sys.exit(0)
+    except sqlite3.OperationalError:
+        pass
+    time.sleep(0.5)
+sys.exit("the broker's SQLite schema did not appear; header index not created")
+PY
 }
 
 stop_broker() {

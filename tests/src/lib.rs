@@ -1,1 +1,175 @@
-//! Test harness.
+//! Test harness for end-to-end and fault tests. It starts nothing: PostgreSQL and the
+//! broker come from `scripts/test` (DATABASE_URL, KAFKA_BROKERS). Each test gets its
+//! own database (`sqlx::test`) and its own topics (a random prefix).
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use rdkafka::{
+    consumer::{Consumer, StreamConsumer},
+    message::{Headers, Message},
+    ClientConfig, Offset, TopicPartitionList,
+};
+use sqlx::PgPool;
+use uuid::Uuid;
+use vectis_event_store::{
+    kafka::{self, KafkaSettings},
+    relay::{Relay, RelaySettings},
+    EventStore, RelayMetrics, StoreMetrics,
+};
+use vectis_runtime::Shutdown;
+use vectis_schemas::{EventEnvelope, SchemaCatalog, SchemaMode, TopicNaming, TOPICS};
+
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Fresh topics for one test: the registry's topics under a random prefix.
+pub async fn fresh_topics() -> anyhow::Result<KafkaSettings> {
+    let prefix = format!("test-{}.", Uuid::new_v4().simple());
+    let settings = KafkaSettings::new(brokers(), TopicNaming::with_prefix(prefix));
+    let report = kafka::provision_topics(&settings).await.context("provisioning test topics")?;
+    anyhow::ensure!(report.created.len() == TOPICS.len(), "expected fresh topics, got {report:?}");
+    Ok(settings)
+}
+
+/// An event store in strict mode with the built-in schemas.
+pub fn event_store(pool: PgPool) -> EventStore {
+    let catalog = Arc::new(SchemaCatalog::embedded().expect("built-in schemas compile"));
+    EventStore::new(pool, catalog, SchemaMode::Strict, StoreMetrics::default())
+}
+
+/// A relay running in a task of the test.
+pub struct RelayHandle {
+    pub metrics: RelayMetrics,
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RelayHandle {
+    pub fn start(pool: PgPool, kafka: &KafkaSettings, batch_size: i64) -> Self {
+        let mut settings = RelaySettings::new(kafka.clone());
+        settings.batch_size = batch_size;
+        settings.poll_interval = Duration::from_millis(200);
+        settings.standby_retry = Duration::from_millis(200);
+        settings.retry_backoff = Duration::from_millis(200);
+        let metrics = RelayMetrics::default();
+        let relay = Relay::new(pool, settings, metrics.clone());
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(relay.run(shutdown.clone()));
+        Self { metrics, shutdown, task }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.metrics.is_leader.get() == 1
+    }
+
+    /// Graceful stop: the current batch finishes, then the relay exits.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        let _ = self.task.await;
+    }
+
+    /// A crash: the task is dropped wherever it is.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Waits until `condition` holds, polling; fails the test after `timeout`.
+pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, what: &str, mut condition: F) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One record as an outside Kafka client sees it.
+#[derive(Debug, Clone)]
+pub struct ConsumedRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+impl ConsumedRecord {
+    pub fn envelope(&self) -> EventEnvelope {
+        EventEnvelope::from_json_bytes(&self.payload).expect("record value is an envelope")
+    }
+}
+
+/// A plain rdkafka consumer, outside the project's code path: it reads every
+/// partition of the given topics from the beginning, with no consumer group state.
+pub struct TopicReader {
+    consumer: StreamConsumer,
+    pub records: Vec<ConsumedRecord>,
+}
+
+impl TopicReader {
+    pub fn new(kafka: &KafkaSettings) -> anyhow::Result<Self> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &kafka.brokers)
+            .set("group.id", format!("test-reader-{}", Uuid::new_v4().simple()))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()?;
+        let mut assignment = TopicPartitionList::new();
+        for topic in TOPICS {
+            for partition in 0..topic.partitions {
+                assignment.add_partition_offset(&kafka.naming.physical(topic.name), partition, Offset::Beginning)?;
+            }
+        }
+        consumer.assign(&assignment)?;
+        Ok(Self { consumer, records: Vec::new() })
+    }
+
+    /// Reads until at least `count` records have arrived in all, or fails after `timeout`.
+    pub async fn read_at_least(&mut self, count: usize, timeout: Duration) -> &[ConsumedRecord] {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.records.len() < count {
+            assert!(
+                self.take_one(deadline).await || self.records.len() >= count,
+                "timed out with {} of {count} records",
+                self.records.len()
+            );
+        }
+        &self.records
+    }
+
+    /// Reads whatever arrives within `window`: for asserting that nothing more came.
+    pub async fn read_for(&mut self, window: Duration) -> &[ConsumedRecord] {
+        let deadline = tokio::time::Instant::now() + window;
+        while self.take_one(deadline).await {}
+        &self.records
+    }
+
+    /// Takes one record if one arrives before `deadline`; false when time ran out.
+    async fn take_one(&mut self, deadline: tokio::time::Instant) -> bool {
+        let Ok(message) = tokio::time::timeout_at(deadline, self.consumer.recv()).await else {
+            return false;
+        };
+        let message = message.expect("consumer error");
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.records.push(ConsumedRecord {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
+        true
+    }
+}
