@@ -51,9 +51,18 @@ impl RelayProcess {
     /// Loads and compiles every schema (a broken one stops startup, naming the file),
     /// connects, and starts serving the operational endpoints.
     pub async fn build(settings: RelayProcessSettings, shutdown: Shutdown) -> anyhow::Result<Self> {
+        let pool = settings.store.pool().context("configuring the PostgreSQL pool")?;
+        Self::build_with_pool(settings, pool, shutdown).await
+    }
+
+    /// `build` with a pool the caller made (tests pass their own database's pool).
+    pub async fn build_with_pool(
+        settings: RelayProcessSettings,
+        pool: sqlx::PgPool,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Self> {
         let schemas = settings.store.load_schemas().context("loading event schemas")?;
         tracing::info!(schemas = schemas.len(), mode = %settings.store.schema_mode, "event schemas compiled");
-        let pool = settings.store.pool().context("configuring the PostgreSQL pool")?;
         let mut registry = Registry::default();
         let relay_metrics = RelayMetrics::register(&mut registry);
         let store_metrics = StoreMetrics::register(&mut registry);

@@ -1,0 +1,108 @@
+//! The relay process as an operator meets it: startup refuses broken schemas, and a
+//! running process answers /health, /ready and /metrics.
+
+use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
+
+use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vectis_ops::relay_process::{RelayProcess, RelayProcessSettings};
+use vectis_runtime::Shutdown;
+
+/// A plain HTTP/1.1 GET; returns the status code and the body.
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let target = to.join(path.file_name().expect("name"));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn a_broken_schema_file_stops_startup_with_a_message_naming_it() {
+    let dir = std::env::temp_dir().join(format!("vectis-broken-schemas-{}", uuid::Uuid::new_v4()));
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/events"), &dir);
+    std::fs::write(dir.join("inventory/StockReserved.v1.json"), r#"{"type": "object", "required": "sku"}"#)
+        .expect("break it");
+    for binary in [env!("CARGO_BIN_EXE_vectis-relay"), env!("CARGO_BIN_EXE_vectis")] {
+        let mut command = Command::new(binary);
+        if binary.ends_with("vectis") {
+            command.args(["schemas", "check"]);
+        }
+        let output = command
+            .env("VECTIS_SCHEMA_DIR", &dir)
+            .env("RELAY_OPS_ADDR", "127.0.0.1:0")
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{binary} must not start");
+        assert!(stderr.contains("StockReserved.v1.json"), "{binary} names the file: {stderr}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn settings(brokers: &str) -> RelayProcessSettings {
+    let mut settings = RelayProcessSettings::from_env().expect("settings");
+    settings.ops_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    settings.store.kafka.brokers = brokers.to_string();
+    settings.relay.kafka.brokers = brokers.to_string();
+    settings
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn a_running_relay_serves_health_ready_and_metrics(pool: PgPool) {
+    let shutdown = Shutdown::new();
+    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let process = RelayProcess::build_with_pool(settings(&brokers), pool, shutdown.clone()).await.expect("builds");
+    let addr = process.ops_addr();
+    let running = tokio::spawn(process.run_until_stopped());
+
+    assert_eq!(http_get(addr, "/health").await.0, 200);
+    let (status, body) = http_get(addr, "/ready").await;
+    assert_eq!(status, 200, "{body}");
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = http_get(addr, "/metrics").await.1;
+        if metrics.contains("vectis_relay_is_leader 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for name in ["vectis_relay_is_leader 1", "vectis_relay_backlog_events", "vectis_relay_lag_seconds", "# EOF"] {
+        assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
+    }
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(10), running).await.expect("stops promptly").expect("task").expect("ok");
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn ready_is_503_and_names_the_broker_when_it_is_down(pool: PgPool) {
+    let shutdown = Shutdown::new();
+    let process = RelayProcess::build_with_pool(settings("127.0.0.1:1"), pool, shutdown.clone()).await.expect("builds");
+    let addr = process.ops_addr();
+    let running = tokio::spawn(process.run_until_stopped());
+    assert_eq!(http_get(addr, "/health").await.0, 200, "liveness does not depend on the broker");
+    let (status, body) = http_get(addr, "/ready").await;
+    assert_eq!(status, 503);
+    let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["checks"]["postgres"]["status"], "ok");
+    assert_eq!(body["checks"]["broker"]["status"], "failing");
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(10), running).await.expect("stops promptly").expect("task").expect("ok");
+}

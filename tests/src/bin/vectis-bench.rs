@@ -1,0 +1,259 @@
+//! Foundation benchmark: prints figures, asserts nothing.
+//!
+//! In one run, on the same PostgreSQL and broker:
+//! * single-event appends/s and p50/p99 latency with 1, 8 and 32 concurrent writers,
+//!   next to a bare INSERT+COMMIT of a row of the same size (the ceiling);
+//! * relay throughput (committed → acknowledged), next to a bare rdkafka producer
+//!   sending the same records with the same settings (the ceiling).
+//!
+//! Run with `scripts/bench`. Uses its own database and topics, dropped/left unused after.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::FutureRecord,
+};
+use sqlx::{postgres::PgPoolOptions, Executor, PgPool};
+use uuid::Uuid;
+use vectis_event_store::{AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, MIGRATOR};
+use vectis_schemas::samples;
+use vectis_tests::{event_store, fresh_topics, RelayHandle};
+
+const WRITER_COUNTS: [usize; 3] = [1, 8, 32];
+
+fn phase_duration() -> Duration {
+    std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).map_or(Duration::from_secs(5), Duration::from_secs)
+}
+
+struct Figures {
+    operations: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Figures {
+    fn per_second(&self) -> f64 {
+        self.operations as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[index].as_secs_f64() * 1000.0
+    }
+}
+
+/// Runs `writers` tasks calling `operation` until `duration` has passed.
+async fn drive<F, Fut>(writers: usize, duration: Duration, operation: F) -> anyhow::Result<Figures>
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|writer| {
+            let operation = operation.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut n = 0;
+                while started.elapsed() < duration {
+                    let t = Instant::now();
+                    operation(writer, n).await?;
+                    latencies.push(t.elapsed());
+                    n += 1;
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    Ok(Figures { operations: latencies.len(), elapsed, latencies })
+}
+
+async fn bench_database() -> anyhow::Result<(PgPool, String)> {
+    let url = std::env::var("DATABASE_URL").context("DATABASE_URL")?;
+    let admin = PgPoolOptions::new().max_connections(1).connect(&url).await?;
+    let name = format!("vectis_bench_{}", Uuid::new_v4().simple());
+    admin.execute(format!("CREATE DATABASE {name}").as_str()).await?;
+    let (base, _) = url.rsplit_once('/').context("DATABASE_URL has no database name")?;
+    let pool = PgPoolOptions::new().max_connections(40).connect(&format!("{base}/{name}")).await?;
+    MIGRATOR.run(&pool).await?;
+    pool.execute("CREATE TABLE bare_rows (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, data jsonb NOT NULL, metadata jsonb NOT NULL)")
+        .await?;
+    Ok((pool, name))
+}
+
+async fn drop_database(name: &str) -> anyhow::Result<()> {
+    let url = std::env::var("DATABASE_URL")?;
+    let admin = PgPoolOptions::new().max_connections(1).connect(&url).await?;
+    admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await?;
+    Ok(())
+}
+
+fn order_event(order_id: Uuid) -> NewEvent {
+    samples::order_placed(order_id, Uuid::from_u128(7), "BENCH-SKU", 3).into()
+}
+
+async fn bench_appends(pool: &PgPool, store: &EventStore) -> anyhow::Result<()> {
+    let duration = phase_duration();
+    let sample = order_event(Uuid::now_v7());
+    let metadata = serde_json::to_value(EventMetadata::default())?;
+    println!("\n## Appends: one event per append, each writer on its own streams ({}s per row)", duration.as_secs());
+    println!(
+        "| writers | event store appends/s | p50 ms | p99 ms | bare INSERT+COMMIT/s | p50 ms | p99 ms | store / bare |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for writers in WRITER_COUNTS {
+        let store_figures = {
+            let store = store.clone();
+            drive(writers, duration, move |_, _| {
+                let store = store.clone();
+                async move {
+                    let order = Uuid::now_v7();
+                    store
+                        .append(AppendRequest {
+                            stream_id: samples::order_stream(order),
+                            expected: ExpectedVersion::NoStream,
+                            events: vec![order_event(order)],
+                            metadata: EventMetadata::default(),
+                        })
+                        .await?;
+                    Ok(())
+                }
+            })
+            .await?
+        };
+        let bare_figures = {
+            let (pool, data, metadata) = (pool.clone(), sample.data.clone(), metadata.clone());
+            drive(writers, duration, move |_, _| {
+                let (pool, data, metadata) = (pool.clone(), data.clone(), metadata.clone());
+                async move {
+                    let mut tx = pool.begin().await?;
+                    sqlx::query("INSERT INTO bare_rows (data, metadata) VALUES ($1, $2)")
+                        .bind(&data)
+                        .bind(&metadata)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+            })
+            .await?
+        };
+        println!(
+            "| {writers} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} % |",
+            store_figures.per_second(),
+            store_figures.percentile_ms(0.5),
+            store_figures.percentile_ms(0.99),
+            bare_figures.per_second(),
+            bare_figures.percentile_ms(0.5),
+            bare_figures.percentile_ms(0.99),
+            100.0 * store_figures.per_second() / bare_figures.per_second()
+        );
+    }
+    Ok(())
+}
+
+async fn bench_relay(pool: &PgPool, store: &EventStore) -> anyhow::Result<()> {
+    let events: usize = std::env::var("BENCH_RELAY_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    // Fill: 100 events per append, committed before the relay starts.
+    let already = store.read_all_committed(0, i64::MAX).await?.len();
+    for chunk in 0..events / 100 {
+        let sku = format!("BENCH-{chunk:05}");
+        let mut batch = vec![samples::item_created(&sku).into()];
+        batch.extend((1..100).map(|_| NewEvent::from(samples::stock_received(&sku, 1))));
+        store
+            .append(AppendRequest {
+                stream_id: samples::inventory_stream(&sku),
+                expected: ExpectedVersion::NoStream,
+                events: batch,
+                metadata: EventMetadata::default(),
+            })
+            .await?;
+    }
+    let stored = store.read_all_committed(0, i64::MAX).await?;
+    let last = stored.last().map_or(0, |e| e.envelope.global_position);
+    let relayed = stored.len();
+    println!("\n## Relay: {relayed} committed events ({already} from the append phase + {events}), to fresh topics");
+
+    let kafka = fresh_topics().await?;
+    let started = Instant::now();
+    let relay = RelayHandle::start(pool.clone(), &kafka, 1000);
+    loop {
+        let cursor: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM relay_cursors").fetch_one(pool).await?;
+        if cursor >= last {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let relay_elapsed = started.elapsed();
+    relay.stop().await;
+
+    // The ceiling: the same records, keys and headers from a bare producer with the
+    // relay's producer settings, every send then every delivery report.
+    let ceiling_topics = fresh_topics().await?;
+    let producer = ceiling_topics.idempotent_producer()?;
+    let records: Vec<(String, String, Vec<u8>, Vec<(&'static str, String)>)> = stored
+        .iter()
+        .map(|e| {
+            (
+                ceiling_topics.naming.physical(&e.topic),
+                e.envelope.stream_id.clone(),
+                e.envelope.to_json_bytes(),
+                e.envelope.headers(e.traceparent.as_deref()),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let mut deliveries = Vec::with_capacity(records.len());
+    for (topic, key, payload, headers) in &records {
+        let headers = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| h.insert(Header { key: k, value: Some(v) }));
+        let record = FutureRecord::to(topic).key(key).payload(payload).headers(headers);
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
+    }
+    for delivery in deliveries {
+        delivery.await.map_err(|_| anyhow::anyhow!("canceled"))?.map_err(|(e, _)| e)?;
+    }
+    let bare_elapsed = started.elapsed();
+
+    let relay_rate = relayed as f64 / relay_elapsed.as_secs_f64();
+    let bare_rate = relayed as f64 / bare_elapsed.as_secs_f64();
+    println!("| path | events | seconds | events/s |");
+    println!("|---|---|---|---|");
+    println!(
+        "| relay (read committed → produce → every ack → cursor) | {relayed} | {:.2} | {relay_rate:.0} |",
+        relay_elapsed.as_secs_f64()
+    );
+    println!(
+        "| bare rdkafka producer, same records | {relayed} | {:.2} | {bare_rate:.0} |",
+        bare_elapsed.as_secs_f64()
+    );
+    println!("relay / bare producer: {:.0} %", 100.0 * relay_rate / bare_rate);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let (pool, database) = bench_database().await?;
+    let store = event_store(pool.clone());
+    println!("# Vectis foundation benchmark");
+    println!("PostgreSQL: {}; broker: {}", database, vectis_tests::brokers());
+    let outcome = async {
+        bench_appends(&pool, &store).await?;
+        bench_relay(&pool, &store).await
+    }
+    .await;
+    pool.close().await;
+    drop_database(&database).await?;
+    outcome
+}
