@@ -12,6 +12,7 @@ pub mod error;
 pub mod idempotency;
 pub mod kafka;
 pub mod metrics;
+mod notifier;
 pub mod relay;
 pub mod settings;
 pub mod store;
@@ -24,5 +25,5 @@ pub use store::{AppendOutcome, AppendRequest, EventMetadata, EventStore, Expecte
 /// The event store's migrations. Run them with `MIGRATOR.run(&pool)`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The channel an append notifies on commit, so the relay wakes without polling.
+/// The channel appends notify after they commit, so the relay wakes without polling.
 pub const EVENTS_CHANNEL: &str = "vectis_events";

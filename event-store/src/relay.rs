@@ -12,7 +12,9 @@
 //! connection, and advances the cursor on that same connection, so a relay that lost
 //! its connection (and with it the lock) can no longer move the cursor. Others stand
 //! by and retry the lock. `LISTEN/NOTIFY` wakes the active relay; a timer is the
-//! fallback (an aborted transaction notifies nobody). A transaction left open
+//! fallback (an aborted transaction notifies nobody). Events held back by an older
+//! transaction are re-checked on a short, doubling delay, since the end of that
+//! transaction notifies nobody either. A transaction left open
 //! elsewhere holds `xmin` back: that shows as relay lag, never as a lost event.
 
 use std::time::{Duration, Instant};
@@ -31,6 +33,9 @@ use crate::{
     store::{read_all_committed, RecordedEvent},
     StoreError, EVENTS_CHANNEL,
 };
+
+/// First re-check after finding committed events held back by an older transaction.
+const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
@@ -145,18 +150,30 @@ impl Relay {
             .await?;
         tracing::info!(relay = %self.settings.name, cursor, "relaying from cursor");
         let mut backlog_refreshed = Instant::now() - Duration::from_secs(60);
+        let mut held_back_delay = HELD_BACK_FIRST_RETRY;
         while !shutdown.is_triggered() {
             let batch = read_all_committed(conn, cursor, self.settings.batch_size).await?;
             if batch.is_empty() {
-                self.refresh_backlog(conn, cursor).await?;
+                let backlog = self.refresh_backlog(conn, cursor).await?;
                 backlog_refreshed = Instant::now();
+                // Committed events that an older, still-running transaction holds back
+                // (xmin is cluster-wide) become publishable the moment it ends, and
+                // nobody notifies us then: look again soon, backing off to the timer.
+                let wait = if backlog > 0 {
+                    let wait = held_back_delay;
+                    held_back_delay = (held_back_delay * 2).min(self.settings.poll_interval);
+                    wait
+                } else {
+                    self.settings.poll_interval
+                };
                 tokio::select! {
                     notification = listener.recv() => { notification?; }
-                    _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.wait() => {}
                 }
                 continue;
             }
+            held_back_delay = HELD_BACK_FIRST_RETRY;
             let started = Instant::now();
             // A shutdown that arrives now still lets the batch finish: every delivery
             // report, then the cursor.
@@ -215,8 +232,8 @@ impl Relay {
     }
 
     /// Backlog in events and in seconds: committed events past the cursor, including
-    /// those a long-open transaction elsewhere is holding back.
-    async fn refresh_backlog(&self, conn: &mut PgConnection, cursor: i64) -> Result<(), RelayError> {
+    /// those a long-open transaction elsewhere is holding back. Returns the count.
+    async fn refresh_backlog(&self, conn: &mut PgConnection, cursor: i64) -> Result<i64, RelayError> {
         let (count, age): (i64, Option<f64>) = sqlx::query_as(
             "SELECT count(*), EXTRACT(EPOCH FROM (clock_timestamp() - min(recorded_at)))::float8
                FROM events WHERE global_position > $1",
@@ -232,6 +249,6 @@ impl Relay {
                 "relay is behind: a long-open transaction may be holding back xmin"
             );
         }
-        Ok(())
+        Ok(count)
     }
 }

@@ -1,6 +1,6 @@
-//! Append and read. An append is one transaction: expected-version check, insert of
-//! the events, `NOTIFY`. Schema validation happens before anything touches the
-//! database.
+//! Append and read. An append is one transaction: expected-version check, then a
+//! set-based insert of the events; after the commit the relay is notified (see
+//! `notifier`). Schema validation happens before anything touches the database.
 
 use std::{fmt, sync::Arc, time::Instant};
 
@@ -11,7 +11,7 @@ use sqlx::{postgres::PgRow, PgConnection, PgPool, Row};
 use uuid::Uuid;
 use vectis_schemas::{topics, upcast, EventEnvelope, SchemaCatalog, SchemaMode, SchemaViolation};
 
-use crate::{error::AppendError, metrics::TopicEventLabels, StoreError, StoreMetrics, EVENTS_CHANNEL};
+use crate::{error::AppendError, metrics::TopicEventLabels, notifier::CommitNotifier, StoreError, StoreMetrics};
 
 /// What the writer believes the stream's version is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,14 +105,17 @@ pub struct EventStore {
     schemas: Arc<SchemaCatalog>,
     mode: SchemaMode,
     metrics: StoreMetrics,
+    notifier: CommitNotifier,
 }
 
 const SELECT_EVENT: &str = "SELECT global_position, event_id, stream_id, stream_version, topic, event_type, \
      schema_version, data, metadata, recorded_at FROM events";
 
 impl EventStore {
+    /// Must be called inside a Tokio runtime: it starts the task that wakes the relay.
     pub fn new(pool: PgPool, schemas: Arc<SchemaCatalog>, mode: SchemaMode, metrics: StoreMetrics) -> Self {
-        Self { pool, schemas, mode, metrics }
+        let notifier = CommitNotifier::start(pool.clone());
+        Self { pool, schemas, mode, metrics, notifier }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -180,8 +183,6 @@ impl EventStore {
         .await
         .map_err(|e| conflict_on_unique_violation(e, &stream_id, expected))?;
 
-        sqlx::query("SELECT pg_notify($1, '')").bind(EVENTS_CHANNEL).execute(&mut *conn).await?;
-
         let mut recorded =
             rows.iter().map(recorded_event_from_row).collect::<Result<Vec<_>, _>>().map_err(|e| match e {
                 StoreError::Database(e) => AppendError::Database(e),
@@ -191,7 +192,9 @@ impl EventStore {
         Ok(AppendOutcome { stream_id, stream_version: new_version, events: recorded })
     }
 
+    /// After the commit of an append: wake the relay, count the events.
     pub(crate) fn record_appended(&self, outcome: &AppendOutcome, started: Instant) {
+        self.notifier.committed();
         self.metrics.append_duration.observe(started.elapsed().as_secs_f64());
         for event in &outcome.events {
             self.metrics

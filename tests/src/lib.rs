@@ -48,9 +48,14 @@ pub struct RelayHandle {
 
 impl RelayHandle {
     pub fn start(pool: PgPool, kafka: &KafkaSettings, batch_size: i64) -> Self {
+        Self::start_polling_every(pool, kafka, batch_size, Duration::from_millis(200))
+    }
+
+    /// `start` with the fallback poll timer at `poll_interval`.
+    pub fn start_polling_every(pool: PgPool, kafka: &KafkaSettings, batch_size: i64, poll_interval: Duration) -> Self {
         let mut settings = RelaySettings::new(kafka.clone());
         settings.batch_size = batch_size;
-        settings.poll_interval = Duration::from_millis(200);
+        settings.poll_interval = poll_interval;
         settings.standby_retry = Duration::from_millis(200);
         settings.retry_backoff = Duration::from_millis(200);
         let metrics = RelayMetrics::default();

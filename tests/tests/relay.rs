@@ -291,6 +291,22 @@ async fn two_relays_one_publishes_and_the_other_takes_over_without_loss(pool: Pg
     assert_eq!(positions, stored);
 }
 
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn a_commit_wakes_the_idle_relay_without_waiting_for_its_timer(pool: PgPool) {
+    let kafka = fresh_topics().await.expect("topics");
+    let store = event_store(pool.clone());
+    let relay = RelayHandle::start_polling_every(pool.clone(), &kafka, 100, Duration::from_secs(600));
+    eventually(WAIT, "relay leads", || relay.is_leader()).await;
+    let mut reader = TopicReader::new(&kafka).expect("reader");
+    // Let the relay go idle on an empty store, waiting on LISTEN or its 10-minute timer.
+    reader.read_for(Duration::from_millis(500)).await;
+    for expected in 1..=3 {
+        confirm_order(&store).await;
+        reader.read_at_least(expected, Duration::from_secs(10)).await;
+    }
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn provisioning_is_idempotent_and_reports_partition_mismatches() {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

@@ -203,22 +203,17 @@ async fn bench_relay(pool: &PgPool, store: &EventStore) -> anyhow::Result<()> {
     // relay's producer settings, every send then every delivery report.
     let ceiling_topics = fresh_topics().await?;
     let producer = ceiling_topics.idempotent_producer()?;
-    let records: Vec<(String, String, Vec<u8>, Vec<(&'static str, String)>)> = stored
-        .iter()
-        .map(|e| {
-            (
-                ceiling_topics.naming.physical(&e.topic),
-                e.envelope.stream_id.clone(),
-                e.envelope.to_json_bytes(),
-                e.envelope.headers(e.traceparent.as_deref()),
-            )
-        })
-        .collect();
     let started = Instant::now();
-    let mut deliveries = Vec::with_capacity(records.len());
-    for (topic, key, payload, headers) in &records {
-        let headers = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| h.insert(Header { key: k, value: Some(v) }));
-        let record = FutureRecord::to(topic).key(key).payload(payload).headers(headers);
+    let mut deliveries = Vec::with_capacity(stored.len());
+    for event in &stored {
+        let topic = ceiling_topics.naming.physical(&event.topic);
+        let payload = event.envelope.to_json_bytes();
+        let headers = event
+            .envelope
+            .headers(event.traceparent.as_deref())
+            .iter()
+            .fold(OwnedHeaders::new(), |h, (k, v)| h.insert(Header { key: k, value: Some(v) }));
+        let record = FutureRecord::to(&topic).key(&event.envelope.stream_id).payload(&payload).headers(headers);
         deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
     }
     for delivery in deliveries {
