@@ -3,6 +3,9 @@
 use std::sync::Arc;
 
 use serde_json::json;
+mod common;
+
+use common::read_all_committed_eventually;
 use sqlx::PgPool;
 use uuid::Uuid;
 use vectis_event_store::{
@@ -241,8 +244,7 @@ async fn reads_return_what_was_appended_with_metadata_and_upcasting(pool: PgPool
     assert_eq!(upcast.data, json!({"sku": sku, "delta": -1, "reason": "other", "note": "dropped it"}));
 
     assert_eq!(store.read_stream(&stream, 2).await.expect("read").len(), 1);
-    let all = store.read_all_committed(0, 10).await.expect("all");
-    assert_eq!(all.len(), 2);
+    let all = read_all_committed_eventually(&store, 2).await;
     let after_first = store.read_all_committed(all[0].envelope.global_position, 10).await.expect("after");
     assert_eq!(after_first, all[1..]);
     assert_eq!(store.stream_version(&stream).await.expect("v"), Some(2));

@@ -166,7 +166,7 @@ async fn bench_appends(pool: &PgPool, store: &EventStore) -> anyhow::Result<()> 
 async fn bench_relay(pool: &PgPool, store: &EventStore) -> anyhow::Result<()> {
     let events: usize = std::env::var("BENCH_RELAY_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(20_000);
     // Fill: 100 events per append, committed before the relay starts.
-    let already = store.read_all_committed(0, i64::MAX).await?.len();
+    let already: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await?;
     for chunk in 0..events / 100 {
         let sku = format!("BENCH-{chunk:05}");
         let mut batch = vec![samples::item_created(&sku).into()];
@@ -180,8 +180,15 @@ async fn bench_relay(pool: &PgPool, store: &EventStore) -> anyhow::Result<()> {
             })
             .await?;
     }
-    let stored = store.read_all_committed(0, i64::MAX).await?;
-    let last = stored.last().map_or(0, |e| e.envelope.global_position);
+    let last: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events").fetch_one(pool).await?;
+    // Wait until nothing holds any of them back, so the ceiling sends the same records.
+    let stored = loop {
+        let stored = store.read_all_committed(0, i64::MAX).await?;
+        if stored.last().is_some_and(|e| e.envelope.global_position == last) {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let relayed = stored.len();
     println!("\n## Relay: {relayed} committed events ({already} from the append phase + {events}), to fresh topics");
 
