@@ -21,6 +21,13 @@ pub enum SchemaMode {
 
 impl SchemaMode {
     /// `EVENT_SCHEMA_MODE` when set, else strict everywhere but `VECTIS_ENV=production`.
+    ///
+    /// ```
+    /// use vectis_schemas::SchemaMode;
+    /// assert_eq!(SchemaMode::resolve(None, "production").unwrap(), SchemaMode::Warn);
+    /// assert_eq!(SchemaMode::resolve(None, "development").unwrap(), SchemaMode::Strict);
+    /// assert_eq!(SchemaMode::resolve(Some("strict"), "production").unwrap(), SchemaMode::Strict);
+    /// ```
     pub fn resolve(explicit: Option<&str>, vectis_env: &str) -> Result<Self, InvalidSchemaMode> {
         match explicit.map(str::trim).filter(|s| !s.is_empty()) {
             Some(value) => value.parse(),
@@ -231,6 +238,16 @@ impl SchemaCatalog {
 
     /// Checks `data` against the schema of `event_type` at `version`, listing every
     /// field that is wrong.
+    ///
+    /// ```
+    /// use vectis_schemas::{SchemaCatalog, SchemaViolation};
+    /// let catalog = SchemaCatalog::embedded().expect("built-in schemas compile");
+    /// let data = serde_json::json!({"order_id": "not-a-uuid"});
+    /// match catalog.validate("OrderConfirmed", 1, &data) {
+    ///     Err(SchemaViolation::Invalid { errors, .. }) => assert_eq!(errors[0].path, "/order_id"),
+    ///     other => panic!("expected a violation, got {other:?}"),
+    /// }
+    /// ```
     pub fn validate(&self, event_type: &str, version: u32, data: &serde_json::Value) -> Result<(), SchemaViolation> {
         let schema = self
             .schemas

@@ -110,6 +110,12 @@ pub const ORDERS: TopicSpec = TopicSpec {
 pub const TOPICS: &[TopicSpec] = &[ORDERS, INVENTORY, ACCOUNTS];
 
 /// The topic that carries `event_type`, if the registry knows the type.
+///
+/// ```
+/// use vectis_schemas::topics::topic_for_event_type;
+/// assert_eq!(topic_for_event_type("StockReserved").map(|t| t.name), Some("vectis.inventory"));
+/// assert!(topic_for_event_type("NoSuchEvent").is_none());
+/// ```
 pub fn topic_for_event_type(event_type: &str) -> Option<&'static TopicSpec> {
     TOPICS.iter().find(|t| t.event_types.iter().any(|e| e.name == event_type))
 }
@@ -141,6 +147,12 @@ impl TopicNaming {
     }
 
     /// The broker topic for a logical topic name.
+    ///
+    /// ```
+    /// use vectis_schemas::TopicNaming;
+    /// assert_eq!(TopicNaming::default().physical("vectis.orders"), "vectis.orders");
+    /// assert_eq!(TopicNaming::with_prefix("test-1.").physical("vectis.orders"), "test-1.vectis.orders");
+    /// ```
     pub fn physical(&self, logical: &str) -> String {
         format!("{}{}", self.prefix, logical)
     }

@@ -30,6 +30,14 @@ pub enum UpcastError {
 }
 
 /// Brings `data` of `event_type` at `version` to the registry's current version.
+///
+/// ```
+/// use serde_json::json;
+/// let v1 = json!({"sku": "BOLT-M8", "delta": -2, "reason": "water damage"});
+/// let (version, current) = vectis_schemas::upcast::upcast_to_current("StockAdjusted", 1, v1).unwrap();
+/// assert_eq!(version, 2);
+/// assert_eq!(current, json!({"sku": "BOLT-M8", "delta": -2, "reason": "other", "note": "water damage"}));
+/// ```
 pub fn upcast_to_current(event_type: &str, mut version: u32, mut data: Value) -> Result<(u32, Value), UpcastError> {
     let current = topics::event_type_spec(event_type)
         .ok_or_else(|| UpcastError::UnknownEventType(event_type.to_string()))?

@@ -133,6 +133,9 @@ async fn late_commit_scenario(pool: PgPool, a_commits: bool) {
         "nothing past the open transaction may be published"
     );
     assert_eq!(relay.metrics.published_total(), 1);
+    // The open transaction shows as relay backlog and lag, not as lost events.
+    assert_eq!(relay.metrics.backlog_events.get(), after.len() as i64);
+    assert!(relay.metrics.lag_seconds.get() > 0.0);
 
     let mut expected = vec![before];
     if a_commits {
