@@ -36,4 +36,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("stored event {global_position} is unreadable: {reason}")]
     Corrupt { global_position: i64, reason: String },
+    /// Completed records always carry a response; one without is damage.
+    #[error("idempotency record {scope}/{key} has no stored response")]
+    IncompleteIdempotencyRecord { scope: String, key: String },
 }

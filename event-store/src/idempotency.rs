@@ -102,8 +102,7 @@ impl EventStore {
             (Some(status), Some(content_type), Some(body)) => {
                 Ok(IdempotencyBegin::Replay(StoredResponse { status: status as u16, content_type, body }))
             }
-            // Completed records always carry a response; anything else is damage.
-            _ => Err(StoreError::Corrupt { global_position: 0, reason: "idempotency record without response".into() }),
+            _ => Err(StoreError::IncompleteIdempotencyRecord { scope: key.scope, key: key.key }),
         }
     }
 }

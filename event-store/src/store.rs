@@ -186,7 +186,8 @@ impl EventStore {
         let mut recorded =
             rows.iter().map(recorded_event_from_row).collect::<Result<Vec<_>, _>>().map_err(|e| match e {
                 StoreError::Database(e) => AppendError::Database(e),
-                StoreError::Corrupt { reason, .. } => AppendError::Database(sqlx::Error::Protocol(reason)),
+                // Rows this statement just inserted always decode; a failure is the database's.
+                other => AppendError::Database(sqlx::Error::Protocol(other.to_string())),
             })?;
         recorded.sort_by_key(|e| e.envelope.stream_version);
         Ok(AppendOutcome { stream_id, stream_version: new_version, events: recorded })

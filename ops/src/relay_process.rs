@@ -13,6 +13,9 @@ use vectis_event_store::{
 };
 use vectis_runtime::{env_duration, env_or, env_parse, OpsState, ReadinessCheck, Shutdown};
 
+/// Largest relay batch: librdkafka's default local queue holds 100,000 messages.
+pub const MAX_BATCH_SIZE: i64 = 50_000;
+
 #[derive(Debug, Clone)]
 pub struct RelayProcessSettings {
     pub store: StoreSettings,
@@ -30,7 +33,12 @@ impl RelayProcessSettings {
         let mut relay = RelaySettings::new(store.kafka.clone());
         relay.name = env_or("RELAY_NAME", "default");
         relay.batch_size = env_parse("RELAY_BATCH_SIZE", 1000)?;
-        anyhow::ensure!(relay.batch_size >= 1, "RELAY_BATCH_SIZE must be at least 1");
+        // librdkafka queues at most 100,000 messages locally; a batch must fit.
+        anyhow::ensure!(
+            (1..=MAX_BATCH_SIZE).contains(&relay.batch_size),
+            "RELAY_BATCH_SIZE must be between 1 and {MAX_BATCH_SIZE}, not {}",
+            relay.batch_size
+        );
         relay.poll_interval = env_duration("RELAY_POLL_INTERVAL", Duration::from_millis(500))?;
         let ops_addr = env_parse("RELAY_OPS_ADDR", SocketAddr::from(([0, 0, 0, 0], 8003)))?;
         let purge_interval = env_duration("IDEMPOTENCY_PURGE_INTERVAL", Duration::from_secs(3600))?;

@@ -46,18 +46,34 @@ impl TopicSpec {
 /// per topic; changing it re-maps keys, so it is fixed for the life of a topic.
 pub const DEFAULT_PARTITIONS: i32 = 6;
 
+/// A topic of the replayable event log: default partitions, infinite retention,
+/// `delete` cleanup (never compaction: every event matters, not only the last per key).
+const fn log_topic(
+    name: &'static str,
+    schema_dir: &'static str,
+    stream_prefix: &'static str,
+    event_types: &'static [EventTypeSpec],
+) -> TopicSpec {
+    TopicSpec {
+        name,
+        schema_dir,
+        stream_prefix,
+        partitions: DEFAULT_PARTITIONS,
+        retention_ms: None,
+        cleanup_policy: "delete",
+        event_types,
+    }
+}
+
 const fn ev(name: &'static str, current_version: u32, description: &'static str) -> EventTypeSpec {
     EventTypeSpec { name, current_version, description }
 }
 
-pub const ACCOUNTS: TopicSpec = TopicSpec {
-    name: "vectis.accounts",
-    schema_dir: "accounts",
-    stream_prefix: "account-",
-    partitions: DEFAULT_PARTITIONS,
-    retention_ms: None,
-    cleanup_policy: "delete",
-    event_types: &[
+pub const ACCOUNTS: TopicSpec = log_topic(
+    "vectis.accounts",
+    "accounts",
+    "account-",
+    &[
         ev("AccountRegistered", 1, "A B2B account was registered; it waits for staff approval."),
         ev("AccountApproved", 1, "Staff approved a pending account."),
         ev("AccountRejected", 1, "Staff rejected a pending account."),
@@ -66,16 +82,13 @@ pub const ACCOUNTS: TopicSpec = TopicSpec {
         ev("CreditLimitChanged", 1, "The account's credit limit changed."),
         ev("ApprovalThresholdChanged", 1, "Orders above this total wait for approval."),
     ],
-};
+);
 
-pub const INVENTORY: TopicSpec = TopicSpec {
-    name: "vectis.inventory",
-    schema_dir: "inventory",
-    stream_prefix: "inventory-",
-    partitions: DEFAULT_PARTITIONS,
-    retention_ms: None,
-    cleanup_policy: "delete",
-    event_types: &[
+pub const INVENTORY: TopicSpec = log_topic(
+    "vectis.inventory",
+    "inventory",
+    "inventory-",
+    &[
         ev("ItemCreated", 1, "A SKU was added to the catalogue."),
         ev("StockReceived", 1, "Units were received into stock."),
         ev("StockAdjusted", 2, "Stock was corrected by a signed delta with a reason code."),
@@ -85,16 +98,13 @@ pub const INVENTORY: TopicSpec = TopicSpec {
         ev("ReservationExpired", 1, "A held reservation passed its expiry."),
         ev("ReservationCommitted", 1, "A held reservation was committed to an order."),
     ],
-};
+);
 
-pub const ORDERS: TopicSpec = TopicSpec {
-    name: "vectis.orders",
-    schema_dir: "orders",
-    stream_prefix: "order-",
-    partitions: DEFAULT_PARTITIONS,
-    retention_ms: None,
-    cleanup_policy: "delete",
-    event_types: &[
+pub const ORDERS: TopicSpec = log_topic(
+    "vectis.orders",
+    "orders",
+    "order-",
+    &[
         ev("OrderPlaced", 1, "An account placed an order."),
         ev("OrderApprovalRequested", 1, "The total exceeds the approval threshold."),
         ev("OrderApproved", 1, "Staff approved the order."),
@@ -104,7 +114,7 @@ pub const ORDERS: TopicSpec = TopicSpec {
         ev("OrderShipped", 1, "The order left the warehouse."),
         ev("OrderDelivered", 1, "The order reached the customer."),
     ],
-};
+);
 
 /// Every topic of the event log.
 pub const TOPICS: &[TopicSpec] = &[ORDERS, INVENTORY, ACCOUNTS];
