@@ -16,6 +16,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 TANSU_VERSION=0.6.0
 TANSU_BIN="$VECTIS_CACHE_DIR/tansu-$TANSU_VERSION/bin/tansu"
+# The development stack's broker. The test suite runs its own (see use_test_broker).
+BROKER_PORT=9092
 BROKER_DIR="$VECTIS_DATA_DIR/broker"
 
 log() { printf '[vectis] %s\n' "$*" >&2; }
@@ -81,32 +83,42 @@ ensure_tansu() {
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
-# The broker on 127.0.0.1:9092 with its SQLite engine. The engine resolves an
+# The broker on 127.0.0.1:$BROKER_PORT with its SQLite engine. The engine resolves an
 # absolute path wrongly, so it runs from inside its data directory with a relative one.
 start_broker() {
-  if port_open 127.0.0.1 9092; then
+  if port_open 127.0.0.1 "$BROKER_PORT"; then
     return 0
   fi
   ensure_tansu
   mkdir -p "$BROKER_DIR"
-  log "starting the broker (Tansu $TANSU_VERSION, SQLite storage in $BROKER_DIR)"
+  log "starting the broker on 127.0.0.1:$BROKER_PORT (Tansu $TANSU_VERSION, SQLite storage in $BROKER_DIR)"
   (
     cd "$BROKER_DIR"
     nohup "$TANSU_BIN" broker \
-      --listener-url tcp://127.0.0.1:9092 \
-      --advertised-listener-url tcp://127.0.0.1:9092 \
+      --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
+      --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" \
       --storage-engine sqlite://broker.db >>broker.log 2>&1 &
     echo $! >broker.pid
   )
   for _ in $(seq 1 120); do
-    if port_open 127.0.0.1 9092; then
+    if port_open 127.0.0.1 "$BROKER_PORT"; then
       index_broker_headers
       return 0
     fi
     sleep 0.5
   done
   tail -n 20 "$BROKER_DIR/broker.log" >&2 || true
-  die "the broker did not start on 127.0.0.1:9092"
+  die "the broker did not start on 127.0.0.1:$BROKER_PORT"
+}
+
+# The test suite's own broker on 127.0.0.1:19092, emptied at the start of every run:
+# tests leave their topics behind, and the development stack's broker stays untouched.
+use_test_broker() {
+  BROKER_PORT=19092
+  BROKER_DIR="$VECTIS_DATA_DIR/test-broker"
+  export KAFKA_BROKERS="127.0.0.1:$BROKER_PORT"
+  stop_broker
+  rm -rf "$BROKER_DIR"
 }
 
 # Tansu 0.6.0's SQLite schema has no index on record headers, so every fetched
