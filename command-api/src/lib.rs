@@ -1,3 +1,10 @@
-//! The write model (aggregates) and the axum HTTP command endpoints. Filled by the write-side issue.
+//! The write side of Vectis.
 //!
-//! Nothing lives here yet: see DESIGN.md for what this crate will hold.
+//! * [`domain`]: the aggregates Account, InventoryItem and Order. Each is pure and
+//!   synchronous: `decide(&state, command) -> Result<Vec<Event>, DomainError>` and
+//!   `evolve(state, &event) -> state`, with no I/O. Cross-aggregate facts (is the
+//!   account approved, does the SKU exist) are read by the caller and passed in.
+//!
+//! The HTTP command endpoints arrive with the rest of the write-side issue.
+
+pub mod domain;
