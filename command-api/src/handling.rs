@@ -56,19 +56,29 @@ aggregate!(Account, AccountEvent, AccountCommand);
 aggregate!(InventoryItem, InventoryEvent, InventoryCommand);
 aggregate!(Order, OrderEvent, OrderCommand);
 
-/// Where decided events go: the store itself, or a command running under an
-/// idempotency key (whose transaction holds the key).
-pub trait EventAppender: Send {
+/// Where a command reads its aggregate and appends its events: the store itself, or
+/// a command running under an idempotency key, whose transaction holds the key and
+/// serves both (so it never needs a second connection).
+pub trait StoreSession: Send {
+    fn read_stream(&mut self, stream_id: &str) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
     fn append(&mut self, request: AppendRequest) -> impl Future<Output = Result<AppendOutcome, AppendError>> + Send;
 }
 
-impl EventAppender for EventStore {
+impl StoreSession for EventStore {
+    async fn read_stream(&mut self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        EventStore::read_stream(self, stream_id, 1).await
+    }
+
     fn append(&mut self, request: AppendRequest) -> impl Future<Output = Result<AppendOutcome, AppendError>> + Send {
         EventStore::append(self, request)
     }
 }
 
-impl EventAppender for IdempotentCommand {
+impl StoreSession for IdempotentCommand {
+    async fn read_stream(&mut self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        IdempotentCommand::read_stream(self, stream_id, 1).await
+    }
+
     fn append(&mut self, request: AppendRequest) -> impl Future<Output = Result<AppendOutcome, AppendError>> + Send {
         IdempotentCommand::append(self, request)
     }
@@ -135,25 +145,17 @@ impl CommandHandler {
         &self.store
     }
 
-    /// The aggregate's current state.
+    /// The aggregate's current state, read from the store.
     pub async fn load<A: Aggregate>(&self, stream_id: &str) -> Result<Loaded<A>, CommandError> {
-        let history = |reason: String| CommandError::History { stream_id: stream_id.to_string(), reason };
-        let mut state = None;
-        let mut version = 0;
-        for recorded in self.store.read_stream(stream_id, 1).await? {
-            let envelope = recorded.upcast().map_err(|e: UpcastError| history(e.to_string()))?;
-            version = envelope.stream_version;
-            let event = A::decode(envelope).map_err(|e| history(e.to_string()))?;
-            state = A::evolve(state, &event);
-        }
-        Ok(Loaded { state, version })
+        let mut store = self.store.clone();
+        load_from(&mut store, stream_id).await
     }
 
     /// Handles one command on `stream_id`. `command` builds the command from the
     /// loaded state each attempt. `if_match` pins the version the client saw.
     pub async fn execute<A, F>(
         &self,
-        appender: &mut impl EventAppender,
+        session: &mut impl StoreSession,
         stream_id: &str,
         if_match: Option<i64>,
         metadata: &EventMetadata,
@@ -164,7 +166,7 @@ impl CommandHandler {
         F: Fn(&Option<A>) -> A::Command + Send,
     {
         for attempt in 1..=self.max_attempts {
-            let loaded = self.load::<A>(stream_id).await?;
+            let loaded = load_from::<A>(session, stream_id).await?;
             if let Some(expected) = if_match {
                 if expected != loaded.version {
                     return Err(CommandError::VersionMismatch {
@@ -188,7 +190,7 @@ impl CommandHandler {
                 events: events.into_iter().map(Into::into).collect(),
                 metadata: metadata.clone(),
             };
-            match appender.append(request).await {
+            match session.append(request).await {
                 Ok(outcome) => {
                     return Ok(CommandOutcome {
                         stream_id: outcome.stream_id,
@@ -214,4 +216,18 @@ impl CommandHandler {
         }
         Err(CommandError::Contended { stream_id: stream_id.to_string(), attempts: self.max_attempts })
     }
+}
+
+/// Folds the stream, upcast to current schema versions, into the aggregate.
+async fn load_from<A: Aggregate>(session: &mut impl StoreSession, stream_id: &str) -> Result<Loaded<A>, CommandError> {
+    let history = |reason: String| CommandError::History { stream_id: stream_id.to_string(), reason };
+    let mut state = None;
+    let mut version = 0;
+    for recorded in session.read_stream(stream_id).await? {
+        let envelope = recorded.upcast().map_err(|e: UpcastError| history(e.to_string()))?;
+        version = envelope.stream_version;
+        let event = A::decode(envelope).map_err(|e| history(e.to_string()))?;
+        state = A::evolve(state, &event);
+    }
+    Ok(Loaded { state, version })
 }

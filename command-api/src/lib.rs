@@ -12,3 +12,4 @@
 
 pub mod domain;
 pub mod handling;
+pub mod http;

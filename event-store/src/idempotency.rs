@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Postgres, Transaction};
 
-use crate::{error::AppendError, AppendOutcome, AppendRequest, EventStore, StoreError};
+use crate::{error::AppendError, AppendOutcome, AppendRequest, EventStore, RecordedEvent, StoreError};
 
 /// The shortest retention allowed: clients retry within a day.
 pub const MIN_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -110,6 +110,14 @@ impl EventStore {
 impl IdempotentCommand {
     pub fn key(&self) -> &IdempotencyKey {
         &self.key
+    }
+
+    /// Reads a stream inside the key's transaction. A command holding a key reads its
+    /// aggregate here, not from the pool: concurrent duplicates of its request each hold
+    /// a pooled connection while they wait for the key, and the holder must never need
+    /// another one to finish.
+    pub async fn read_stream(&mut self, stream_id: &str, from_version: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        crate::store::read_stream(&mut self.tx, stream_id, from_version).await
     }
 
     /// Appends inside the key's transaction. A rejected append leaves no trace, so the

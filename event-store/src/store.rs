@@ -260,14 +260,7 @@ impl EventStore {
     /// The stream's events from `from_version` (inclusive), in order, as stored. Call
     /// [`RecordedEvent::upcast`] to see them at the current schema versions.
     pub async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "{SELECT_EVENT} WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version"
-        ))
-        .bind(stream_id)
-        .bind(from_version)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(recorded_event_from_row).collect()
+        read_stream(&mut *self.pool.acquire().await?, stream_id, from_version).await
     }
 
     /// Up to `limit` events after `after_position`, in global order, whose writing
@@ -285,6 +278,21 @@ impl EventStore {
             .await?
             .rows_affected())
     }
+}
+
+/// See [`EventStore::read_stream`]; on a given connection (or transaction).
+pub(crate) async fn read_stream(
+    conn: &mut PgConnection,
+    stream_id: &str,
+    from_version: i64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows =
+        sqlx::query(&format!("{SELECT_EVENT} WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version"))
+            .bind(stream_id)
+            .bind(from_version)
+            .fetch_all(conn)
+            .await?;
+    rows.iter().map(recorded_event_from_row).collect()
 }
 
 /// See [`EventStore::read_all_committed`]. `tx_id < xmin` of a fresh snapshot means

@@ -3,6 +3,7 @@
 //! the `/metrics`, `/health` and `/ready` endpoints, and graceful shutdown.
 
 pub mod health;
+pub mod http_metrics;
 pub mod metric_names;
 pub mod settings;
 pub mod shutdown;

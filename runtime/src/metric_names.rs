@@ -18,3 +18,9 @@ pub const RELAY_PUBLISH_FAILURES: &str = "vectis_relay_publish_failures";
 // Label keys.
 pub const LABEL_TOPIC: &str = "topic";
 pub const LABEL_EVENT_TYPE: &str = "event_type";
+
+// HTTP, as dashboards expect them (labels: method, route, status).
+pub const HTTP_REQUESTS: &str = "http_requests";
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+pub const HTTP_REQUESTS_IN_PROGRESS: &str = "http_requests_inprogress";
+pub const HTTP_RESPONSE_SIZE_BYTES: &str = "http_response_size_bytes";

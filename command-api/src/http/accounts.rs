@@ -1,0 +1,151 @@
+//! `/v1/accounts`: register, and change the credit limit and approval threshold.
+//! Staff actions (approve, reject, suspend, reinstate) arrive with authentication,
+//! since the acting staff member is the authenticated principal.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::Response,
+    routing::{post, put},
+    Router,
+};
+use serde::Deserialize;
+use uuid::Uuid;
+use vectis_schemas::{events::Money, samples::account_stream};
+
+use super::{
+    command::CommandContext,
+    json::{problem, CommandBody, Validate},
+    problem::FieldProblem,
+    AppState,
+};
+use crate::domain::{Account, AccountCommand};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/accounts", post(register))
+        .route("/v1/accounts/{id}/credit-limit", put(change_credit_limit))
+        .route("/v1/accounts/{id}/approval-threshold", put(change_approval_threshold))
+}
+
+/// Money as clients send it: integer minor units and an ISO 4217 code.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyBody {
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+impl MoneyBody {
+    pub fn check(&self, field: &str, problems: &mut Vec<FieldProblem>) {
+        if self.amount_minor < 0 {
+            problem(problems, &format!("{field}.amount_minor"), "must not be negative");
+        }
+        if !(self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase())) {
+            problem(problems, &format!("{field}.currency"), "must be an ISO 4217 code such as EUR");
+        }
+    }
+
+    fn money(&self) -> Money {
+        Money::new(self.amount_minor, self.currency.clone())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterAccount {
+    name: String,
+    email: String,
+    credit_limit: MoneyBody,
+    approval_threshold: MoneyBody,
+}
+
+impl Validate for RegisterAccount {
+    fn validate(&self, problems: &mut Vec<FieldProblem>) {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            problem(problems, "name", "must be 1 to 200 characters");
+        }
+        let email_ok = self.email.len() <= 254
+            && self.email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty() && domain.contains('.') && !self.email.chars().any(char::is_whitespace)
+            });
+        if !email_ok {
+            problem(problems, "email", "must be an email address");
+        }
+        self.credit_limit.check("credit_limit", problems);
+        self.approval_threshold.check("approval_threshold", problems);
+    }
+}
+
+async fn register(
+    State(state): State<AppState>,
+    context: CommandContext,
+    body: CommandBody<RegisterAccount>,
+) -> Response {
+    let account_id = Uuid::now_v7();
+    let request = body.value;
+    context
+        .run::<Account, _>(&state, &body.raw, account_stream(account_id), StatusCode::CREATED, |_| {
+            AccountCommand::Register {
+                account_id,
+                name: request.name.trim().to_string(),
+                email: request.email.clone(),
+                credit_limit: request.credit_limit.money(),
+                approval_threshold: request.approval_threshold.money(),
+            }
+        })
+        .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeCreditLimit {
+    credit_limit: MoneyBody,
+}
+
+impl Validate for ChangeCreditLimit {
+    fn validate(&self, problems: &mut Vec<FieldProblem>) {
+        self.credit_limit.check("credit_limit", problems);
+    }
+}
+
+async fn change_credit_limit(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    context: CommandContext,
+    body: CommandBody<ChangeCreditLimit>,
+) -> Response {
+    let credit_limit = body.value.credit_limit.money();
+    context
+        .run::<Account, _>(&state, &body.raw, account_stream(id), StatusCode::OK, |_| {
+            AccountCommand::ChangeCreditLimit { credit_limit: credit_limit.clone() }
+        })
+        .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeApprovalThreshold {
+    approval_threshold: MoneyBody,
+}
+
+impl Validate for ChangeApprovalThreshold {
+    fn validate(&self, problems: &mut Vec<FieldProblem>) {
+        self.approval_threshold.check("approval_threshold", problems);
+    }
+}
+
+async fn change_approval_threshold(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    context: CommandContext,
+    body: CommandBody<ChangeApprovalThreshold>,
+) -> Response {
+    let approval_threshold = body.value.approval_threshold.money();
+    context
+        .run::<Account, _>(&state, &body.raw, account_stream(id), StatusCode::OK, |_| {
+            AccountCommand::ChangeApprovalThreshold { approval_threshold: approval_threshold.clone() }
+        })
+        .await
+}

@@ -1,0 +1,203 @@
+//! Runs one command for an endpoint: If-Match, Idempotency-Key, correlation and trace
+//! context from the headers; load → decide → append; the response with the stream's
+//! new version, the events and a consistency token. Under an idempotency key the exact
+//! response bytes are stored with the append, so a retry gets them back unchanged.
+
+use std::time::Duration;
+
+use axum::{
+    extract::FromRequestParts,
+    http::{header, request::Parts, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+use vectis_event_store::{EventMetadata, IdempotencyBegin, IdempotencyKey, StoredResponse};
+use vectis_schemas::EventEnvelope;
+
+use super::{problem::ApiError, AppState};
+use crate::handling::{Aggregate, CommandError, CommandOutcome};
+
+/// Until API keys arrive (auth is part of the write-side issue), every client shares
+/// this idempotency scope.
+const ANONYMOUS_SCOPE: &str = "anonymous";
+
+/// What a command takes from the request line and headers.
+pub struct CommandContext {
+    if_match: Option<i64>,
+    idempotency_key: Option<String>,
+    metadata: EventMetadata,
+    method: String,
+    path: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CommandContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let headers = &parts.headers;
+        Ok(Self {
+            if_match: if_match(headers)?,
+            idempotency_key: idempotency_key(headers)?,
+            metadata: EventMetadata {
+                correlation_id: header_text(headers, "x-correlation-id")
+                    .map(|v| {
+                        Uuid::parse_str(v).map_err(|_| ApiError::BadHeader {
+                            header: "X-Correlation-Id",
+                            message: "must be a UUID".into(),
+                        })
+                    })
+                    .transpose()?
+                    .unwrap_or_else(Uuid::now_v7),
+                causation_id: None,
+                traceparent: header_text(headers, "traceparent").filter(|v| is_traceparent(v)).map(str::to_string),
+            },
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+        })
+    }
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// `If-Match: 3` or `If-Match: "3"`: the stream version the client last saw.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let text = raw.to_str().unwrap_or_default().trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    match text.parse::<i64>() {
+        Ok(version) if version >= 0 => Ok(Some(version)),
+        _ => Err(ApiError::BadHeader {
+            header: "If-Match",
+            message: format!("must be the stream version you last saw, a number such as \"3\", not {text:?}"),
+        }),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(raw) = headers.get("idempotency-key") else { return Ok(None) };
+    match raw.to_str() {
+        Ok(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(key.into())),
+        _ => Err(ApiError::BadHeader {
+            header: "Idempotency-Key",
+            message: "must be 1 to 255 visible ASCII characters, such as a UUID".into(),
+        }),
+    }
+}
+
+/// `00-<32 hex>-<16 hex>-<2 hex>`, as W3C Trace Context defines it; anything else is dropped.
+fn is_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    parts.len() == 4
+        && [2, 32, 16, 2].iter().zip(&parts).all(|(len, p)| p.len() == *len && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The body every successful command answers with.
+#[derive(Serialize)]
+pub struct CommandResponse {
+    pub stream_id: String,
+    pub stream_version: i64,
+    /// Pass as `X-Consistency-Token` to a query to read this write.
+    pub consistency_token: String,
+    pub events: Vec<EventEnvelope>,
+}
+
+/// `<stream id>@<version>`: what a read must have applied to reflect this write.
+pub fn consistency_token(stream_id: &str, version: i64) -> String {
+    format!("{stream_id}@{version}")
+}
+
+impl CommandContext {
+    /// Handles the command and answers. `success` is 201 for creations, 200 otherwise.
+    pub async fn run<A, F>(
+        self,
+        state: &AppState,
+        raw_body: &[u8],
+        stream_id: String,
+        success: StatusCode,
+        command: F,
+    ) -> Response
+    where
+        A: Aggregate,
+        F: Fn(&Option<A>) -> A::Command + Send,
+    {
+        let handler = &state.handler;
+        let Some(key) = self.idempotency_key.clone() else {
+            let mut store = handler.store().clone();
+            let outcome = handler.execute::<A, F>(&mut store, &stream_id, self.if_match, &self.metadata, command).await;
+            return replay(render(outcome, success));
+        };
+        let fingerprint = self.fingerprint(raw_body);
+        let key = IdempotencyKey { scope: ANONYMOUS_SCOPE.into(), key };
+        match handler.store().begin_idempotent(key, &fingerprint, state.idempotency_retention).await {
+            Err(e) => ApiError::Internal(format!("idempotency: {e}")).into_response(),
+            Ok(IdempotencyBegin::Mismatch) => ApiError::IdempotencyKeyReused.into_response(),
+            Ok(IdempotencyBegin::Replay(stored)) => replay(stored),
+            Ok(IdempotencyBegin::Fresh(mut claimed)) => {
+                let outcome =
+                    handler.execute::<A, F>(&mut claimed, &stream_id, self.if_match, &self.metadata, command).await;
+                let stored = render(outcome, success);
+                // A server failure is not an answer to keep: the key stays free.
+                if stored.status >= 500 {
+                    return replay(stored);
+                }
+                match claimed.complete(&stored).await {
+                    Ok(()) => replay(stored),
+                    Err(e) => ApiError::Internal(format!("storing the idempotent response: {e}")).into_response(),
+                }
+            }
+        }
+    }
+
+    /// Same key + same method, path and body = the same request.
+    fn fingerprint(&self, raw_body: &[u8]) -> Vec<u8> {
+        let mut hash = Sha256::new();
+        hash.update(self.method.as_bytes());
+        hash.update([0]);
+        hash.update(self.path.as_bytes());
+        hash.update([0]);
+        hash.update(raw_body);
+        hash.finalize().to_vec()
+    }
+}
+
+/// The response as bytes, so it can be stored and replayed exactly.
+fn render(outcome: Result<CommandOutcome, CommandError>, success: StatusCode) -> StoredResponse {
+    match outcome {
+        Ok(outcome) => {
+            let body = CommandResponse {
+                consistency_token: consistency_token(&outcome.stream_id, outcome.stream_version),
+                stream_id: outcome.stream_id,
+                stream_version: outcome.stream_version,
+                events: outcome.events.into_iter().map(|e| e.envelope).collect(),
+            };
+            StoredResponse {
+                status: success.as_u16(),
+                content_type: "application/json".into(),
+                body: serde_json::to_vec(&body).unwrap_or_default(),
+            }
+        }
+        Err(error) => {
+            let error = ApiError::from(error);
+            if let ApiError::Internal(cause) = &error {
+                tracing::error!(%cause, "command failed");
+            }
+            StoredResponse {
+                status: error.status().as_u16(),
+                content_type: super::problem::PROBLEM_JSON.into(),
+                body: error.body(),
+            }
+        }
+    }
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, stored.content_type)], stored.body).into_response()
+}
+
+/// The default retention of idempotency records.
+pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);

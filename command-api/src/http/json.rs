@@ -1,0 +1,90 @@
+//! The command body extractor: every way a body can be wrong gets the same problem
+//! format as everything else, and the raw bytes are kept for idempotency fingerprints.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request},
+    http::{header::CONTENT_TYPE, StatusCode},
+};
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+
+use super::problem::{ApiError, FieldProblem};
+
+/// Field checks beyond the body's shape. Each check adds a problem; all are reported.
+pub trait Validate {
+    fn validate(&self, problems: &mut Vec<FieldProblem>);
+}
+
+pub fn problem(problems: &mut Vec<FieldProblem>, field: &str, message: impl Into<String>) {
+    problems.push(FieldProblem { field: field.to_string(), message: message.into() });
+}
+
+/// A parsed, validated command body and the bytes it came from.
+pub struct CommandBody<T> {
+    pub value: T,
+    pub raw: Bytes,
+}
+
+impl<S, T> FromRequest<S> for CommandBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let raw = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::MalformedBody(rejection.body_text())
+            }
+        })?;
+        let value = parse::<T>(&raw)?;
+        let mut problems = Vec::new();
+        value.validate(&mut problems);
+        if !problems.is_empty() {
+            return Err(ApiError::Validation(problems));
+        }
+        Ok(Self { value, raw })
+    }
+}
+
+/// Syntax errors are 400; a well-formed body of the wrong shape (missing, unknown or
+/// mistyped fields) is 422 naming the field.
+fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(raw);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        match inner.classify() {
+            Category::Data => ApiError::Validation(vec![FieldProblem {
+                field: if path == "." { String::new() } else { path },
+                message: strip_position(&inner.to_string()),
+            }]),
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::MalformedBody(format!("not valid JSON: {inner}"))
+            }
+        }
+    })?;
+    deserializer.end().map_err(|e| ApiError::MalformedBody(format!("not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+/// serde's messages end with " at line 1 column 42"; the field path says more.
+fn strip_position(message: &str) -> String {
+    message.split(" at line ").next().unwrap_or(message).to_string()
+}

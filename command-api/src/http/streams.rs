@@ -1,0 +1,36 @@
+//! `GET /v1/streams/{stream_id}`: a stream's events, upcast to current schema
+//! versions, for debugging.
+
+use axum::{
+    extract::{Path, State},
+    routing::get,
+    Json, Router,
+};
+use vectis_schemas::EventEnvelope;
+
+use super::{problem::ApiError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/streams/{stream_id}", get(read_stream))
+}
+
+async fn read_stream(
+    State(state): State<AppState>,
+    Path(stream_id): Path<String>,
+) -> Result<Json<Vec<EventEnvelope>>, ApiError> {
+    let events = state
+        .handler
+        .store()
+        .read_stream(&stream_id, 1)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading {stream_id}: {e}")))?;
+    if events.is_empty() {
+        return Err(ApiError::NotFound(format!("stream {stream_id} has no events")));
+    }
+    let upcast = events
+        .iter()
+        .map(|e| e.upcast())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::Internal(format!("upcasting {stream_id}: {e}")))?;
+    Ok(Json(upcast))
+}

@@ -1,0 +1,212 @@
+//! The command API over HTTP (router driven with `oneshot`), against a real
+//! PostgreSQL event store: statuses, problem documents, idempotency, If-Match.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    body::{to_bytes, Body},
+    http::{header, Request, StatusCode},
+    Router,
+};
+use prometheus_client::registry::Registry;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tower::ServiceExt;
+use vectis_command_api::{
+    handling::CommandHandler,
+    http::{app, AppState},
+};
+use vectis_event_store::{EventStore, StoreMetrics};
+use vectis_runtime::http_metrics::HttpMetrics;
+use vectis_schemas::{SchemaCatalog, SchemaMode};
+
+fn command_api(pool: PgPool) -> (Router, HttpMetrics) {
+    let catalog = Arc::new(SchemaCatalog::embedded().expect("schemas compile"));
+    let store = EventStore::new(pool, catalog, SchemaMode::Strict, StoreMetrics::default());
+    let metrics = HttpMetrics::register(&mut Registry::default());
+    let state = AppState { handler: CommandHandler::new(store), idempotency_retention: Duration::from_secs(86_400) };
+    (app(state, metrics.clone()), metrics)
+}
+
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    bytes: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.bytes)))
+    }
+}
+
+async fn send(app: &Router, method: &str, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Answer {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = app.clone().oneshot(request.body(body.into()).expect("request")).await.expect("response");
+    let status = response.status();
+    let content_type =
+        response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let bytes = to_bytes(response.into_body(), 1 << 20).await.expect("body").to_vec();
+    Answer { status, content_type, bytes }
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+fn registration() -> Value {
+    json!({
+        "name": "Acme Fasteners GmbH",
+        "email": "buyer@acme.example",
+        "credit_limit": {"amount_minor": 5_000_000, "currency": "EUR"},
+        "approval_threshold": {"amount_minor": 1_000_000, "currency": "EUR"}
+    })
+}
+
+async fn event_count(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.expect("count")
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn registering_an_account_answers_201_with_version_events_and_token(pool: PgPool) {
+    let (app, metrics) = command_api(pool);
+    let answer = send(&app, "POST", "/v1/accounts", &[JSON], registration().to_string()).await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    assert_eq!(answer.content_type, "application/json");
+    let body = answer.json();
+    let stream_id = body["stream_id"].as_str().expect("stream id");
+    assert!(stream_id.starts_with("account-"));
+    assert_eq!(body["stream_version"], 1);
+    assert_eq!(body["consistency_token"], format!("{stream_id}@1"));
+    assert_eq!(body["events"][0]["event_type"], "AccountRegistered");
+    assert_eq!(body["events"][0]["data"]["credit_limit"], json!({"amount_minor": 5_000_000, "currency": "EUR"}));
+
+    let stream = send(&app, "GET", &format!("/v1/streams/{stream_id}"), &[], Body::empty()).await;
+    assert_eq!(stream.status, StatusCode::OK);
+    assert_eq!(stream.json()[0]["event_id"], body["events"][0]["event_id"]);
+    assert_eq!(metrics.requests_total("POST", "/v1/accounts", 201), 1);
+    assert_eq!(metrics.requests_total("GET", "/v1/streams/{stream_id}", 200), 1);
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn bad_bodies_get_problem_documents_and_append_nothing(pool: PgPool) {
+    let (app, _) = command_api(pool.clone());
+    let problem = |answer: &Answer, status: StatusCode, kind: &str| {
+        assert_eq!(answer.status, status, "{}", String::from_utf8_lossy(&answer.bytes));
+        assert_eq!(answer.content_type, "application/problem+json");
+        assert_eq!(answer.json()["type"], kind);
+        assert_eq!(answer.json()["status"], status.as_u16());
+    };
+    let malformed = send(&app, "POST", "/v1/accounts", &[JSON], "{\"name\": ").await;
+    problem(&malformed, StatusCode::BAD_REQUEST, "/problems/malformed-body");
+
+    let mut wrong_type = registration();
+    wrong_type["credit_limit"]["amount_minor"] = json!("lots");
+    let answer = send(&app, "POST", "/v1/accounts", &[JSON], wrong_type.to_string()).await;
+    problem(&answer, StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation");
+    assert_eq!(answer.json()["errors"][0]["field"], "credit_limit.amount_minor");
+
+    let mut unknown = registration();
+    unknown["vip"] = json!(true);
+    let answer = send(&app, "POST", "/v1/accounts", &[JSON], unknown.to_string()).await;
+    problem(&answer, StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation");
+    assert!(answer.json()["errors"][0]["message"].as_str().expect("message").contains("vip"));
+
+    let mut missing = registration();
+    missing.as_object_mut().expect("object").remove("email");
+    let answer = send(&app, "POST", "/v1/accounts", &[JSON], missing.to_string()).await;
+    problem(&answer, StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation");
+    assert!(answer.json()["errors"][0]["message"].as_str().expect("message").contains("email"));
+
+    let mut several = registration();
+    several["email"] = json!("not an email");
+    several["credit_limit"]["amount_minor"] = json!(-1);
+    several["approval_threshold"]["currency"] = json!("euro");
+    let answer = send(&app, "POST", "/v1/accounts", &[JSON], several.to_string()).await;
+    problem(&answer, StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation");
+    let fields: Vec<String> = answer.json()["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["field"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(fields, ["email", "credit_limit.amount_minor", "approval_threshold.currency"]);
+
+    let answer = send(&app, "POST", "/v1/accounts", &[], registration().to_string()).await;
+    problem(&answer, StatusCode::UNSUPPORTED_MEDIA_TYPE, "/problems/unsupported-media-type");
+
+    let huge = json!({"name": "x".repeat(100_000), "email": "a@b.c"}).to_string();
+    let answer = send(&app, "POST", "/v1/accounts", &[JSON], huge).await;
+    problem(&answer, StatusCode::PAYLOAD_TOO_LARGE, "/problems/payload-too-large");
+
+    let answer =
+        send(&app, "POST", "/v1/accounts", &[JSON, ("if-match", "yesterday")], registration().to_string()).await;
+    problem(&answer, StatusCode::BAD_REQUEST, "/problems/bad-header");
+
+    assert_eq!(event_count(&pool).await, 0, "bad input never appends anything");
+}
+
+async fn register(app: &Router) -> String {
+    let answer = send(app, "POST", "/v1/accounts", &[JSON], registration().to_string()).await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    answer.json()["stream_id"].as_str().expect("id").trim_start_matches("account-").to_string()
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn if_match_conflicts_are_409_with_the_current_version(pool: PgPool) {
+    let (app, _) = command_api(pool);
+    let id = register(&app).await;
+    let uri = format!("/v1/accounts/{id}/credit-limit");
+    let body = json!({"credit_limit": {"amount_minor": 7_000_000, "currency": "EUR"}}).to_string();
+    let stale = send(&app, "PUT", &uri, &[JSON, ("if-match", "\"7\"")], body.clone()).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    assert_eq!(stale.json()["type"], "/problems/version-conflict");
+    assert_eq!(stale.json()["current_version"], 1);
+    let current = send(&app, "PUT", &uri, &[JSON, ("if-match", "\"1\"")], body).await;
+    assert_eq!(current.status, StatusCode::OK);
+    assert_eq!(current.json()["stream_version"], 2);
+    assert_eq!(current.json()["events"][0]["event_type"], "CreditLimitChanged");
+
+    let usd = json!({"approval_threshold": {"amount_minor": 5, "currency": "USD"}}).to_string();
+    let rule = send(&app, "PUT", &format!("/v1/accounts/{id}/approval-threshold"), &[JSON], usd).await;
+    assert_eq!(rule.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(rule.json()["type"], "/problems/business-rule");
+
+    let missing = uuid::Uuid::now_v7();
+    let body = json!({"credit_limit": {"amount_minor": 1, "currency": "EUR"}}).to_string();
+    let answer = send(&app, "PUT", &format!("/v1/accounts/{missing}/credit-limit"), &[JSON], body).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    let answer = send(&app, "GET", &format!("/v1/streams/account-{missing}"), &[], Body::empty()).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn idempotent_retries_get_identical_bytes_and_append_once(pool: PgPool) {
+    let (app, _) = command_api(pool.clone());
+    let key = ("idempotency-key", "3f0c2a4e-registration-1");
+    let first = send(&app, "POST", "/v1/accounts", &[JSON, key], registration().to_string()).await;
+    let again = send(&app, "POST", "/v1/accounts", &[JSON, key], registration().to_string()).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!((again.status, &again.content_type, &again.bytes), (first.status, &first.content_type, &first.bytes));
+    assert_eq!(event_count(&pool).await, 1);
+
+    let mut changed = registration();
+    changed["name"] = json!("Someone Else");
+    let reused = send(&app, "POST", "/v1/accounts", &[JSON, key], changed.to_string()).await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reused.json()["type"], "/problems/idempotency-key-reused");
+
+    let headers = [JSON, ("idempotency-key", "concurrent-registration")];
+    let answers = futures::future::join_all(
+        (0..20).map(|_| send(&app, "POST", "/v1/accounts", &headers, registration().to_string())),
+    )
+    .await;
+    assert!(answers.iter().all(|a| a.status == StatusCode::CREATED && a.bytes == answers[0].bytes));
+    assert_eq!(event_count(&pool).await, 2, "twenty concurrent identical requests append once");
+
+    let bad_key =
+        send(&app, "POST", "/v1/accounts", &[JSON, ("idempotency-key", "")], registration().to_string()).await;
+    assert_eq!(bad_key.status, StatusCode::BAD_REQUEST);
+}
