@@ -1,60 +1,12 @@
 //! The command API over HTTP (router driven with `oneshot`), against a real
 //! PostgreSQL event store: statuses, problem documents, idempotency, If-Match.
 
-use std::{sync::Arc, time::Duration};
+mod common;
 
-use axum::{
-    body::{to_bytes, Body},
-    http::{header, Request, StatusCode},
-    Router,
-};
-use prometheus_client::registry::Registry;
+use axum::{body::Body, http::StatusCode, Router};
+use common::{command_api, send, Answer, JSON};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use tower::ServiceExt;
-use vectis_command_api::{
-    handling::CommandHandler,
-    http::{app, AppState},
-};
-use vectis_event_store::{EventStore, StoreMetrics};
-use vectis_runtime::http_metrics::HttpMetrics;
-use vectis_schemas::{SchemaCatalog, SchemaMode};
-
-fn command_api(pool: PgPool) -> (Router, HttpMetrics) {
-    let catalog = Arc::new(SchemaCatalog::embedded().expect("schemas compile"));
-    let store = EventStore::new(pool, catalog, SchemaMode::Strict, StoreMetrics::default());
-    let metrics = HttpMetrics::register(&mut Registry::default());
-    let state = AppState { handler: CommandHandler::new(store), idempotency_retention: Duration::from_secs(86_400) };
-    (app(state, metrics.clone()), metrics)
-}
-
-struct Answer {
-    status: StatusCode,
-    content_type: String,
-    bytes: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.bytes)))
-    }
-}
-
-async fn send(app: &Router, method: &str, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Answer {
-    let mut request = Request::builder().method(method).uri(uri);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = app.clone().oneshot(request.body(body.into()).expect("request")).await.expect("response");
-    let status = response.status();
-    let content_type =
-        response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let bytes = to_bytes(response.into_body(), 1 << 20).await.expect("body").to_vec();
-    Answer { status, content_type, bytes }
-}
-
-const JSON: (&str, &str) = ("content-type", "application/json");
 
 fn registration() -> Value {
     json!({

@@ -46,7 +46,7 @@ impl MoneyBody {
         }
     }
 
-    fn money(&self) -> Money {
+    pub fn money(&self) -> Money {
         Money::new(self.amount_minor, self.currency.clone())
     }
 }

@@ -88,3 +88,36 @@ fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
 fn strip_position(message: &str) -> String {
     message.split(" at line ").next().unwrap_or(message).to_string()
 }
+
+/// A command body that may be left out entirely (no body, or `Content-Length: 0`);
+/// then the command runs with `T::default()`.
+pub struct OptionalCommandBody<T> {
+    pub value: T,
+    pub raw: Bytes,
+}
+
+impl<S, T> FromRequest<S> for OptionalCommandBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let declared_empty = request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() == "0");
+        let untyped = !request.headers().contains_key(CONTENT_TYPE);
+        if declared_empty || untyped {
+            let raw = Bytes::from_request(request, state).await.map_err(|r| ApiError::MalformedBody(r.body_text()))?;
+            if raw.is_empty() {
+                return Ok(Self { value: T::default(), raw });
+            }
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let CommandBody { value, raw } = CommandBody::<T>::from_request(request, state).await?;
+        Ok(Self { value, raw })
+    }
+}

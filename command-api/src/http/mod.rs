@@ -3,7 +3,9 @@
 
 mod accounts;
 pub mod command;
+mod inventory;
 pub mod json;
+mod orders;
 pub mod problem;
 mod streams;
 
@@ -25,7 +27,7 @@ pub struct AppState {
 
 /// Every command route, without the shared layers.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(accounts::router()).merge(streams::router())
+    Router::new().merge(accounts::router()).merge(inventory::router()).merge(orders::router()).merge(streams::router())
 }
 
 /// The command API as served: routes, body limit, HTTP metrics.

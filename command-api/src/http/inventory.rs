@@ -1,0 +1,253 @@
+//! `/v1/inventory/items`: create SKUs, receive and adjust stock, reserve for orders,
+//! release and commit reservations.
+
+use std::time::Duration;
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::Response,
+    routing::post,
+    Router,
+};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+use vectis_schemas::{events::AdjustmentReason, samples::inventory_stream};
+
+use super::{
+    accounts::MoneyBody,
+    command::CommandContext,
+    json::{problem, CommandBody, OptionalCommandBody, Validate},
+    problem::{ApiError, FieldProblem},
+    AppState,
+};
+use crate::domain::{InventoryCommand, InventoryItem};
+
+/// How long a reservation holds stock when the request names no expiry.
+const DEFAULT_RESERVATION_HOLD: Duration = Duration::from_secs(15 * 60);
+const MAX_QUANTITY: i64 = 1_000_000_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/inventory/items", post(create))
+        .route("/v1/inventory/items/{sku}/receipts", post(receive))
+        .route("/v1/inventory/items/{sku}/adjustments", post(adjust))
+        .route("/v1/inventory/items/{sku}/reservations", post(reserve))
+        .route("/v1/inventory/items/{sku}/reservations/{id}/release", post(release))
+        .route("/v1/inventory/items/{sku}/reservations/{id}/commit", post(commit))
+}
+
+/// SKUs as the event contract defines them: upper-case letters, digits, `.`, `_`, `-`.
+fn valid_sku(sku: &str) -> bool {
+    (1..=64).contains(&sku.len())
+        && sku
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_uppercase() || b.is_ascii_digit() || (i > 0 && matches!(b, b'.' | b'_' | b'-')))
+}
+
+fn sku_from_path(sku: String) -> Result<String, ApiError> {
+    if valid_sku(&sku) {
+        Ok(sku)
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no inventory item {sku:?}: SKUs are upper-case letters, digits, '.', '_', '-'"
+        )))
+    }
+}
+
+fn check_quantity(field: &str, quantity: i64, problems: &mut Vec<FieldProblem>) {
+    if !(1..=MAX_QUANTITY).contains(&quantity) {
+        problem(problems, field, format!("must be between 1 and {MAX_QUANTITY}"));
+    }
+}
+
+fn check_text(field: &str, text: &str, max: usize, problems: &mut Vec<FieldProblem>) {
+    if text.trim().is_empty() || text.chars().count() > max {
+        problem(problems, field, format!("must be 1 to {max} characters"));
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateItem {
+    sku: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+    unit_price: MoneyBody,
+}
+
+impl Validate for CreateItem {
+    fn validate(&self, problems: &mut Vec<FieldProblem>) {
+        if !valid_sku(&self.sku) {
+            problem(
+                problems,
+                "sku",
+                "must be 1 to 64 upper-case letters, digits, '.', '_' or '-', starting with a letter or digit",
+            );
+        }
+        check_text("name", &self.name, 200, problems);
+        if self.description.chars().count() > 5000 {
+            problem(problems, "description", "must be at most 5000 characters");
+        }
+        self.unit_price.check("unit_price", problems);
+    }
+}
+
+async fn create(State(state): State<AppState>, context: CommandContext, body: CommandBody<CreateItem>) -> Response {
+    let item = body.value;
+    let command = InventoryCommand::Create {
+        sku: item.sku.clone(),
+        name: item.name.trim().to_string(),
+        description: item.description.clone(),
+        unit_price: item.unit_price.money(),
+    };
+    context
+        .run::<InventoryItem, _>(&state, &body.raw, inventory_stream(&item.sku), StatusCode::CREATED, |_| {
+            command.clone()
+        })
+        .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Receive {
+    quantity: i64,
+    reference: Option<String>,
+}
+
+impl Validate for Receive {
+    fn validate(&self, problems: &mut Vec<FieldProblem>) {
+        check_quantity("quantity", self.quantity, problems);
+        if let Some(reference) = &self.reference {
+            check_text("reference", reference, 200, problems);
+        }
+    }
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    Path(sku): Path<String>,
+    context: CommandContext,
+    body: CommandBody<Receive>,
+) -> Result<Response, ApiError> {
+    let sku = sku_from_path(sku)?;
+    let command = InventoryCommand::Receive { quantity: body.value.quantity, reference: body.value.reference.clone() };
+    Ok(context
+        .run::<InventoryItem, _>(&state, &body.raw, inventory_stream(&sku), StatusCode::CREATED, |_| command.clone())
+        .await)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Adjust {
+    delta: i64,
+    reason: AdjustmentReason,
+    note: Option<String>,
+}
+
+impl Validate for Adjust {
+    fn validate(&self, problems: &mut Vec<FieldProblem>) {
+        if self.delta == 0 || self.delta.abs() > MAX_QUANTITY {
+            problem(problems, "delta", format!("must be non-zero and at most {MAX_QUANTITY} either way"));
+        }
+        if let Some(note) = &self.note {
+            if note.chars().count() > 1000 {
+                problem(problems, "note", "must be at most 1000 characters");
+            }
+        }
+    }
+}
+
+async fn adjust(
+    State(state): State<AppState>,
+    Path(sku): Path<String>,
+    context: CommandContext,
+    body: CommandBody<Adjust>,
+) -> Result<Response, ApiError> {
+    let sku = sku_from_path(sku)?;
+    let command =
+        InventoryCommand::Adjust { delta: body.value.delta, reason: body.value.reason, note: body.value.note.clone() };
+    Ok(context
+        .run::<InventoryItem, _>(&state, &body.raw, inventory_stream(&sku), StatusCode::CREATED, |_| command.clone())
+        .await)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reserve {
+    /// Chosen by the client to make retries safe; generated when absent.
+    reservation_id: Option<Uuid>,
+    order_id: Uuid,
+    quantity: i64,
+    /// Defaults to 15 minutes from now.
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl Validate for Reserve {
+    fn validate(&self, problems: &mut Vec<FieldProblem>) {
+        check_quantity("quantity", self.quantity, problems);
+    }
+}
+
+async fn reserve(
+    State(state): State<AppState>,
+    Path(sku): Path<String>,
+    context: CommandContext,
+    body: CommandBody<Reserve>,
+) -> Result<Response, ApiError> {
+    let sku = sku_from_path(sku)?;
+    let request = body.value;
+    let reservation_id = request.reservation_id.unwrap_or_else(Uuid::now_v7);
+    let now = Utc::now();
+    let expires_at = request.expires_at.unwrap_or(now + DEFAULT_RESERVATION_HOLD);
+    let command = InventoryCommand::Reserve {
+        reservation_id,
+        order_id: request.order_id,
+        quantity: request.quantity,
+        expires_at,
+        now,
+    };
+    Ok(context
+        .run::<InventoryItem, _>(&state, &body.raw, inventory_stream(&sku), StatusCode::CREATED, |_| command.clone())
+        .await)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Release {
+    reason: Option<String>,
+}
+
+impl Validate for Release {
+    fn validate(&self, problems: &mut Vec<FieldProblem>) {
+        if let Some(reason) = &self.reason {
+            check_text("reason", reason, 1000, problems);
+        }
+    }
+}
+
+async fn release(
+    State(state): State<AppState>,
+    Path((sku, reservation_id)): Path<(String, Uuid)>,
+    context: CommandContext,
+    body: OptionalCommandBody<Release>,
+) -> Result<Response, ApiError> {
+    let sku = sku_from_path(sku)?;
+    let command = InventoryCommand::Release { reservation_id, reason: body.value.reason.clone() };
+    Ok(context
+        .run::<InventoryItem, _>(&state, &body.raw, inventory_stream(&sku), StatusCode::OK, |_| command.clone())
+        .await)
+}
+
+async fn commit(
+    State(state): State<AppState>,
+    Path((sku, reservation_id)): Path<(String, Uuid)>,
+    context: CommandContext,
+) -> Result<Response, ApiError> {
+    let sku = sku_from_path(sku)?;
+    let command = InventoryCommand::Commit { reservation_id };
+    Ok(context.run::<InventoryItem, _>(&state, &[], inventory_stream(&sku), StatusCode::OK, |_| command.clone()).await)
+}

@@ -1,0 +1,164 @@
+//! `/v1/orders`: place an order, then confirm, cancel, ship and deliver it. Staff
+//! approval (approve, reject) arrives with authentication.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::Response,
+    routing::post,
+    Router,
+};
+use serde::Deserialize;
+use uuid::Uuid;
+use vectis_schemas::samples::{account_stream, inventory_stream, order_stream};
+
+use super::{
+    command::CommandContext,
+    json::{problem, CommandBody, Validate},
+    problem::{ApiError, FieldProblem},
+    AppState,
+};
+use crate::domain::{Account, InventoryItem, Order, OrderCommand, OrderLineRequest};
+
+const MAX_LINES: usize = 500;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orders", post(place))
+        .route("/v1/orders/{id}/confirm", post(confirm))
+        .route("/v1/orders/{id}/cancel", post(cancel))
+        .route("/v1/orders/{id}/ship", post(ship))
+        .route("/v1/orders/{id}/deliver", post(deliver))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    sku: String,
+    quantity: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlaceOrder {
+    account_id: Uuid,
+    lines: Vec<Line>,
+}
+
+impl Validate for PlaceOrder {
+    fn validate(&self, problems: &mut Vec<FieldProblem>) {
+        if self.lines.is_empty() || self.lines.len() > MAX_LINES {
+            problem(problems, "lines", format!("must hold 1 to {MAX_LINES} lines"));
+        }
+        for (n, line) in self.lines.iter().enumerate() {
+            if line.quantity <= 0 {
+                problem(problems, &format!("lines[{n}].quantity"), "must be positive");
+            }
+            if line.sku.is_empty() || line.sku.len() > 64 {
+                problem(problems, &format!("lines[{n}].sku"), "must be 1 to 64 characters");
+            }
+        }
+    }
+}
+
+/// Reads the account and every requested SKU, then places the order on them.
+async fn place(
+    State(state): State<AppState>,
+    context: CommandContext,
+    body: CommandBody<PlaceOrder>,
+) -> Result<Response, ApiError> {
+    let request = body.value;
+    let handler = &state.handler;
+    let account = handler.load::<Account>(&account_stream(request.account_id)).await?.state;
+    let mut catalogue = BTreeMap::new();
+    for line in &request.lines {
+        if let Some(item) = handler.load::<InventoryItem>(&inventory_stream(&line.sku)).await?.state {
+            catalogue.insert(line.sku.clone(), item);
+        }
+    }
+    let order_id = Uuid::now_v7();
+    let command = OrderCommand::Place {
+        order_id,
+        account_id: request.account_id,
+        account,
+        lines: request.lines.iter().map(|l| OrderLineRequest { sku: l.sku.clone(), quantity: l.quantity }).collect(),
+        catalogue,
+    };
+    Ok(context
+        .run::<Order, _>(&state, &body.raw, order_stream(order_id), StatusCode::CREATED, |_| command.clone())
+        .await)
+}
+
+async fn transition(
+    state: &AppState,
+    context: CommandContext,
+    id: Uuid,
+    raw: &[u8],
+    command: OrderCommand,
+) -> Response {
+    context.run::<Order, _>(state, raw, order_stream(id), StatusCode::OK, |_| command.clone()).await
+}
+
+async fn confirm(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
+    transition(&state, context, id, &[], OrderCommand::Confirm).await
+}
+
+async fn deliver(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
+    transition(&state, context, id, &[], OrderCommand::Deliver).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cancel {
+    reason: String,
+}
+
+impl Validate for Cancel {
+    fn validate(&self, problems: &mut Vec<FieldProblem>) {
+        if self.reason.trim().is_empty() || self.reason.chars().count() > 1000 {
+            problem(problems, "reason", "must be 1 to 1000 characters");
+        }
+    }
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    context: CommandContext,
+    body: CommandBody<Cancel>,
+) -> Response {
+    let reason = body.value.reason.trim().to_string();
+    transition(&state, context, id, &body.raw, OrderCommand::Cancel { reason }).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ship {
+    carrier: String,
+    tracking_number: String,
+}
+
+impl Validate for Ship {
+    fn validate(&self, problems: &mut Vec<FieldProblem>) {
+        for (field, value) in [("carrier", &self.carrier), ("tracking_number", &self.tracking_number)] {
+            if value.trim().is_empty() || value.chars().count() > 100 {
+                problem(problems, field, "must be 1 to 100 characters");
+            }
+        }
+    }
+}
+
+async fn ship(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    context: CommandContext,
+    body: CommandBody<Ship>,
+) -> Response {
+    let command = OrderCommand::Ship {
+        carrier: body.value.carrier.trim().into(),
+        tracking_number: body.value.tracking_number.trim().into(),
+    };
+    transition(&state, context, id, &body.raw, command).await
+}
