@@ -15,7 +15,7 @@ use vectis_schemas::{events::Money, samples::account_stream};
 
 use super::{
     command::CommandContext,
-    json::{problem, CommandBody, Validate},
+    json::{check_text, problem, CommandBody, Validate},
     problem::FieldProblem,
     AppState,
 };
@@ -62,10 +62,7 @@ struct RegisterAccount {
 
 impl Validate for RegisterAccount {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
-        let name = self.name.trim();
-        if name.is_empty() || name.chars().count() > 200 {
-            problem(problems, "name", "must be 1 to 200 characters");
-        }
+        check_text(problems, "name", &self.name, 200);
         let email_ok = self.email.len() <= 254
             && self.email.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty() && domain.contains('.') && !self.email.chars().any(char::is_whitespace)

@@ -18,7 +18,7 @@ use vectis_schemas::{events::AdjustmentReason, samples::inventory_stream};
 use super::{
     accounts::MoneyBody,
     command::CommandContext,
-    json::{problem, CommandBody, OptionalCommandBody, Validate},
+    json::{check_text, problem, CommandBody, OptionalCommandBody, Validate},
     problem::{ApiError, FieldProblem},
     AppState,
 };
@@ -63,12 +63,6 @@ fn check_quantity(field: &str, quantity: i64, problems: &mut Vec<FieldProblem>) 
     }
 }
 
-fn check_text(field: &str, text: &str, max: usize, problems: &mut Vec<FieldProblem>) {
-    if text.trim().is_empty() || text.chars().count() > max {
-        problem(problems, field, format!("must be 1 to {max} characters"));
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateItem {
@@ -88,7 +82,7 @@ impl Validate for CreateItem {
                 "must be 1 to 64 upper-case letters, digits, '.', '_' or '-', starting with a letter or digit",
             );
         }
-        check_text("name", &self.name, 200, problems);
+        check_text(problems, "name", &self.name, 200);
         if self.description.chars().count() > 5000 {
             problem(problems, "description", "must be at most 5000 characters");
         }
@@ -122,7 +116,7 @@ impl Validate for Receive {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
         check_quantity("quantity", self.quantity, problems);
         if let Some(reference) = &self.reference {
-            check_text("reference", reference, 200, problems);
+            check_text(problems, "reference", reference, 200);
         }
     }
 }
@@ -224,7 +218,7 @@ struct Release {
 impl Validate for Release {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
         if let Some(reason) = &self.reason {
-            check_text("reason", reason, 1000, problems);
+            check_text(problems, "reason", reason, 1000);
         }
     }
 }

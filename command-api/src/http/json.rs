@@ -20,6 +20,13 @@ pub fn problem(problems: &mut Vec<FieldProblem>, field: &str, message: impl Into
     problems.push(FieldProblem { field: field.to_string(), message: message.into() });
 }
 
+/// Text that must be present (not only blanks) and at most `max` characters.
+pub fn check_text(problems: &mut Vec<FieldProblem>, field: &str, text: &str, max: usize) {
+    if text.trim().is_empty() || text.chars().count() > max {
+        problem(problems, field, format!("must be 1 to {max} characters"));
+    }
+}
+
 /// A parsed, validated command body and the bytes it came from.
 pub struct CommandBody<T> {
     pub value: T,

@@ -16,7 +16,7 @@ use vectis_schemas::samples::{account_stream, inventory_stream, order_stream};
 
 use super::{
     command::CommandContext,
-    json::{problem, CommandBody, Validate},
+    json::{check_text, problem, CommandBody, Validate},
     problem::{ApiError, FieldProblem},
     AppState,
 };
@@ -117,9 +117,7 @@ struct Cancel {
 
 impl Validate for Cancel {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
-        if self.reason.trim().is_empty() || self.reason.chars().count() > 1000 {
-            problem(problems, "reason", "must be 1 to 1000 characters");
-        }
+        check_text(problems, "reason", &self.reason, 1000);
     }
 }
 
@@ -142,11 +140,8 @@ struct Ship {
 
 impl Validate for Ship {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
-        for (field, value) in [("carrier", &self.carrier), ("tracking_number", &self.tracking_number)] {
-            if value.trim().is_empty() || value.chars().count() > 100 {
-                problem(problems, field, "must be 1 to 100 characters");
-            }
-        }
+        check_text(problems, "carrier", &self.carrier, 100);
+        check_text(problems, "tracking_number", &self.tracking_number, 100);
     }
 }
 
