@@ -13,3 +13,4 @@
 pub mod domain;
 pub mod handling;
 pub mod http;
+pub mod process;

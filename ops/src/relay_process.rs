@@ -6,12 +6,11 @@ use std::{net::SocketAddr, time::Duration};
 use anyhow::Context;
 use prometheus_client::registry::Registry;
 use vectis_event_store::{
-    kafka,
     relay::{Relay, RelaySettings},
     settings::StoreSettings,
     EventStore, RelayMetrics, StoreMetrics,
 };
-use vectis_runtime::{env_duration, env_or, env_parse, OpsState, ReadinessCheck, Shutdown};
+use vectis_runtime::{env_duration, env_or, env_parse, OpsState, Shutdown};
 
 /// Largest relay batch: librdkafka's default local queue holds 100,000 messages.
 pub const MAX_BATCH_SIZE: i64 = 50_000;
@@ -75,7 +74,7 @@ impl RelayProcess {
         let relay_metrics = RelayMetrics::register(&mut registry);
         let store_metrics = StoreMetrics::register(&mut registry);
         let store = EventStore::new(pool.clone(), schemas, settings.store.schema_mode, store_metrics);
-        let checks = readiness_checks(&pool, &settings.store.kafka);
+        let checks = vectis_event_store::readiness::checks(&pool, &settings.store.kafka);
         let (ops_addr, ops_task) =
             vectis_runtime::serve_ops(settings.ops_addr, OpsState::new(registry, checks), shutdown.clone()).await?;
         Ok(Self {
@@ -101,22 +100,6 @@ impl RelayProcess {
         let _ = self.ops_task.await;
         Ok(())
     }
-}
-
-/// PostgreSQL and the broker, checked in parallel, each with a timeout.
-pub fn readiness_checks(pool: &sqlx::PgPool, kafka_settings: &kafka::KafkaSettings) -> Vec<ReadinessCheck> {
-    let pool = pool.clone();
-    let kafka_settings = kafka_settings.clone();
-    vec![
-        ReadinessCheck::new("postgres", Duration::from_secs(2), move || {
-            let pool = pool.clone();
-            async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()).map_err(|e| e.to_string()) }
-        }),
-        ReadinessCheck::new("broker", Duration::from_secs(3), move || {
-            let kafka_settings = kafka_settings.clone();
-            async move { kafka::broker_reachable(&kafka_settings, Duration::from_secs(2)).await }
-        }),
-    ]
 }
 
 async fn purge_idempotency_records(store: EventStore, every: Duration, shutdown: Shutdown) {

@@ -1,0 +1,89 @@
+//! The command API process: settings, wiring and lifetime. `main` only calls into
+//! here, so tests build the same process on port 0.
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Context;
+use axum::Router;
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
+use vectis_event_store::{readiness, settings::StoreSettings, EventStore, StoreMetrics};
+use vectis_runtime::{env_duration, env_parse, http_metrics::HttpMetrics, ops_router, OpsState, Shutdown};
+
+use crate::{
+    handling::CommandHandler,
+    http::{app, command::DEFAULT_IDEMPOTENCY_RETENTION, AppState},
+};
+
+#[derive(Debug, Clone)]
+pub struct CommandApiSettings {
+    pub store: StoreSettings,
+    /// `COMMAND_API_ADDR` (default `0.0.0.0:8001`).
+    pub addr: SocketAddr,
+    /// `IDEMPOTENCY_RETENTION` (default and minimum `24h`).
+    pub idempotency_retention: Duration,
+}
+
+impl CommandApiSettings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let idempotency_retention = env_duration("IDEMPOTENCY_RETENTION", DEFAULT_IDEMPOTENCY_RETENTION)?;
+        anyhow::ensure!(
+            idempotency_retention >= DEFAULT_IDEMPOTENCY_RETENTION,
+            "IDEMPOTENCY_RETENTION must be at least 24h: clients retry within a day"
+        );
+        Ok(Self {
+            store: StoreSettings::from_env("vectis-command-api")?,
+            addr: env_parse("COMMAND_API_ADDR", SocketAddr::from(([0, 0, 0, 0], 8001)))?,
+            idempotency_retention,
+        })
+    }
+}
+
+pub struct CommandApi {
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+}
+
+impl CommandApi {
+    pub async fn build(settings: CommandApiSettings, shutdown: Shutdown) -> anyhow::Result<Self> {
+        let pool = settings.store.pool().context("configuring the PostgreSQL pool")?;
+        Self::build_with_pool(settings, pool, shutdown).await
+    }
+
+    /// Compiles every schema (a broken one stops startup, naming the file), wires the
+    /// command routes and the operational endpoints, and binds the listener.
+    pub async fn build_with_pool(
+        settings: CommandApiSettings,
+        pool: PgPool,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Self> {
+        let schemas = settings.store.load_schemas().context("loading event schemas")?;
+        tracing::info!(schemas = schemas.len(), mode = %settings.store.schema_mode, "event schemas compiled");
+        let mut registry = Registry::default();
+        let store_metrics = StoreMetrics::register(&mut registry);
+        let http_metrics = HttpMetrics::register(&mut registry);
+        let store = EventStore::new(pool.clone(), schemas, settings.store.schema_mode, store_metrics);
+        let state =
+            AppState { handler: CommandHandler::new(store), idempotency_retention: settings.idempotency_retention };
+        let checks = readiness::checks(&pool, &settings.store.kafka);
+        let router = app(state, http_metrics).merge(ops_router(OpsState::new(registry, checks)));
+        let listener = tokio::net::TcpListener::bind(settings.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.addr))?;
+        Ok(Self { listener, router, shutdown })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until the shutdown signal, then finishes the requests in flight.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { shutdown.wait().await })
+            .await
+            .context("serving the command API")
+    }
+}

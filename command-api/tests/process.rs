@@ -1,0 +1,50 @@
+//! The command API process through a real socket: a command, /ready and /metrics.
+
+use std::{net::SocketAddr, time::Duration};
+
+use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vectis_command_api::process::{CommandApi, CommandApiSettings};
+use vectis_runtime::Shutdown;
+
+async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    (status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn the_process_serves_commands_metrics_and_readiness(pool: PgPool) {
+    let mut settings = CommandApiSettings::from_env().expect("settings");
+    settings.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let shutdown = Shutdown::new();
+    let api = CommandApi::build_with_pool(settings, pool, shutdown.clone()).await.expect("builds");
+    let addr = api.addr();
+    let serving = tokio::spawn(api.run_until_stopped());
+
+    let body = r#"{"name":"Acme","email":"buyer@acme.example","credit_limit":{"amount_minor":100,"currency":"EUR"},"approval_threshold":{"amount_minor":50,"currency":"EUR"}}"#;
+    let (status, answer) = http(addr, "POST", "/v1/accounts", body).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(http(addr, "GET", "/health", "").await.0, 200);
+    let (status, ready) = http(addr, "GET", "/ready", "").await;
+    assert_eq!(status, 200, "{ready}");
+    let (_, metrics) = http(addr, "GET", "/metrics", "").await;
+    for line in [
+        r#"http_requests_total{method="POST",route="/v1/accounts",status="201"} 1"#,
+        r#"vectis_events_appended_total{topic="vectis.accounts",event_type="AccountRegistered"} 1"#,
+        "http_request_duration_seconds_bucket",
+        "http_response_size_bytes_sum",
+        "http_requests_inprogress",
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
+    }
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(10), serving).await.expect("stops").expect("task").expect("clean exit");
+}
