@@ -268,7 +268,7 @@ async fn commands_run_under_an_idempotency_key_append_once(pool: PgPool) {
                 assert_eq!(round, 1);
                 assert_eq!(response.body, b"{\"version\":3}");
             }
-            IdempotencyBegin::Mismatch => panic!("same body"),
+            IdempotencyBegin::Mismatch | IdempotencyBegin::InProgress => panic!("same body, one at a time"),
         }
     }
     let item = handler.load::<InventoryItem>(&stream).await.expect("load").state.expect("exists");

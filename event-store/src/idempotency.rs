@@ -17,6 +17,12 @@ use sqlx::{Postgres, Transaction};
 
 use crate::{error::AppendError, AppendOutcome, AppendRequest, EventStore, RecordedEvent, StoreError};
 
+/// PostgreSQL's `lock_not_available`, raised when `lock_timeout` expires.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// How long a duplicate waits for the request holding its key, by default.
+pub const DEFAULT_IDEMPOTENCY_WAIT: Duration = Duration::from_secs(10);
+
 /// The shortest retention allowed: clients retry within a day.
 pub const MIN_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -42,6 +48,9 @@ pub enum IdempotencyBegin {
     Replay(StoredResponse),
     /// The key was used before with a different request.
     Mismatch,
+    /// A request with this key is still running (it did not finish within the
+    /// store's idempotency wait): try again shortly.
+    InProgress,
 }
 
 /// A command running under a fresh idempotency key. Its transaction holds the key;
@@ -64,9 +73,13 @@ impl EventStore {
     ) -> Result<IdempotencyBegin, StoreError> {
         let retention = retention.max(MIN_RETENTION);
         let mut tx = self.pool().begin().await?;
+        // A duplicate waits for the request holding the key, but not for ever.
+        sqlx::query(&format!("SET LOCAL lock_timeout = {}", self.idempotency_wait().as_millis().max(1)))
+            .execute(&mut *tx)
+            .await?;
         // Inserts, or takes over an expired record; a live record makes this return
         // no row. A concurrent first request holding the key makes this wait.
-        let claimed: Option<bool> = sqlx::query_scalar(
+        let claimed: Result<Option<bool>, sqlx::Error> = sqlx::query_scalar(
             "INSERT INTO idempotency_records (scope, idempotency_key, request_hash, expires_at)
              VALUES ($1, $2, $3, now() + make_interval(secs => $4))
              ON CONFLICT (scope, idempotency_key) DO UPDATE
@@ -81,7 +94,13 @@ impl EventStore {
         .bind(request_hash)
         .bind(retention.as_secs_f64())
         .fetch_optional(&mut *tx)
-        .await?;
+        .await;
+        let claimed = match claimed {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
+                return Ok(IdempotencyBegin::InProgress);
+            }
+            other => other?,
+        };
         if claimed.is_some() {
             return Ok(IdempotencyBegin::Fresh(IdempotentCommand { tx, store: self.clone(), key, appended: None }));
         }

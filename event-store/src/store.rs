@@ -106,6 +106,7 @@ pub struct EventStore {
     mode: SchemaMode,
     metrics: StoreMetrics,
     notifier: CommitNotifier,
+    idempotency_wait: std::time::Duration,
 }
 
 const SELECT_EVENT: &str = "SELECT global_position, event_id, stream_id, stream_version, topic, event_type, \
@@ -115,7 +116,19 @@ impl EventStore {
     /// Must be called inside a Tokio runtime: it starts the task that wakes the relay.
     pub fn new(pool: PgPool, schemas: Arc<SchemaCatalog>, mode: SchemaMode, metrics: StoreMetrics) -> Self {
         let notifier = CommitNotifier::start(pool.clone());
-        Self { pool, schemas, mode, metrics, notifier }
+        let idempotency_wait = crate::idempotency::DEFAULT_IDEMPOTENCY_WAIT;
+        Self { pool, schemas, mode, metrics, notifier, idempotency_wait }
+    }
+
+    /// How long a request waits for another request holding the same idempotency key
+    /// before it is told the key is in use (default 10 s).
+    pub fn with_idempotency_wait(mut self, wait: std::time::Duration) -> Self {
+        self.idempotency_wait = wait;
+        self
+    }
+
+    pub fn idempotency_wait(&self) -> std::time::Duration {
+        self.idempotency_wait
     }
 
     pub fn pool(&self) -> &PgPool {

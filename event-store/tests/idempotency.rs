@@ -52,6 +52,7 @@ async fn run_command(store: &EventStore, key: IdempotencyKey, hash: &[u8], order
         }
         IdempotencyBegin::Replay(response) => response,
         IdempotencyBegin::Mismatch => panic!("unexpected mismatch"),
+        IdempotencyBegin::InProgress => panic!("unexpected in-progress"),
     }
 }
 
@@ -232,4 +233,19 @@ async fn an_aborted_transaction_stops_holding_back_later_commits(pool: PgPool) {
     // The rollback reaches the server asynchronously.
     let visible = read_all_committed_eventually(&store, 1).await;
     assert_eq!(visible.iter().map(|e| e.envelope.event_id).collect::<Vec<_>>(), [later.events[0].envelope.event_id]);
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn a_duplicate_stops_waiting_for_a_stuck_first_request(pool: PgPool) {
+    let store = store(pool.clone()).with_idempotency_wait(Duration::from_millis(200));
+    let IdempotencyBegin::Fresh(stuck) = store.begin_idempotent(key("k"), b"h", DAY).await.expect("begin") else {
+        panic!("fresh key")
+    };
+    let started = std::time::Instant::now();
+    let duplicate = store.begin_idempotent(key("k"), b"h", DAY).await.expect("answers");
+    assert!(matches!(duplicate, IdempotencyBegin::InProgress));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(stuck);
+    // Once the first request gave up, the key is free again.
+    assert!(matches!(store.begin_idempotent(key("k"), b"h", DAY).await.expect("begin"), IdempotencyBegin::Fresh(_)));
 }

@@ -135,6 +135,7 @@ impl CommandContext {
         match handler.store().begin_idempotent(key, &fingerprint, state.idempotency_retention).await {
             Err(e) => ApiError::Internal(format!("idempotency: {e}")).into_response(),
             Ok(IdempotencyBegin::Mismatch) => ApiError::IdempotencyKeyReused.into_response(),
+            Ok(IdempotencyBegin::InProgress) => ApiError::IdempotencyKeyInUse.into_response(),
             Ok(IdempotencyBegin::Replay(stored)) => replay(stored),
             Ok(IdempotencyBegin::Fresh(mut claimed)) => {
                 let outcome =

@@ -45,6 +45,8 @@ pub enum ApiError {
     Contended(String),
     /// 422: the idempotency key was used for a different request.
     IdempotencyKeyReused,
+    /// 409: a request with this idempotency key is still running.
+    IdempotencyKeyInUse,
     NotFound(String),
     /// 500/503: logged in full, answered without detail.
     Internal(String),
@@ -100,6 +102,11 @@ impl ApiError {
                 "/problems/idempotency-key-reused",
                 "This Idempotency-Key was used for a different request",
             ),
+            Self::IdempotencyKeyInUse => (
+                StatusCode::CONFLICT,
+                "/problems/idempotency-key-in-use",
+                "A request with this Idempotency-Key is still running",
+            ),
             Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "/problems/internal", "The server could not complete the request")
             }
@@ -124,6 +131,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => {
                 "send a new Idempotency-Key for a new request, or the same body to get the first answer".into()
             }
+            Self::IdempotencyKeyInUse => "retry in a moment to get its answer".into(),
             Self::Internal(_) => "an internal error occurred; it has been logged".into(),
         };
         let body = ProblemBody {
