@@ -22,6 +22,8 @@ pub struct CommandApiSettings {
     pub addr: SocketAddr,
     /// `IDEMPOTENCY_RETENTION` (default and minimum `24h`).
     pub idempotency_retention: Duration,
+    /// `REQUEST_TIMEOUT` (default `10s`).
+    pub request_timeout: Duration,
 }
 
 impl CommandApiSettings {
@@ -35,6 +37,7 @@ impl CommandApiSettings {
             store: StoreSettings::from_env("vectis-command-api")?,
             addr: env_parse("COMMAND_API_ADDR", SocketAddr::from(([0, 0, 0, 0], 8001)))?,
             idempotency_retention,
+            request_timeout: env_duration("REQUEST_TIMEOUT", Duration::from_secs(10))?,
         })
     }
 }
@@ -64,8 +67,11 @@ impl CommandApi {
         let store_metrics = StoreMetrics::register(&mut registry);
         let http_metrics = HttpMetrics::register(&mut registry);
         let store = EventStore::new(pool.clone(), schemas, settings.store.schema_mode, store_metrics);
-        let state =
-            AppState { handler: CommandHandler::new(store), idempotency_retention: settings.idempotency_retention };
+        let state = AppState {
+            handler: CommandHandler::new(store),
+            idempotency_retention: settings.idempotency_retention,
+            request_timeout: settings.request_timeout,
+        };
         let checks = readiness::checks(&pool, &settings.store.kafka);
         let router = app(state, http_metrics).merge(ops_router(OpsState::new(registry, checks)));
         let listener = tokio::net::TcpListener::bind(settings.addr)

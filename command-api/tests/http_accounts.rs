@@ -4,7 +4,7 @@
 mod common;
 
 use axum::{body::Body, http::StatusCode, Router};
-use common::{command_api, send, Answer, JSON};
+use common::{command_api, command_api_with_timeout, send, Answer, JSON};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -161,4 +161,13 @@ async fn idempotent_retries_get_identical_bytes_and_append_once(pool: PgPool) {
     let bad_key =
         send(&app, "POST", "/v1/accounts", &[JSON, ("idempotency-key", "")], registration().to_string()).await;
     assert_eq!(bad_key.status, StatusCode::BAD_REQUEST);
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn a_request_past_the_time_limit_is_503_and_changes_nothing(pool: PgPool) {
+    let (app, _) = command_api_with_timeout(pool.clone(), std::time::Duration::ZERO);
+    let answer = send(&app, "POST", "/v1/accounts", &[JSON], registration().to_string()).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.json()["type"], "/problems/timeout");
+    assert_eq!(event_count(&pool).await, 0);
 }

@@ -11,7 +11,12 @@ mod streams;
 
 use std::time::Duration;
 
-use axum::{extract::DefaultBodyLimit, middleware, Router};
+use axum::{
+    extract::{DefaultBodyLimit, Request, State},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    Router,
+};
 use vectis_runtime::http_metrics::{track_http, HttpMetrics};
 
 use crate::handling::CommandHandler;
@@ -23,6 +28,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub handler: CommandHandler,
     pub idempotency_retention: Duration,
+    /// A request still running after this is answered 503; its transaction is
+    /// dropped, so nothing of it is committed.
+    pub request_timeout: Duration,
 }
 
 /// Every command route, without the shared layers.
@@ -34,6 +42,14 @@ pub fn router() -> Router<AppState> {
 pub fn app(state: AppState, metrics: HttpMetrics) -> Router {
     router()
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route_layer(middleware::from_fn_with_state(state.request_timeout, time_limit))
         .route_layer(middleware::from_fn_with_state(metrics, track_http))
         .with_state(state)
+}
+
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => problem::ApiError::Timeout(limit).into_response(),
+    }
 }

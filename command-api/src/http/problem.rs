@@ -48,6 +48,8 @@ pub enum ApiError {
     /// 409: a request with this idempotency key is still running.
     IdempotencyKeyInUse,
     NotFound(String),
+    /// 503: the request ran past the time limit; nothing of it was committed.
+    Timeout(std::time::Duration),
     /// 500/503: logged in full, answered without detail.
     Internal(String),
 }
@@ -107,6 +109,7 @@ impl ApiError {
                 "/problems/idempotency-key-in-use",
                 "A request with this Idempotency-Key is still running",
             ),
+            Self::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/timeout", "The request took too long"),
             Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "/problems/internal", "The server could not complete the request")
             }
@@ -132,6 +135,9 @@ impl ApiError {
                 "send a new Idempotency-Key for a new request, or the same body to get the first answer".into()
             }
             Self::IdempotencyKeyInUse => "retry in a moment to get its answer".into(),
+            Self::Timeout(limit) => {
+                format!("not finished within {} ms; nothing was changed, retry later", limit.as_millis())
+            }
             Self::Internal(_) => "an internal error occurred; it has been logged".into(),
         };
         let body = ProblemBody {

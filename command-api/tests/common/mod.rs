@@ -23,10 +23,18 @@ use vectis_runtime::http_metrics::HttpMetrics;
 use vectis_schemas::{SchemaCatalog, SchemaMode};
 
 pub fn command_api(pool: PgPool) -> (Router, HttpMetrics) {
+    command_api_with_timeout(pool, Duration::from_secs(30))
+}
+
+pub fn command_api_with_timeout(pool: PgPool, request_timeout: Duration) -> (Router, HttpMetrics) {
     let catalog = Arc::new(SchemaCatalog::embedded().expect("schemas compile"));
     let store = EventStore::new(pool, catalog, SchemaMode::Strict, StoreMetrics::default());
     let metrics = HttpMetrics::register(&mut Registry::default());
-    let state = AppState { handler: CommandHandler::new(store), idempotency_retention: Duration::from_secs(86_400) };
+    let state = AppState {
+        handler: CommandHandler::new(store),
+        idempotency_retention: Duration::from_secs(86_400),
+        request_timeout,
+    };
     (app(state, metrics.clone()), metrics)
 }
 
