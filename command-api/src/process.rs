@@ -8,7 +8,9 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use vectis_event_store::{readiness, settings::StoreSettings, EventStore, StoreMetrics};
-use vectis_runtime::{env_duration, env_parse, http_metrics::HttpMetrics, ops_router, OpsState, Shutdown};
+use vectis_runtime::{
+    auth::ApiKeys, env_duration, env_parse, http_metrics::HttpMetrics, ops_router, OpsState, Shutdown,
+};
 
 use crate::{
     handling::CommandHandler,
@@ -69,6 +71,7 @@ impl CommandApi {
         let store = EventStore::new(pool.clone(), schemas, settings.store.schema_mode, store_metrics);
         let state = AppState {
             handler: CommandHandler::new(store),
+            keys: ApiKeys::new(pool.clone()),
             idempotency_retention: settings.idempotency_retention,
             request_timeout: settings.request_timeout,
         };

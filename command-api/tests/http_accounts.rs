@@ -3,8 +3,8 @@
 
 mod common;
 
-use axum::{body::Body, http::StatusCode, Router};
-use common::{command_api, command_api_with_timeout, send, Answer, JSON};
+use axum::{body::Body, http::StatusCode};
+use common::{command_api, command_api_with_timeout, send, Answer, TestApi, JSON};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -23,7 +23,7 @@ async fn event_count(pool: &PgPool) -> i64 {
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn registering_an_account_answers_201_with_version_events_and_token(pool: PgPool) {
-    let (app, metrics) = command_api(pool);
+    let (app, metrics) = command_api(pool).await;
     let answer = send(&app, "POST", "/v1/accounts", &[JSON], registration().to_string()).await;
     assert_eq!(answer.status, StatusCode::CREATED);
     assert_eq!(answer.content_type, "application/json");
@@ -44,7 +44,7 @@ async fn registering_an_account_answers_201_with_version_events_and_token(pool: 
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn bad_bodies_get_problem_documents_and_append_nothing(pool: PgPool) {
-    let (app, _) = command_api(pool.clone());
+    let (app, _) = command_api(pool.clone()).await;
     let problem = |answer: &Answer, status: StatusCode, kind: &str| {
         assert_eq!(answer.status, status, "{}", String::from_utf8_lossy(&answer.bytes));
         assert_eq!(answer.content_type, "application/problem+json");
@@ -100,7 +100,7 @@ async fn bad_bodies_get_problem_documents_and_append_nothing(pool: PgPool) {
     assert_eq!(event_count(&pool).await, 0, "bad input never appends anything");
 }
 
-async fn register(app: &Router) -> String {
+async fn register(app: &TestApi) -> String {
     let answer = send(app, "POST", "/v1/accounts", &[JSON], registration().to_string()).await;
     assert_eq!(answer.status, StatusCode::CREATED);
     answer.json()["stream_id"].as_str().expect("id").trim_start_matches("account-").to_string()
@@ -108,7 +108,7 @@ async fn register(app: &Router) -> String {
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn if_match_conflicts_are_409_with_the_current_version(pool: PgPool) {
-    let (app, _) = command_api(pool);
+    let (app, _) = command_api(pool).await;
     let id = register(&app).await;
     let uri = format!("/v1/accounts/{id}/credit-limit");
     let body = json!({"credit_limit": {"amount_minor": 7_000_000, "currency": "EUR"}}).to_string();
@@ -136,7 +136,7 @@ async fn if_match_conflicts_are_409_with_the_current_version(pool: PgPool) {
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn idempotent_retries_get_identical_bytes_and_append_once(pool: PgPool) {
-    let (app, _) = command_api(pool.clone());
+    let (app, _) = command_api(pool.clone()).await;
     let key = ("idempotency-key", "3f0c2a4e-registration-1");
     let first = send(&app, "POST", "/v1/accounts", &[JSON, key], registration().to_string()).await;
     let again = send(&app, "POST", "/v1/accounts", &[JSON, key], registration().to_string()).await;
@@ -165,7 +165,7 @@ async fn idempotent_retries_get_identical_bytes_and_append_once(pool: PgPool) {
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn a_request_past_the_time_limit_is_503_and_changes_nothing(pool: PgPool) {
-    let (app, _) = command_api_with_timeout(pool.clone(), std::time::Duration::ZERO);
+    let (app, _) = command_api_with_timeout(pool.clone(), std::time::Duration::ZERO).await;
     let answer = send(&app, "POST", "/v1/accounts", &[JSON], registration().to_string()).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.json()["type"], "/problems/timeout");

@@ -2,15 +2,13 @@
 
 mod common;
 
-use axum::{body::Body, http::StatusCode, Router};
-use common::{command_api, handler, send, Answer, JSON};
+use axum::{body::Body, http::StatusCode};
+use common::{command_api, send, Answer, TestApi, JSON};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
-use vectis_command_api::domain::{Account, AccountCommand};
-use vectis_event_store::EventMetadata;
 
-async fn post(app: &Router, uri: &str, body: Value) -> Answer {
+async fn post(app: &TestApi, uri: &str, body: Value) -> Answer {
     send(app, "POST", uri, &[JSON], body.to_string()).await
 }
 
@@ -19,9 +17,8 @@ fn expect(answer: &Answer, status: StatusCode) -> Value {
     answer.json()
 }
 
-/// An approved account (approval is a staff action, driven through the handler until
-/// staff endpoints arrive with authentication) and two stocked items.
-async fn setup(pool: &PgPool, app: &Router) -> Uuid {
+/// An account approved by staff (the test key is an admin key) and two stocked items.
+async fn setup(app: &TestApi) -> Uuid {
     let registered = post(
         app,
         "/v1/accounts",
@@ -31,14 +28,15 @@ async fn setup(pool: &PgPool, app: &Router) -> Uuid {
     )
     .await;
     let stream = expect(&registered, StatusCode::CREATED)["stream_id"].as_str().expect("id").to_string();
-    let handler = handler(pool.clone());
-    let mut store = handler.store().clone();
-    handler
-        .execute::<Account, _>(&mut store, &stream, None, &EventMetadata::default(), |_| AccountCommand::Approve {
-            by: "staff:test".into(),
-        })
-        .await
-        .expect("approve");
+    let approved = send(
+        app,
+        "POST",
+        &format!("/v1/accounts/{}/approve", stream.trim_start_matches("account-")),
+        &[],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(expect(&approved, StatusCode::OK)["events"][0]["data"]["approved_by"], "key:test-admin");
     for (sku, price) in [("BOLT-M8", 42), ("NUT-M8", 7)] {
         let created = post(
             app,
@@ -55,8 +53,8 @@ async fn setup(pool: &PgPool, app: &Router) -> Uuid {
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn an_order_is_placed_confirmed_shipped_and_delivered_over_http(pool: PgPool) {
-    let (app, _) = command_api(pool.clone());
-    let account_id = setup(&pool, &app).await;
+    let (app, _) = command_api(pool.clone()).await;
+    let account_id = setup(&app).await;
     let placed = post(
         &app,
         "/v1/orders",
@@ -85,8 +83,8 @@ async fn an_order_is_placed_confirmed_shipped_and_delivered_over_http(pool: PgPo
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn orders_that_break_a_rule_are_refused_and_append_nothing(pool: PgPool) {
-    let (app, _) = command_api(pool.clone());
-    let account_id = setup(&pool, &app).await;
+    let (app, _) = command_api(pool.clone()).await;
+    let account_id = setup(&app).await;
     let before: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
     let cases = [
         (json!({"account_id": account_id, "lines": [{"sku": "GHOST", "quantity": 1}]}), "GHOST does not exist"),
@@ -118,8 +116,8 @@ async fn orders_that_break_a_rule_are_refused_and_append_nothing(pool: PgPool) {
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn reservations_hold_reject_release_and_commit_over_http(pool: PgPool) {
-    let (app, _) = command_api(pool.clone());
-    setup(&pool, &app).await;
+    let (app, _) = command_api(pool.clone()).await;
+    setup(&app).await;
     let order_id = Uuid::now_v7();
     let held =
         post(&app, "/v1/inventory/items/BOLT-M8/reservations", json!({"order_id": order_id, "quantity": 6})).await;

@@ -5,12 +5,15 @@ use std::{net::SocketAddr, time::Duration};
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vectis_command_api::process::{CommandApi, CommandApiSettings};
-use vectis_runtime::Shutdown;
+use vectis_runtime::{
+    auth::{ApiKeys, Scope},
+    Shutdown,
+};
 
-async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+async fn http(addr: SocketAddr, method: &str, path: &str, key: &str, body: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.expect("write");
@@ -25,17 +28,18 @@ async fn the_process_serves_commands_metrics_and_readiness(pool: PgPool) {
     let mut settings = CommandApiSettings::from_env().expect("settings");
     settings.addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let shutdown = Shutdown::new();
+    let (_, key) = ApiKeys::new(pool.clone()).create("process-test", &[Scope::AccountsWrite]).await.expect("key");
     let api = CommandApi::build_with_pool(settings, pool, shutdown.clone()).await.expect("builds");
     let addr = api.addr();
     let serving = tokio::spawn(api.run_until_stopped());
 
     let body = r#"{"name":"Acme","email":"buyer@acme.example","credit_limit":{"amount_minor":100,"currency":"EUR"},"approval_threshold":{"amount_minor":50,"currency":"EUR"}}"#;
-    let (status, answer) = http(addr, "POST", "/v1/accounts", body).await;
+    let (status, answer) = http(addr, "POST", "/v1/accounts", &key, body).await;
     assert_eq!(status, 201, "{answer}");
-    assert_eq!(http(addr, "GET", "/health", "").await.0, 200);
-    let (status, ready) = http(addr, "GET", "/ready", "").await;
+    assert_eq!(http(addr, "GET", "/health", "", "").await.0, 200);
+    let (status, ready) = http(addr, "GET", "/ready", "", "").await;
     assert_eq!(status, 200, "{ready}");
-    let (_, metrics) = http(addr, "GET", "/metrics", "").await;
+    let (_, metrics) = http(addr, "GET", "/metrics", "", "").await;
     for line in [
         r#"http_requests_total{method="POST",route="/v1/accounts",status="201"} 1"#,
         r#"vectis_events_appended_total{topic="vectis.accounts",event_type="AccountRegistered"} 1"#,

@@ -9,6 +9,7 @@ use vectis_event_store::{
     kafka, settings::StoreSettings, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
     StoreMetrics, MIGRATOR,
 };
+use vectis_runtime::auth::{ApiKeys, Scope};
 use vectis_schemas::{topics, SchemaCatalog};
 
 #[derive(Debug, Parser)]
@@ -31,6 +32,27 @@ enum Command {
     /// Append and read events through the event store.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// API keys for the HTTP services (stored as SHA-256 hashes; a key is shown once).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (only now: it cannot be shown again).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// accounts:write, inventory:write, orders:write, read, admin (repeat for several).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<Scope>,
+    },
+    /// List keys: id, name, scopes, created, revoked.
+    List,
+    /// Revoke a key by id.
+    Revoke { id: uuid::Uuid },
+    /// Replace the `development` admin key and print the new one (used by scripts/up).
+    Dev,
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{} schema files compile", catalog.len());
         }
         Command::Events(command) => return events(settings()?, command).await,
+        Command::Keys(command) => return keys(ApiKeys::new(settings()?.pool()?), command).await,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -168,3 +191,35 @@ fn print_events(events: &[RecordedEvent], upcast: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+async fn keys(keys: ApiKeys, command: KeysCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        KeysCommand::Create { name, scopes } => {
+            let (id, key) = keys.create(&name, &scopes).await.context("creating the key")?;
+            eprintln!("created key {id} ({name}); store it now, it is not shown again");
+            println!("{key}");
+        }
+        KeysCommand::List => {
+            for key in keys.list().await? {
+                let revoked = key.revoked_at.map_or_else(|| "live".to_string(), |at| format!("revoked {at}"));
+                println!("{}\t{}\t{}\tcreated {}\t{revoked}", key.id, key.name, key.scopes.join(","), key.created_at);
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            if !keys.revoke(id).await? {
+                eprintln!("no live key {id}");
+                return Ok(ExitCode::from(2));
+            }
+            println!("revoked {id}");
+        }
+        KeysCommand::Dev => {
+            keys.revoke_named(DEV_KEY_NAME).await?;
+            let (_, key) = keys.create(DEV_KEY_NAME, &[Scope::Admin]).await?;
+            println!("{key}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The local stack's admin key; replaced on every `scripts/up`.
+const DEV_KEY_NAME: &str = "development";

@@ -2,6 +2,7 @@
 //! tracing setup, the Prometheus registry with the metric names dashboards expect,
 //! the `/metrics`, `/health` and `/ready` endpoints, and graceful shutdown.
 
+pub mod auth;
 pub mod health;
 pub mod http_metrics;
 pub mod metric_names;

@@ -11,6 +11,7 @@ use axum::{
 };
 use serde::Deserialize;
 use uuid::Uuid;
+use vectis_runtime::auth::{ApiKeys, Scope};
 use vectis_schemas::{events::Money, samples::account_stream};
 
 use super::{
@@ -21,11 +22,79 @@ use super::{
 };
 use crate::domain::{Account, AccountCommand};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router(keys: &ApiKeys) -> Router<AppState> {
+    let customer = Router::new()
         .route("/v1/accounts", post(register))
         .route("/v1/accounts/{id}/credit-limit", put(change_credit_limit))
-        .route("/v1/accounts/{id}/approval-threshold", put(change_approval_threshold))
+        .route("/v1/accounts/{id}/approval-threshold", put(change_approval_threshold));
+    // Approving, rejecting, suspending and reinstating accounts is staff work.
+    let staff = Router::new()
+        .route("/v1/accounts/{id}/approve", post(approve))
+        .route("/v1/accounts/{id}/reject", post(reject))
+        .route("/v1/accounts/{id}/suspend", post(suspend))
+        .route("/v1/accounts/{id}/reinstate", post(reinstate));
+    super::scoped(customer, keys, Scope::AccountsWrite).merge(super::scoped(staff, keys, Scope::Admin))
+}
+
+/// A staff decision's reason.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    pub reason: String,
+}
+
+impl Validate for Reason {
+    fn validate(&self, problems: &mut Vec<FieldProblem>) {
+        check_text(problems, "reason", &self.reason, 1000);
+    }
+}
+
+async fn approve(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
+    let by = context.principal.actor();
+    context
+        .run::<Account, _>(&state, &[], account_stream(id), StatusCode::OK, |_| AccountCommand::Approve {
+            by: by.clone(),
+        })
+        .await
+}
+
+async fn reinstate(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
+    let by = context.principal.actor();
+    context
+        .run::<Account, _>(&state, &[], account_stream(id), StatusCode::OK, |_| AccountCommand::Reinstate {
+            by: by.clone(),
+        })
+        .await
+}
+
+async fn reject(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    context: CommandContext,
+    body: CommandBody<Reason>,
+) -> Response {
+    let (by, reason) = (context.principal.actor(), body.value.reason.trim().to_string());
+    context
+        .run::<Account, _>(&state, &body.raw, account_stream(id), StatusCode::OK, |_| AccountCommand::Reject {
+            by: by.clone(),
+            reason: reason.clone(),
+        })
+        .await
+}
+
+async fn suspend(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    context: CommandContext,
+    body: CommandBody<Reason>,
+) -> Response {
+    let (by, reason) = (context.principal.actor(), body.value.reason.trim().to_string());
+    context
+        .run::<Account, _>(&state, &body.raw, account_stream(id), StatusCode::OK, |_| AccountCommand::Suspend {
+            by: by.clone(),
+            reason: reason.clone(),
+        })
+        .await
 }
 
 /// Money as clients send it: integer minor units and an ISO 4217 code.

@@ -14,17 +14,16 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use vectis_event_store::{EventMetadata, IdempotencyBegin, IdempotencyKey, StoredResponse};
+use vectis_runtime::auth::Principal;
 use vectis_schemas::EventEnvelope;
 
 use super::{problem::ApiError, AppState};
 use crate::handling::{Aggregate, CommandError, CommandOutcome};
 
-/// Until API keys arrive (auth is part of the write-side issue), every client shares
-/// this idempotency scope.
-const ANONYMOUS_SCOPE: &str = "anonymous";
-
 /// What a command takes from the request line and headers.
 pub struct CommandContext {
+    /// The authenticated caller: keys of different callers never collide.
+    pub principal: Principal,
     if_match: Option<i64>,
     idempotency_key: Option<String>,
     metadata: EventMetadata,
@@ -36,8 +35,14 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandContext {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let principal = parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("command route without authentication".into()))?;
         let headers = &parts.headers;
         Ok(Self {
+            principal,
             if_match: if_match(headers)?,
             idempotency_key: idempotency_key(headers)?,
             metadata: EventMetadata {
@@ -131,7 +136,7 @@ impl CommandContext {
             return replay(render(outcome, success));
         };
         let fingerprint = self.fingerprint(raw_body);
-        let key = IdempotencyKey { scope: ANONYMOUS_SCOPE.into(), key };
+        let key = IdempotencyKey { scope: self.principal.key_id.to_string(), key };
         match handler.store().begin_idempotent(key, &fingerprint, state.idempotency_retention).await {
             Err(e) => ApiError::Internal(format!("idempotency: {e}")).into_response(),
             Ok(IdempotencyBegin::Mismatch) => ApiError::IdempotencyKeyReused.into_response(),

@@ -13,6 +13,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
+use vectis_runtime::auth::{ApiKeys, Scope};
 use vectis_schemas::{events::AdjustmentReason, samples::inventory_stream};
 
 use super::{
@@ -28,14 +29,15 @@ use crate::domain::{InventoryCommand, InventoryItem};
 const DEFAULT_RESERVATION_HOLD: Duration = Duration::from_secs(15 * 60);
 const MAX_QUANTITY: i64 = 1_000_000_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router(keys: &ApiKeys) -> Router<AppState> {
+    let routes = Router::new()
         .route("/v1/inventory/items", post(create))
         .route("/v1/inventory/items/{sku}/receipts", post(receive))
         .route("/v1/inventory/items/{sku}/adjustments", post(adjust))
         .route("/v1/inventory/items/{sku}/reservations", post(reserve))
         .route("/v1/inventory/items/{sku}/reservations/{id}/release", post(release))
-        .route("/v1/inventory/items/{sku}/reservations/{id}/commit", post(commit))
+        .route("/v1/inventory/items/{sku}/reservations/{id}/commit", post(commit));
+    super::scoped(routes, keys, Scope::InventoryWrite)
 }
 
 /// SKUs as the event contract defines them: upper-case letters, digits, `.`, `_`, `-`.

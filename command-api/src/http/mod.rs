@@ -17,7 +17,10 @@ use axum::{
     response::{IntoResponse, Response},
     Router,
 };
-use vectis_runtime::http_metrics::{track_http, HttpMetrics};
+use vectis_runtime::{
+    auth::{require_scope, ApiKeys, Scope},
+    http_metrics::{track_http, HttpMetrics},
+};
 
 use crate::handling::CommandHandler;
 
@@ -27,20 +30,30 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub handler: CommandHandler,
+    pub keys: ApiKeys,
     pub idempotency_retention: Duration,
     /// A request still running after this is answered 503; its transaction is
     /// dropped, so nothing of it is committed.
     pub request_timeout: Duration,
 }
 
-/// Every command route, without the shared layers.
-pub fn router() -> Router<AppState> {
-    Router::new().merge(accounts::router()).merge(inventory::router()).merge(orders::router()).merge(streams::router())
+/// Every command route, each group behind the scope it needs, without the shared layers.
+pub fn router(keys: &ApiKeys) -> Router<AppState> {
+    Router::new()
+        .merge(accounts::router(keys))
+        .merge(inventory::router(keys))
+        .merge(orders::router(keys))
+        .merge(streams::router(keys))
+}
+
+/// Puts `routes` behind an API key with `scope`.
+fn scoped(routes: Router<AppState>, keys: &ApiKeys, scope: Scope) -> Router<AppState> {
+    routes.route_layer(middleware::from_fn_with_state((keys.clone(), scope), require_scope))
 }
 
 /// The command API as served: routes, body limit, HTTP metrics.
 pub fn app(state: AppState, metrics: HttpMetrics) -> Router {
-    router()
+    router(&state.keys)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(state.request_timeout, time_limit))
         .route_layer(middleware::from_fn_with_state(metrics, track_http))

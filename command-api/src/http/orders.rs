@@ -12,6 +12,7 @@ use axum::{
 };
 use serde::Deserialize;
 use uuid::Uuid;
+use vectis_runtime::auth::{ApiKeys, Scope};
 use vectis_schemas::samples::{account_stream, inventory_stream, order_stream};
 
 use super::{
@@ -24,13 +25,32 @@ use crate::domain::{Account, InventoryItem, Order, OrderCommand, OrderLineReques
 
 const MAX_LINES: usize = 500;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router(keys: &ApiKeys) -> Router<AppState> {
+    let routes = Router::new()
         .route("/v1/orders", post(place))
         .route("/v1/orders/{id}/confirm", post(confirm))
         .route("/v1/orders/{id}/cancel", post(cancel))
         .route("/v1/orders/{id}/ship", post(ship))
-        .route("/v1/orders/{id}/deliver", post(deliver))
+        .route("/v1/orders/{id}/deliver", post(deliver));
+    // Orders above an account's approval threshold are approved by staff.
+    let staff =
+        Router::new().route("/v1/orders/{id}/approve", post(approve)).route("/v1/orders/{id}/reject", post(reject));
+    super::scoped(routes, keys, Scope::OrdersWrite).merge(super::scoped(staff, keys, Scope::Admin))
+}
+
+async fn approve(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
+    let by = context.principal.actor();
+    transition(&state, context, id, &[], OrderCommand::Approve { by }).await
+}
+
+async fn reject(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    context: CommandContext,
+    body: CommandBody<super::accounts::Reason>,
+) -> Response {
+    let command = OrderCommand::Reject { by: context.principal.actor(), reason: body.value.reason.trim().to_string() };
+    transition(&state, context, id, &body.raw, command).await
 }
 
 #[derive(Debug, Deserialize)]

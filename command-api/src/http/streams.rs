@@ -6,12 +6,14 @@ use axum::{
     routing::get,
     Json, Router,
 };
+use vectis_runtime::auth::{ApiKeys, Scope};
 use vectis_schemas::EventEnvelope;
 
 use super::{problem::ApiError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/streams/{stream_id}", get(read_stream))
+/// Reading raw streams is for operators: `admin`.
+pub fn router(keys: &ApiKeys) -> Router<AppState> {
+    super::scoped(Router::new().route("/v1/streams/{stream_id}", get(read_stream)), keys, Scope::Admin)
 }
 
 async fn read_stream(
