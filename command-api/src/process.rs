@@ -9,7 +9,8 @@ use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use vectis_event_store::{readiness, settings::StoreSettings, EventStore, StoreMetrics};
 use vectis_runtime::{
-    auth::ApiKeys, env_duration, env_parse, http_metrics::HttpMetrics, ops_router, OpsState, Shutdown,
+    auth::ApiKeys, env_duration, env_parse, http_metrics::HttpMetrics, ops_router, pool_metrics::PoolCollector,
+    OpsState, Shutdown,
 };
 
 use crate::{
@@ -68,6 +69,7 @@ impl CommandApi {
         let mut registry = Registry::default();
         let store_metrics = StoreMetrics::register(&mut registry);
         let http_metrics = HttpMetrics::register(&mut registry);
+        registry.register_collector(Box::new(PoolCollector::new(pool.clone())));
         let store = EventStore::new(pool.clone(), schemas, settings.store.schema_mode, store_metrics);
         let state = AppState {
             handler: CommandHandler::new(store),

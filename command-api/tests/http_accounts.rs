@@ -171,3 +171,25 @@ async fn a_request_past_the_time_limit_is_503_and_changes_nothing(pool: PgPool) 
     assert_eq!(answer.json()["type"], "/problems/timeout");
     assert_eq!(event_count(&pool).await, 0);
 }
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn every_response_carries_a_request_id(pool: PgPool) {
+    let (app, _) = command_api(pool).await;
+    let request = |id: Option<&str>| {
+        let mut builder = axum::http::Request::builder()
+            .method("POST")
+            .uri("/v1/accounts")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", app.key));
+        if let Some(id) = id {
+            builder = builder.header("x-request-id", id);
+        }
+        builder.body(axum::body::Body::from(registration().to_string())).expect("request")
+    };
+    use tower::ServiceExt;
+    let echoed = app.router.clone().oneshot(request(Some("client-chosen-42"))).await.expect("response");
+    assert_eq!(echoed.headers()["x-request-id"], "client-chosen-42");
+    let generated = app.router.clone().oneshot(request(None)).await.expect("response");
+    let id = generated.headers()["x-request-id"].to_str().expect("ascii");
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+}

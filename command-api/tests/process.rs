@@ -46,6 +46,9 @@ async fn the_process_serves_commands_metrics_and_readiness(pool: PgPool) {
         "http_request_duration_seconds_bucket",
         "http_response_size_bytes_sum",
         "http_requests_inprogress",
+        "vectis_db_pool_connections_in_use",
+        "vectis_db_pool_connections_idle",
+        "vectis_db_pool_connections_max",
     ] {
         assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
     }

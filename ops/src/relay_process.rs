@@ -73,6 +73,7 @@ impl RelayProcess {
         let mut registry = Registry::default();
         let relay_metrics = RelayMetrics::register(&mut registry);
         let store_metrics = StoreMetrics::register(&mut registry);
+        registry.register_collector(Box::new(vectis_runtime::pool_metrics::PoolCollector::new(pool.clone())));
         let store = EventStore::new(pool.clone(), schemas, settings.store.schema_mode, store_metrics);
         let checks = vectis_event_store::readiness::checks(&pool, &settings.store.kafka);
         let (ops_addr, ops_task) =

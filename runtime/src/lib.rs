@@ -6,6 +6,8 @@ pub mod auth;
 pub mod health;
 pub mod http_metrics;
 pub mod metric_names;
+pub mod pool_metrics;
+pub mod request_id;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -20,6 +20,7 @@ use axum::{
 use vectis_runtime::{
     auth::{require_scope, ApiKeys, Scope},
     http_metrics::{track_http, HttpMetrics},
+    request_id::request_id,
 };
 
 use crate::handling::CommandHandler;
@@ -57,6 +58,7 @@ pub fn app(state: AppState, metrics: HttpMetrics) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(state.request_timeout, time_limit))
         .route_layer(middleware::from_fn_with_state(metrics, track_http))
+        .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
 
