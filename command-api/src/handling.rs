@@ -129,6 +129,13 @@ impl CommandError {
     }
 }
 
+/// Whether the stream must be read before deciding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamKnown {
+    MayExist,
+    New,
+}
+
 /// Loads, decides and appends commands.
 #[derive(Clone)]
 pub struct CommandHandler {
@@ -165,8 +172,44 @@ impl CommandHandler {
         A: Aggregate,
         F: Fn(&Option<A>) -> A::Command + Send,
     {
+        self.execute_on::<A, F>(session, StreamKnown::MayExist, stream_id, if_match, metadata, command).await
+    }
+
+    /// `execute` for a stream whose id the server has just generated (a UUIDv7):
+    /// it cannot exist yet, so it is not read. Appending still expects no stream.
+    pub async fn execute_new<A, F>(
+        &self,
+        session: &mut impl StoreSession,
+        stream_id: &str,
+        if_match: Option<i64>,
+        metadata: &EventMetadata,
+        command: F,
+    ) -> Result<CommandOutcome, CommandError>
+    where
+        A: Aggregate,
+        F: Fn(&Option<A>) -> A::Command + Send,
+    {
+        self.execute_on::<A, F>(session, StreamKnown::New, stream_id, if_match, metadata, command).await
+    }
+
+    async fn execute_on<A, F>(
+        &self,
+        session: &mut impl StoreSession,
+        known: StreamKnown,
+        stream_id: &str,
+        if_match: Option<i64>,
+        metadata: &EventMetadata,
+        command: F,
+    ) -> Result<CommandOutcome, CommandError>
+    where
+        A: Aggregate,
+        F: Fn(&Option<A>) -> A::Command + Send,
+    {
         for attempt in 1..=self.max_attempts {
-            let loaded = load_from::<A>(session, stream_id).await?;
+            let loaded = match known {
+                StreamKnown::New => Loaded { state: None, version: 0 },
+                StreamKnown::MayExist => load_from::<A>(session, stream_id).await?,
+            };
             if let Some(expected) = if_match {
                 if expected != loaded.version {
                     return Err(CommandError::VersionMismatch {
@@ -204,6 +247,10 @@ impl CommandHandler {
                         expected: loaded.version,
                         actual: actual.unwrap_or(0),
                     });
+                }
+                Err(AppendError::Conflict { .. }) if known == StreamKnown::New => {
+                    // Re-deciding would see the same (assumed empty) state: report it.
+                    return Err(DomainError::AlreadyExists(format!("stream {stream_id} already exists")).into());
                 }
                 Err(AppendError::Conflict { .. }) => {
                     tracing::debug!(stream_id, attempt, "lost a race on the stream; deciding again on fresh state");

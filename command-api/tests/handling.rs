@@ -274,3 +274,24 @@ async fn commands_run_under_an_idempotency_key_append_once(pool: PgPool) {
     let item = handler.load::<InventoryItem>(&stream).await.expect("load").state.expect("exists");
     assert_eq!(item.on_hand, 8, "received once");
 }
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn a_new_stream_is_appended_without_reading_and_never_overwrites(pool: PgPool) {
+    let handler = handler(pool);
+    let account_id = Uuid::now_v7();
+    let stream = samples::account_stream(account_id);
+    let register = |_: &Option<Account>| AccountCommand::Register {
+        account_id,
+        name: "Acme".into(),
+        email: "buyer@acme.example".into(),
+        credit_limit: eur(10),
+        approval_threshold: eur(5),
+    };
+    let mut store = handler.store().clone();
+    let meta = EventMetadata::default();
+    let created = handler.execute_new::<Account, _>(&mut store, &stream, None, &meta, register).await.expect("created");
+    assert_eq!(created.stream_version, 1);
+    let err = handler.execute_new::<Account, _>(&mut store, &stream, None, &meta, register).await.expect_err("exists");
+    assert!(matches!(err, CommandError::Domain(DomainError::AlreadyExists(_))), "{err}");
+    assert_eq!(handler.load::<Account>(&stream).await.expect("load").version, 1);
+}

@@ -152,14 +152,12 @@ async fn register(
     let account_id = Uuid::now_v7();
     let request = body.value;
     context
-        .run::<Account, _>(&state, &body.raw, account_stream(account_id), StatusCode::CREATED, |_| {
-            AccountCommand::Register {
-                account_id,
-                name: request.name.trim().to_string(),
-                email: request.email.clone(),
-                credit_limit: request.credit_limit.money(),
-                approval_threshold: request.approval_threshold.money(),
-            }
+        .run_new::<Account, _>(&state, &body.raw, account_stream(account_id), |_| AccountCommand::Register {
+            account_id,
+            name: request.name.trim().to_string(),
+            email: request.email.clone(),
+            credit_limit: request.credit_limit.money(),
+            approval_threshold: request.approval_threshold.money(),
         })
         .await
 }

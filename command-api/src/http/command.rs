@@ -129,10 +129,40 @@ impl CommandContext {
         A: Aggregate,
         F: Fn(&Option<A>) -> A::Command + Send,
     {
+        self.run_on::<A, F>(state, raw_body, stream_id, false, success, command).await
+    }
+
+    /// `run` for a creation whose stream id the server just generated (see
+    /// `CommandHandler::execute_new`).
+    pub async fn run_new<A, F>(self, state: &AppState, raw_body: &[u8], stream_id: String, command: F) -> Response
+    where
+        A: Aggregate,
+        F: Fn(&Option<A>) -> A::Command + Send,
+    {
+        self.run_on::<A, F>(state, raw_body, stream_id, true, StatusCode::CREATED, command).await
+    }
+
+    async fn run_on<A, F>(
+        self,
+        state: &AppState,
+        raw_body: &[u8],
+        stream_id: String,
+        new_stream: bool,
+        success: StatusCode,
+        command: F,
+    ) -> Response
+    where
+        A: Aggregate,
+        F: Fn(&Option<A>) -> A::Command + Send,
+    {
         let handler = &state.handler;
         let Some(key) = self.idempotency_key.clone() else {
             let mut store = handler.store().clone();
-            let outcome = handler.execute::<A, F>(&mut store, &stream_id, self.if_match, &self.metadata, command).await;
+            let outcome = if new_stream {
+                handler.execute_new::<A, F>(&mut store, &stream_id, self.if_match, &self.metadata, command).await
+            } else {
+                handler.execute::<A, F>(&mut store, &stream_id, self.if_match, &self.metadata, command).await
+            };
             return replay(render(outcome, success));
         };
         let fingerprint = self.fingerprint(raw_body);
@@ -143,8 +173,11 @@ impl CommandContext {
             Ok(IdempotencyBegin::InProgress) => ApiError::IdempotencyKeyInUse.into_response(),
             Ok(IdempotencyBegin::Replay(stored)) => replay(stored),
             Ok(IdempotencyBegin::Fresh(mut claimed)) => {
-                let outcome =
-                    handler.execute::<A, F>(&mut claimed, &stream_id, self.if_match, &self.metadata, command).await;
+                let outcome = if new_stream {
+                    handler.execute_new::<A, F>(&mut claimed, &stream_id, self.if_match, &self.metadata, command).await
+                } else {
+                    handler.execute::<A, F>(&mut claimed, &stream_id, self.if_match, &self.metadata, command).await
+                };
                 let stored = render(outcome, success);
                 // A server failure is not an answer to keep: the key stays free.
                 if stored.status >= 500 {

@@ -91,13 +91,16 @@ async fn place(
 ) -> Result<Response, ApiError> {
     let request = body.value;
     let handler = &state.handler;
-    let account = handler.load::<Account>(&account_stream(request.account_id)).await?.state;
-    let mut catalogue = BTreeMap::new();
-    for line in &request.lines {
-        if let Some(item) = handler.load::<InventoryItem>(&inventory_stream(&line.sku)).await?.state {
-            catalogue.insert(line.sku.clone(), item);
-        }
-    }
+    // The account and every SKU are independent reads: do them at once.
+    let item_streams: Vec<String> = request.lines.iter().map(|line| inventory_stream(&line.sku)).collect();
+    let (account, items) = futures::future::join(
+        handler.load::<Account>(&account_stream(request.account_id)),
+        futures::future::try_join_all(item_streams.iter().map(|stream| handler.load::<InventoryItem>(stream))),
+    )
+    .await;
+    let account = account?.state;
+    let catalogue: BTreeMap<String, InventoryItem> =
+        items?.into_iter().filter_map(|loaded| loaded.state).map(|item| (item.sku.clone(), item)).collect();
     let order_id = Uuid::now_v7();
     let command = OrderCommand::Place {
         order_id,
@@ -106,9 +109,7 @@ async fn place(
         lines: request.lines.iter().map(|l| OrderLineRequest { sku: l.sku.clone(), quantity: l.quantity }).collect(),
         catalogue,
     };
-    Ok(context
-        .run::<Order, _>(&state, &body.raw, order_stream(order_id), StatusCode::CREATED, |_| command.clone())
-        .await)
+    Ok(context.run_new::<Order, _>(&state, &body.raw, order_stream(order_id), |_| command.clone()).await)
 }
 
 async fn transition(

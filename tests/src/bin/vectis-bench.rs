@@ -103,7 +103,9 @@ fn order_event(order_id: Uuid) -> NewEvent {
     samples::order_placed(order_id, Uuid::from_u128(7), "BENCH-SKU", 3).into()
 }
 
-async fn bench_appends(pool: &PgPool, store: &EventStore) -> anyhow::Result<()> {
+/// Returns the event store's appends/s at the largest writer count: the ceiling the
+/// command benchmark is compared with.
+async fn bench_appends(pool: &PgPool, store: &EventStore) -> anyhow::Result<f64> {
     let duration = phase_duration();
     let sample = order_event(Uuid::now_v7());
     let metadata = serde_json::to_value(EventMetadata::default())?;
@@ -112,6 +114,7 @@ async fn bench_appends(pool: &PgPool, store: &EventStore) -> anyhow::Result<()> 
         "| writers | event store appends/s | p50 ms | p99 ms | bare INSERT+COMMIT/s | p50 ms | p99 ms | store / bare |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    let mut ceiling = 0.0;
     for writers in WRITER_COUNTS {
         let store_figures = {
             let store = store.clone();
@@ -159,8 +162,9 @@ async fn bench_appends(pool: &PgPool, store: &EventStore) -> anyhow::Result<()> 
             bare_figures.percentile_ms(0.99),
             100.0 * store_figures.per_second() / bare_figures.per_second()
         );
+        ceiling = store_figures.per_second();
     }
-    Ok(())
+    Ok(ceiling)
 }
 
 async fn bench_relay(pool: &PgPool, store: &EventStore) -> anyhow::Result<()> {
@@ -251,11 +255,136 @@ async fn main() -> anyhow::Result<()> {
     println!("# Vectis foundation benchmark");
     println!("PostgreSQL: {}; broker: {}", database, vectis_tests::brokers());
     let outcome = async {
-        bench_appends(&pool, &store).await?;
+        let append_ceiling = bench_appends(&pool, &store).await?;
+        bench_commands(&pool, append_ceiling).await?;
         bench_relay(&pool, &store).await
     }
     .await;
     pool.close().await;
     drop_database(&database).await?;
     outcome
+}
+
+/// One keep-alive HTTP/1.1 connection: enough client for a loopback benchmark.
+struct Connection {
+    reader: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+impl Connection {
+    async fn open(addr: std::net::SocketAddr) -> anyhow::Result<Self> {
+        Ok(Self { reader: tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await?) })
+    }
+
+    /// Sends a JSON POST and returns the status and body.
+    async fn post(&mut self, path: &str, key: &str, body: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.reader.get_mut().write_all(request.as_bytes()).await?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line).await?;
+        let status: u16 = line.split_whitespace().nth(1).context("status line")?.parse()?;
+        let mut length = 0;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).await?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse()?;
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).await?;
+        Ok((status, body))
+    }
+}
+
+/// `POST /v1/orders` through the real command API process with 32 keep-alive clients.
+async fn bench_commands(pool: &PgPool, append_ceiling: f64) -> anyhow::Result<()> {
+    use vectis_command_api::process::{CommandApi, CommandApiSettings};
+    use vectis_runtime::auth::{ApiKeys, Scope};
+
+    let clients = *WRITER_COUNTS.last().unwrap_or(&32);
+    let mut settings = CommandApiSettings::from_env()?;
+    settings.addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let shutdown = vectis_runtime::Shutdown::new();
+    let api = CommandApi::build_with_pool(settings, pool.clone(), shutdown.clone()).await?;
+    let addr = api.addr();
+    let serving = tokio::spawn(api.run_until_stopped());
+    let (_, key) = ApiKeys::new(pool.clone()).create("bench", &[Scope::Admin]).await?;
+
+    let mut setup = Connection::open(addr).await?;
+    let (status, body) = setup
+        .post(
+            "/v1/accounts",
+            &key,
+            r#"{"name":"Bench","email":"bench@example.com","credit_limit":{"amount_minor":1000000000000,"currency":"EUR"},"approval_threshold":{"amount_minor":1000000000000,"currency":"EUR"}}"#,
+        )
+        .await?;
+    anyhow::ensure!(status == 201, "register: {status} {}", String::from_utf8_lossy(&body));
+    let stream: serde_json::Value = serde_json::from_slice(&body)?;
+    let account = stream["stream_id"].as_str().context("stream id")?.trim_start_matches("account-").to_string();
+    let (status, _) = setup.post(&format!("/v1/accounts/{account}/approve"), &key, "").await?;
+    anyhow::ensure!(status == 200, "approve: {status}");
+    let (status, _) = setup
+        .post(
+            "/v1/inventory/items",
+            &key,
+            r#"{"sku":"BENCH-ORDER","name":"Bench item","unit_price":{"amount_minor":100,"currency":"EUR"}}"#,
+        )
+        .await?;
+    anyhow::ensure!(status == 201, "item: {status}");
+
+    let order = format!(r#"{{"account_id":"{account}","lines":[{{"sku":"BENCH-ORDER","quantity":2}}]}}"#);
+    let duration = phase_duration();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (key, order) = (key.clone(), order.clone());
+            tokio::spawn(async move {
+                let mut connection = Connection::open(addr).await?;
+                let mut latencies = Vec::new();
+                while started.elapsed() < duration {
+                    let t = Instant::now();
+                    let (status, body) = connection.post("/v1/orders", &key, &order).await?;
+                    anyhow::ensure!(status == 201, "place order: {status} {}", String::from_utf8_lossy(&body));
+                    latencies.push(t.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let figures = Figures {
+        operations: latencies.len(),
+        elapsed: started.elapsed(),
+        latencies: {
+            latencies.sort_unstable();
+            latencies
+        },
+    };
+    shutdown.trigger();
+    serving.await??;
+
+    println!("\n## Commands: POST /v1/orders, {clients} keep-alive clients over loopback ({}s)", duration.as_secs());
+    println!("| path | per second | p50 ms | p99 ms |");
+    println!("|---|---|---|---|");
+    println!(
+        "| POST /v1/orders (auth, read account and item, decide, append) | {:.0} | {:.2} | {:.2} |",
+        figures.per_second(),
+        figures.percentile_ms(0.5),
+        figures.percentile_ms(0.99)
+    );
+    println!("| event store appends at {clients} writers (same run, the ceiling) | {append_ceiling:.0} | | |");
+    println!("orders / append ceiling: {:.0} %", 100.0 * figures.per_second() / append_ceiling);
+    Ok(())
 }
