@@ -163,13 +163,26 @@ async fn idempotent_retries_get_identical_bytes_and_append_once(pool: PgPool) {
     assert_eq!(bad_key.status, StatusCode::BAD_REQUEST);
 }
 
+/// A deadline can strike while the commit is already on its way, so a 503 does not
+/// say whether the command took effect. The same Idempotency-Key settles it: the retry
+/// replays the committed answer or runs the command for the first time, never twice.
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
-async fn a_request_past_the_time_limit_is_503_and_changes_nothing(pool: PgPool) {
-    let (app, _) = command_api_with_timeout(pool.clone(), std::time::Duration::ZERO).await;
-    let answer = send(&app, "POST", "/v1/accounts", &[JSON], registration().to_string()).await;
+async fn a_timed_out_command_is_settled_by_retrying_with_its_idempotency_key(pool: PgPool) {
+    let (hasty, _) = command_api_with_timeout(pool.clone(), std::time::Duration::ZERO).await;
+    let bearer = format!("Bearer {}", hasty.key);
+    let headers = [JSON, ("authorization", bearer.as_str()), ("idempotency-key", "slow-1")];
+    let answer = send(&hasty, "POST", "/v1/accounts", &headers, registration().to_string()).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.json()["type"], "/problems/timeout");
-    assert_eq!(event_count(&pool).await, 0);
+    assert!(answer.json()["detail"].as_str().expect("detail").contains("same Idempotency-Key"));
+
+    // Same database, same API key, a sane deadline.
+    let (patient, _) = command_api(pool.clone()).await;
+    let retry = send(&patient, "POST", "/v1/accounts", &headers, registration().to_string()).await;
+    assert_eq!(retry.status, StatusCode::CREATED);
+    let again = send(&patient, "POST", "/v1/accounts", &headers, registration().to_string()).await;
+    assert_eq!(again.bytes, retry.bytes);
+    assert_eq!(event_count(&pool).await, 1, "exactly one registration, whichever way the first attempt went");
 }
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]

@@ -33,8 +33,9 @@ pub struct AppState {
     pub handler: CommandHandler,
     pub keys: ApiKeys,
     pub idempotency_retention: Duration,
-    /// A request still running after this is answered 503; its transaction is
-    /// dropped, so nothing of it is committed.
+    /// A request still running after this is answered 503. Its work is dropped, but a
+    /// commit already sent may still take effect: the answer says to retry with the
+    /// same Idempotency-Key, which replays it or runs it once.
     pub request_timeout: Duration,
 }
 

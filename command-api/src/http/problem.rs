@@ -48,7 +48,9 @@ pub enum ApiError {
     /// 409: a request with this idempotency key is still running.
     IdempotencyKeyInUse,
     NotFound(String),
-    /// 503: the request ran past the time limit; nothing of it was committed.
+    /// 503: the request ran past the time limit. If the deadline struck while it was
+    /// committing, it may have taken effect: a retry with the same Idempotency-Key
+    /// returns its answer, or runs it if it did not.
     Timeout(std::time::Duration),
     /// 500/503: logged in full, answered without detail.
     Internal(String),
@@ -135,9 +137,10 @@ impl ApiError {
                 "send a new Idempotency-Key for a new request, or the same body to get the first answer".into()
             }
             Self::IdempotencyKeyInUse => "retry in a moment to get its answer".into(),
-            Self::Timeout(limit) => {
-                format!("not finished within {} ms; nothing was changed, retry later", limit.as_millis())
-            }
+            Self::Timeout(limit) => format!(
+                "not finished within {} ms; its outcome is unknown: retry with the same Idempotency-Key to get its answer",
+                limit.as_millis()
+            ),
             Self::Internal(_) => "an internal error occurred; it has been logged".into(),
         };
         let body = ProblemBody {
