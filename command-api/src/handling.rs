@@ -131,8 +131,10 @@ impl CommandError {
 
 /// Whether the stream must be read before deciding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StreamKnown {
+pub enum StreamKnown {
+    /// An existing aggregate, or a creation under a client-chosen id (a SKU).
     MayExist,
+    /// A creation under an id the server just generated: it cannot exist yet.
     New,
 }
 
@@ -175,24 +177,10 @@ impl CommandHandler {
         self.execute_on::<A, F>(session, StreamKnown::MayExist, stream_id, if_match, metadata, command).await
     }
 
-    /// `execute` for a stream whose id the server has just generated (a UUIDv7):
-    /// it cannot exist yet, so it is not read. Appending still expects no stream.
-    pub async fn execute_new<A, F>(
-        &self,
-        session: &mut impl StoreSession,
-        stream_id: &str,
-        if_match: Option<i64>,
-        metadata: &EventMetadata,
-        command: F,
-    ) -> Result<CommandOutcome, CommandError>
-    where
-        A: Aggregate,
-        F: Fn(&Option<A>) -> A::Command + Send,
-    {
-        self.execute_on::<A, F>(session, StreamKnown::New, stream_id, if_match, metadata, command).await
-    }
-
-    async fn execute_on<A, F>(
+    /// `execute`, told whether the stream can exist. A stream whose id the server has
+    /// just generated (a UUIDv7) cannot: it is not read, and appending still expects
+    /// no stream.
+    pub async fn execute_on<A, F>(
         &self,
         session: &mut impl StoreSession,
         known: StreamKnown,

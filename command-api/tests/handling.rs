@@ -10,7 +10,7 @@ use vectis_command_api::{
         Account, AccountCommand, AccountStatus, DomainError, InventoryCommand, InventoryItem, Order, OrderCommand,
         OrderLineRequest, OrderStatus,
     },
-    handling::{CommandError, CommandHandler},
+    handling::{CommandError, CommandHandler, StreamKnown},
 };
 use vectis_event_store::{EventMetadata, EventStore, IdempotencyBegin, IdempotencyKey, StoreMetrics, StoredResponse};
 use vectis_schemas::{
@@ -289,9 +289,15 @@ async fn a_new_stream_is_appended_without_reading_and_never_overwrites(pool: PgP
     };
     let mut store = handler.store().clone();
     let meta = EventMetadata::default();
-    let created = handler.execute_new::<Account, _>(&mut store, &stream, None, &meta, register).await.expect("created");
+    let created = handler
+        .execute_on::<Account, _>(&mut store, StreamKnown::New, &stream, None, &meta, register)
+        .await
+        .expect("created");
     assert_eq!(created.stream_version, 1);
-    let err = handler.execute_new::<Account, _>(&mut store, &stream, None, &meta, register).await.expect_err("exists");
+    let err = handler
+        .execute_on::<Account, _>(&mut store, StreamKnown::New, &stream, None, &meta, register)
+        .await
+        .expect_err("exists");
     assert!(matches!(err, CommandError::Domain(DomainError::AlreadyExists(_))), "{err}");
     assert_eq!(handler.load::<Account>(&stream).await.expect("load").version, 1);
 }

@@ -277,10 +277,10 @@ async fn two_relays_one_publishes_and_the_other_takes_over_without_loss(pool: Pg
         confirm_order(&store).await;
     }
     let records = reader.read_at_least(60, WAIT).await.to_vec();
-    let extra = reader.read_for(Duration::from_millis(500)).await.len();
+    let total_after_quiet_period = reader.read_for(Duration::from_millis(500)).await.len();
     standby.stop().await;
 
-    assert_eq!(extra, 60, "a graceful hand-over publishes nothing twice");
+    assert_eq!(total_after_quiet_period, 60, "a graceful hand-over publishes nothing twice");
     let positions: HashSet<i64> = records.iter().map(|r| r.envelope().global_position).collect();
     let stored: HashSet<i64> =
         store.read_all_committed(0, 1000).await.expect("stored").iter().map(|e| e.envelope.global_position).collect();

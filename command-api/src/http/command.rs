@@ -18,7 +18,7 @@ use vectis_runtime::auth::Principal;
 use vectis_schemas::EventEnvelope;
 
 use super::{problem::ApiError, AppState};
-use crate::handling::{Aggregate, CommandError, CommandOutcome};
+use crate::handling::{Aggregate, CommandError, CommandOutcome, StreamKnown};
 
 /// What a command takes from the request line and headers.
 pub struct CommandContext {
@@ -129,17 +129,17 @@ impl CommandContext {
         A: Aggregate,
         F: Fn(&Option<A>) -> A::Command + Send,
     {
-        self.run_on::<A, F>(state, raw_body, stream_id, false, success, command).await
+        self.run_on::<A, F>(state, raw_body, stream_id, StreamKnown::MayExist, success, command).await
     }
 
     /// `run` for a creation whose stream id the server just generated (see
-    /// `CommandHandler::execute_new`).
+    /// [`StreamKnown::New`]).
     pub async fn run_new<A, F>(self, state: &AppState, raw_body: &[u8], stream_id: String, command: F) -> Response
     where
         A: Aggregate,
         F: Fn(&Option<A>) -> A::Command + Send,
     {
-        self.run_on::<A, F>(state, raw_body, stream_id, true, StatusCode::CREATED, command).await
+        self.run_on::<A, F>(state, raw_body, stream_id, StreamKnown::New, StatusCode::CREATED, command).await
     }
 
     async fn run_on<A, F>(
@@ -147,7 +147,7 @@ impl CommandContext {
         state: &AppState,
         raw_body: &[u8],
         stream_id: String,
-        new_stream: bool,
+        known: StreamKnown,
         success: StatusCode,
         command: F,
     ) -> Response
@@ -158,11 +158,8 @@ impl CommandContext {
         let handler = &state.handler;
         let Some(key) = self.idempotency_key.clone() else {
             let mut store = handler.store().clone();
-            let outcome = if new_stream {
-                handler.execute_new::<A, F>(&mut store, &stream_id, self.if_match, &self.metadata, command).await
-            } else {
-                handler.execute::<A, F>(&mut store, &stream_id, self.if_match, &self.metadata, command).await
-            };
+            let outcome =
+                handler.execute_on::<A, F>(&mut store, known, &stream_id, self.if_match, &self.metadata, command).await;
             return replay(render(outcome, success));
         };
         let fingerprint = self.fingerprint(raw_body);
@@ -173,11 +170,9 @@ impl CommandContext {
             Ok(IdempotencyBegin::InProgress) => ApiError::IdempotencyKeyInUse.into_response(),
             Ok(IdempotencyBegin::Replay(stored)) => replay(stored),
             Ok(IdempotencyBegin::Fresh(mut claimed)) => {
-                let outcome = if new_stream {
-                    handler.execute_new::<A, F>(&mut claimed, &stream_id, self.if_match, &self.metadata, command).await
-                } else {
-                    handler.execute::<A, F>(&mut claimed, &stream_id, self.if_match, &self.metadata, command).await
-                };
+                let outcome = handler
+                    .execute_on::<A, F>(&mut claimed, known, &stream_id, self.if_match, &self.metadata, command)
+                    .await;
                 let stored = render(outcome, success);
                 // A server failure is not an answer to keep: the key stays free.
                 if stored.status >= 500 {
