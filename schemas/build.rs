@@ -4,7 +4,10 @@
 use std::{env, fs, path::Path};
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
+    // Read at run time, not with `env!`: the compiled build script is reused from the
+    // shared target directory by clones at other paths, and must look at its own.
+    let manifest_dir = env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR set by cargo");
+    let root = Path::new(&manifest_dir).join("events");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut files = Vec::new();
     for topic_dir in fs::read_dir(&root).expect("schemas/events exists") {

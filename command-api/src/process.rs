@@ -9,7 +9,12 @@ use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use vectis_event_store::{readiness, settings::StoreSettings, EventStore, StoreMetrics};
 use vectis_runtime::{
-    auth::ApiKeys, env_duration, env_parse, http_metrics::HttpMetrics, ops_router, pool_metrics::PoolCollector,
+    auth::ApiKeys,
+    env_duration, env_parse,
+    http_metrics::HttpMetrics,
+    ops_router,
+    pool_metrics::PoolCollector,
+    rate_limit::{RateLimiter, TrustedProxies},
     OpsState, Shutdown,
 };
 
@@ -27,6 +32,9 @@ pub struct CommandApiSettings {
     pub idempotency_retention: Duration,
     /// `REQUEST_TIMEOUT` (default `10s`).
     pub request_timeout: Duration,
+    /// `TRUSTED_PROXIES`: addresses and CIDR blocks whose `X-Forwarded-For` names the
+    /// client for rate limiting (default: none).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl CommandApiSettings {
@@ -41,6 +49,7 @@ impl CommandApiSettings {
             addr: env_parse("COMMAND_API_ADDR", SocketAddr::from(([0, 0, 0, 0], 8001)))?,
             idempotency_retention,
             request_timeout: env_duration("REQUEST_TIMEOUT", Duration::from_secs(10))?,
+            trusted_proxies: env_parse("TRUSTED_PROXIES", TrustedProxies::none())?,
         })
     }
 }
@@ -71,9 +80,13 @@ impl CommandApi {
         let http_metrics = HttpMetrics::register(&mut registry);
         registry.register_collector(Box::new(PoolCollector::new(pool.clone())));
         let store = EventStore::new(pool.clone(), schemas, settings.store.schema_mode, store_metrics);
+        let rate_limiter =
+            RateLimiter::start(pool.clone(), settings.trusted_proxies).await.context("loading rate-limit policies")?;
+        rate_limiter.register(&mut registry);
         let state = AppState {
             handler: CommandHandler::new(store),
             keys: ApiKeys::new(pool.clone()),
+            rate_limiter,
             idempotency_retention: settings.idempotency_retention,
             request_timeout: settings.request_timeout,
         };
@@ -92,7 +105,8 @@ impl CommandApi {
     /// Serves until the shutdown signal, then finishes the requests in flight.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
-        axum::serve(self.listener, self.router)
+        // The peer address is the rate limiter's client (or the proxy in front of it).
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { shutdown.wait().await })
             .await
             .context("serving the command API")

@@ -10,7 +10,8 @@ use vectis_runtime::{
     Shutdown,
 };
 
-async fn http(addr: SocketAddr, method: &str, path: &str, key: &str, body: &str) -> (u16, String) {
+/// Status, lower-cased head (status line and headers), and body.
+async fn http_full(addr: SocketAddr, method: &str, path: &str, key: &str, body: &str) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -20,7 +21,13 @@ async fn http(addr: SocketAddr, method: &str, path: &str, key: &str, body: &str)
     let mut response = String::new();
     stream.read_to_string(&mut response).await.expect("read");
     let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    (status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+async fn http(addr: SocketAddr, method: &str, path: &str, key: &str, body: &str) -> (u16, String) {
+    let (status, _, body) = http_full(addr, method, path, key, body).await;
+    (status, body)
 }
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
@@ -34,8 +41,12 @@ async fn the_process_serves_commands_metrics_and_readiness(pool: PgPool) {
     let serving = tokio::spawn(api.run_until_stopped());
 
     let body = r#"{"name":"Acme","email":"buyer@acme.example","credit_limit":{"amount_minor":100,"currency":"EUR"},"approval_threshold":{"amount_minor":50,"currency":"EUR"}}"#;
-    let (status, answer) = http(addr, "POST", "/v1/accounts", &key, body).await;
+    let (status, head, answer) = http_full(addr, "POST", "/v1/accounts", &key, body).await;
     assert_eq!(status, 201, "{answer}");
+    // The migration's default policy, counted against this socket's peer address.
+    for header in ["ratelimit-limit: 200\r\n", "ratelimit-remaining: 199\r\n"] {
+        assert!(head.contains(header), "no {header:?} in {head}");
+    }
     assert_eq!(http(addr, "GET", "/health", "", "").await.0, 200);
     let (status, ready) = http(addr, "GET", "/ready", "", "").await;
     assert_eq!(status, 200, "{ready}");

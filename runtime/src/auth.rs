@@ -9,13 +9,15 @@ use axum::{
     extract::{FromRequestParts, Request, State},
     http::{header, request::Parts, StatusCode},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::problem::problem;
 
 /// Every key starts with this, so leaked keys are easy to recognise and scan for.
 pub const KEY_PREFIX: &str = "vk_";
@@ -161,15 +163,6 @@ impl ApiKeys {
             scopes: scopes.iter().filter_map(|s| s.parse().ok()).collect(),
         }))
     }
-}
-
-fn problem(status: StatusCode, kind: &str, title: &str, detail: String) -> Response {
-    let body = serde_json::json!({ "type": kind, "title": title, "status": status.as_u16(), "detail": detail });
-    let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-    }
-    response
 }
 
 /// Middleware: `from_fn_with_state((keys, Scope::OrdersWrite), require_scope)`. Puts

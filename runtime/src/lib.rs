@@ -7,6 +7,8 @@ pub mod health;
 pub mod http_metrics;
 pub mod metric_names;
 pub mod pool_metrics;
+pub mod problem;
+pub mod rate_limit;
 pub mod request_id;
 pub mod settings;
 pub mod shutdown;

@@ -24,6 +24,7 @@ pub const HTTP_REQUESTS: &str = "http_requests";
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 pub const HTTP_REQUESTS_IN_PROGRESS: &str = "http_requests_inprogress";
 pub const HTTP_RESPONSE_SIZE_BYTES: &str = "http_response_size_bytes";
+pub const HTTP_RATE_LIMITED: &str = "vectis_http_rate_limited";
 
 // PostgreSQL connection pool.
 pub const DB_POOL_IN_USE: &str = "vectis_db_pool_connections_in_use";

@@ -1,5 +1,5 @@
 //! The command API over HTTP. Each area owns its `router()`; [`app`] merges them and
-//! adds what every route shares: the body limit and HTTP metrics.
+//! adds what every route shares: the body and time limits, rate limiting and HTTP metrics.
 
 mod accounts;
 pub mod command;
@@ -20,6 +20,7 @@ use axum::{
 use vectis_runtime::{
     auth::{require_scope, ApiKeys, Scope},
     http_metrics::{track_http, HttpMetrics},
+    rate_limit::{rate_limit, RateLimiter},
     request_id::request_id,
 };
 
@@ -32,6 +33,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub handler: CommandHandler,
     pub keys: ApiKeys,
+    pub rate_limiter: RateLimiter,
     pub idempotency_retention: Duration,
     /// A request still running after this is answered 503. Its work is dropped, but a
     /// commit already sent may still take effect: the answer says to retry with the
@@ -53,11 +55,14 @@ fn scoped(routes: Router<AppState>, keys: &ApiKeys, scope: Scope) -> Router<AppS
     routes.route_layer(middleware::from_fn_with_state((keys.clone(), scope), require_scope))
 }
 
-/// The command API as served: routes, body limit, HTTP metrics.
+/// The command API as served: routes, body limit, time limit, rate limiting (before
+/// authentication, so a flood never reaches the key store), HTTP metrics (which count
+/// the 429s too).
 pub fn app(state: AppState, metrics: HttpMetrics) -> Router {
     router(&state.keys)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(state.request_timeout, time_limit))
+        .route_layer(middleware::from_fn_with_state(state.rate_limiter.clone(), rate_limit))
         .route_layer(middleware::from_fn_with_state(metrics, track_http))
         .layer(middleware::from_fn(request_id))
         .with_state(state)

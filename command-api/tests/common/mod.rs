@@ -3,11 +3,16 @@
 
 #![allow(dead_code)]
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
 use axum::{
     body::{to_bytes, Body},
-    http::{header, Request, StatusCode},
+    extract::connect_info::MockConnectInfo,
+    http::{header, HeaderMap, Request, StatusCode},
     Router,
 };
 use prometheus_client::registry::Registry;
@@ -22,6 +27,7 @@ use vectis_event_store::{EventStore, StoreMetrics};
 use vectis_runtime::{
     auth::{ApiKeys, Scope},
     http_metrics::HttpMetrics,
+    rate_limit::{RateLimiter, TrustedProxies},
 };
 use vectis_schemas::{SchemaCatalog, SchemaMode};
 
@@ -31,6 +37,7 @@ pub struct TestApi {
     pub router: Router,
     pub key: String,
     pub keys: ApiKeys,
+    pub rate_limiter: RateLimiter,
 }
 
 pub async fn command_api(pool: PgPool) -> (TestApi, HttpMetrics) {
@@ -38,6 +45,21 @@ pub async fn command_api(pool: PgPool) -> (TestApi, HttpMetrics) {
 }
 
 pub async fn command_api_with_timeout(pool: PgPool, request_timeout: Duration) -> (TestApi, HttpMetrics) {
+    command_api_configured(pool, request_timeout, TrustedProxies::none(), PEER).await
+}
+
+/// The peer address every test request comes from.
+pub const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// The command API with the rate-limit policies in the test database (loaded now and
+/// reloaded on change), `trusted` proxies, and requests arriving from `peer`.
+pub async fn command_api_configured(
+    pool: PgPool,
+    request_timeout: Duration,
+    trusted: TrustedProxies,
+    peer: IpAddr,
+) -> (TestApi, HttpMetrics) {
+    let rate_limiter = RateLimiter::start(pool.clone(), trusted).await.expect("rate-limit policies load");
     let keys = ApiKeys::new(pool.clone());
     let (_, key) = keys.create("test-admin", &[Scope::Admin]).await.expect("admin key");
     let catalog = Arc::new(SchemaCatalog::embedded().expect("schemas compile"));
@@ -46,15 +68,18 @@ pub async fn command_api_with_timeout(pool: PgPool, request_timeout: Duration) -
     let state = AppState {
         handler: CommandHandler::new(store),
         keys: keys.clone(),
+        rate_limiter: rate_limiter.clone(),
         idempotency_retention: Duration::from_secs(86_400),
         request_timeout,
     };
-    (TestApi { router: app(state, metrics.clone()), key, keys }, metrics)
+    let router = app(state, metrics.clone()).layer(MockConnectInfo(SocketAddr::new(peer, 40_000)));
+    (TestApi { router, key, keys, rate_limiter }, metrics)
 }
 
 pub struct Answer {
     pub status: StatusCode,
     pub content_type: String,
+    pub headers: HeaderMap,
     pub bytes: Vec<u8>,
 }
 
@@ -77,8 +102,9 @@ pub async fn send(app: &TestApi, method: &str, uri: &str, headers: &[(&str, &str
     let status = response.status();
     let content_type =
         response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let headers = response.headers().clone();
     let bytes = to_bytes(response.into_body(), 1 << 20).await.expect("body").to_vec();
-    Answer { status, content_type, bytes }
+    Answer { status, content_type, headers, bytes }
 }
 
 pub const JSON: (&str, &str) = ("content-type", "application/json");

@@ -313,6 +313,16 @@ async fn bench_commands(pool: &PgPool, append_ceiling: f64) -> anyhow::Result<()
     let clients = *WRITER_COUNTS.last().unwrap_or(&32);
     let mut settings = CommandApiSettings::from_env()?;
     settings.addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    // The benchmark client is one address sending far more than the default policy
+    // allows; give it a policy of its own, as an operator would for a heavy client.
+    sqlx::query(
+        "INSERT INTO rate_limit_policies (client, endpoint, capacity, refill_per_second, description)
+         VALUES ('127.0.0.1', '*', 1000000, 1000000, 'benchmark client')
+         ON CONFLICT (client, endpoint) DO UPDATE SET capacity = EXCLUDED.capacity,
+             refill_per_second = EXCLUDED.refill_per_second",
+    )
+    .execute(pool)
+    .await?;
     let shutdown = vectis_runtime::Shutdown::new();
     let api = CommandApi::build_with_pool(settings, pool.clone(), shutdown.clone()).await?;
     let addr = api.addr();
