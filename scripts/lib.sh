@@ -29,7 +29,7 @@ as_root() {
 
 # Debian packages: PostgreSQL, and the C toolchain librdkafka's bundled build needs.
 ensure_packages() {
-  local wanted=(postgresql postgresql-contrib build-essential pkg-config zlib1g-dev python3 procps)
+  local wanted=(postgresql postgresql-contrib build-essential pkg-config zlib1g-dev python3 python3-venv procps)
   local missing=()
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -161,6 +161,21 @@ stop_postgres() {
     log "stopping PostgreSQL $v/$c"
     as_root pg_ctlcluster "$v" "$c" stop
   done
+}
+
+# Tools the tests call, from PyPI, in a virtualenv in the cache: the reference
+# OpenAPI validator checks the command API's document.
+OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
+ensure_test_tools() {
+  local venv="$VECTIS_CACHE_DIR/python-tools"
+  export OPENAPI_SPEC_VALIDATOR="$venv/bin/openapi-spec-validator"
+  if [ -x "$OPENAPI_SPEC_VALIDATOR" ] &&
+    "$venv/bin/pip" show openapi-spec-validator 2>/dev/null | grep -qx "Version: $OPENAPI_SPEC_VALIDATOR_VERSION"; then
+    return
+  fi
+  log "installing openapi-spec-validator $OPENAPI_SPEC_VALIDATOR_VERSION into $venv"
+  python3 -m venv "$venv" || die "python3 -m venv failed (Debian needs python3-venv)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION"
 }
 
 # Everything the system and the tests need, running.

@@ -9,7 +9,7 @@ use std::{net::IpAddr, time::Duration};
 use axum::http::StatusCode;
 use common::{command_api, command_api_configured, send, Answer, TestApi, JSON, PEER};
 use sqlx::PgPool;
-use vectis_runtime::rate_limit::TrustedProxies;
+use vectis_runtime::rate_limit::{PolicyError, PolicyRow, TrustedProxies};
 
 const REGISTER: &str = r#"{"name":"Acme","email":"buyer@acme.example","credit_limit":{"amount_minor":100,"currency":"EUR"},"approval_threshold":{"amount_minor":50,"currency":"EUR"}}"#;
 
@@ -113,14 +113,9 @@ async fn a_policy_change_takes_effect_without_a_restart(pool: PgPool) {
     assert_eq!(register(&api, None).await.status, StatusCode::CREATED);
     assert_eq!(register(&api, None).await.status, StatusCode::TOO_MANY_REQUESTS);
 
-    // Raise the limit for this client only; the running service hears of it.
-    sqlx::query(
-        "INSERT INTO rate_limit_policies (client, endpoint, capacity, refill_per_second) VALUES ($1, '*', 1000, 1000)",
-    )
-    .bind(PEER.to_string())
-    .execute(&pool)
-    .await
-    .expect("policy");
+    // Raise the limit for this client only (as `vectis rate-limits set` does); the
+    // running service hears of it.
+    PolicyRow::set(&pool, &PEER.to_string(), "*", 1000, 1000.0, "raised for a test").await.expect("policy");
     let peer: IpAddr = PEER;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while api.rate_limiter.policies().governing(peer, "POST /v1/accounts").map(|p| p.capacity) != Some(1000) {
@@ -155,4 +150,24 @@ async fn a_malformed_policy_is_refused_by_the_table(pool: PgPool) {
         .await;
         assert!(inserted.is_err(), "({client}, {endpoint}, {capacity}) was accepted");
     }
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn setting_a_malformed_policy_is_refused_with_the_reason(pool: PgPool) {
+    for (client, endpoint, capacity, rate, reason) in [
+        ("10.0.0.0/33", "*", 10, 1.0, "prefix length"),
+        ("gateway", "*", 10, 1.0, "not an IP address"),
+        ("*", "/v1/orders", 10, 1.0, "METHOD /route"),
+        ("*", "*", 0, 1.0, "capacity"),
+        ("*", "*", 10, 0.0, "refill rate"),
+    ] {
+        match PolicyRow::set(&pool, client, endpoint, capacity, rate, "").await {
+            Err(PolicyError::Invalid { reason: said, .. }) => assert!(said.contains(reason), "{said}"),
+            other => panic!("({client}, {endpoint}, {capacity}, {rate}): {other:?}"),
+        }
+    }
+    let rows = PolicyRow::list(&pool).await.expect("list");
+    assert_eq!(rows.len(), 1, "only the migration's default: {rows:?}");
+    assert!(PolicyRow::delete(&pool, "*", "*").await.expect("delete"));
+    assert!(!PolicyRow::delete(&pool, "*", "*").await.expect("delete"), "already gone");
 }

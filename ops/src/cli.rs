@@ -9,7 +9,10 @@ use vectis_event_store::{
     kafka, settings::StoreSettings, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
     StoreMetrics, MIGRATOR,
 };
-use vectis_runtime::auth::{ApiKeys, Scope};
+use vectis_runtime::{
+    auth::{ApiKeys, Scope},
+    rate_limit::{PolicyError, PolicyRow},
+};
 use vectis_schemas::{topics, SchemaCatalog};
 
 #[derive(Debug, Parser)]
@@ -35,6 +38,42 @@ enum Command {
     /// API keys for the HTTP services (stored as SHA-256 hashes; a key is shown once).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Rate-limit policies of the HTTP services: a token bucket per client and
+    /// endpoint. Running services apply changes at once, without a restart.
+    #[command(subcommand, name = "rate-limits")]
+    RateLimits(RateLimitsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RateLimitsCommand {
+    /// List policies: client, endpoint, burst capacity, refill per second, description.
+    List,
+    /// Create or replace the policy for a client and endpoint. The most specific policy
+    /// governs a request: an address, then the narrowest CIDR block, then '*'; and a
+    /// named endpoint before '*'.
+    Set {
+        /// '*', an address (203.0.113.7) or a CIDR block (10.0.0.0/8).
+        #[arg(long, default_value = "*")]
+        client: String,
+        /// '*' or 'METHOD /route' as routed, e.g. 'POST /v1/orders' or 'POST /v1/orders/{id}/ship'.
+        #[arg(long, default_value = "*")]
+        endpoint: String,
+        /// Largest burst: requests the bucket holds.
+        #[arg(long)]
+        capacity: u32,
+        /// Sustained rate: requests per second added back.
+        #[arg(long)]
+        per_second: f64,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete the policy for a client and endpoint.
+    Delete {
+        #[arg(long, default_value = "*")]
+        client: String,
+        #[arg(long, default_value = "*")]
+        endpoint: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +187,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Events(command) => return events(settings()?, command).await,
         Command::Keys(command) => return keys(ApiKeys::new(settings()?.pool()?), command).await,
+        Command::RateLimits(command) => return rate_limits(&settings()?.pool()?, command).await,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -216,6 +256,38 @@ async fn keys(keys: ApiKeys, command: KeysCommand) -> anyhow::Result<ExitCode> {
             keys.revoke_named(DEV_KEY_NAME).await?;
             let (_, key) = keys.create(DEV_KEY_NAME, &[Scope::Admin]).await?;
             println!("{key}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rate_limits(pool: &sqlx::PgPool, command: RateLimitsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        RateLimitsCommand::List => {
+            println!("client\tendpoint\tcapacity\tper_second\tupdated\tdescription");
+            for row in PolicyRow::list(pool).await.context("reading rate_limit_policies")? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    row.client, row.endpoint, row.capacity, row.refill_per_second, row.updated_at, row.description
+                );
+            }
+        }
+        RateLimitsCommand::Set { client, endpoint, capacity, per_second, description } => {
+            match PolicyRow::set(pool, &client, &endpoint, capacity, per_second, &description).await {
+                Ok(()) => println!("set ({client}, {endpoint}): {capacity} at once, {per_second}/s after"),
+                Err(error @ PolicyError::Invalid { .. }) => {
+                    eprintln!("refused: {error}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        RateLimitsCommand::Delete { client, endpoint } => {
+            if !PolicyRow::delete(pool, &client, &endpoint).await? {
+                eprintln!("no policy for ({client}, {endpoint})");
+                return Ok(ExitCode::from(2));
+            }
+            println!("deleted ({client}, {endpoint})");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -18,7 +18,7 @@ pub mod header {
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 
 /// The JSON envelope of one event, exactly as stored and published.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventEnvelope {
     /// UUIDv7: unique, and sortable by creation time.
@@ -35,6 +35,7 @@ pub struct EventEnvelope {
     pub occurred_at: DateTime<Utc>,
     pub correlation_id: Uuid,
     pub causation_id: Option<Uuid>,
+    /// The event itself, as the JSON Schema of its type and version describes it.
     pub data: serde_json::Value,
 }
 

@@ -6,38 +6,38 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
     response::Response,
-    routing::{post, put},
-    Router,
 };
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use vectis_runtime::auth::{ApiKeys, Scope};
 use vectis_schemas::{events::Money, samples::account_stream};
 
 use super::{
-    command::CommandContext,
+    command::{CommandContext, CommandResponse},
     json::{check_text, problem, CommandBody, Validate},
     problem::FieldProblem,
     AppState,
 };
 use crate::domain::{Account, AccountCommand};
 
-pub fn router(keys: &ApiKeys) -> Router<AppState> {
-    let customer = Router::new()
-        .route("/v1/accounts", post(register))
-        .route("/v1/accounts/{id}/credit-limit", put(change_credit_limit))
-        .route("/v1/accounts/{id}/approval-threshold", put(change_approval_threshold));
+pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
+    let customer = OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(change_credit_limit))
+        .routes(routes!(change_approval_threshold));
     // Approving, rejecting, suspending and reinstating accounts is staff work.
-    let staff = Router::new()
-        .route("/v1/accounts/{id}/approve", post(approve))
-        .route("/v1/accounts/{id}/reject", post(reject))
-        .route("/v1/accounts/{id}/suspend", post(suspend))
-        .route("/v1/accounts/{id}/reinstate", post(reinstate));
+    let staff = OpenApiRouter::new()
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(suspend))
+        .routes(routes!(reinstate));
     super::scoped(customer, keys, Scope::AccountsWrite).merge(super::scoped(staff, keys, Scope::Admin))
 }
 
 /// A staff decision's reason.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reason {
     pub reason: String,
@@ -49,6 +49,9 @@ impl Validate for Reason {
     }
 }
 
+#[utoipa::path(post, path = "/v1/accounts/{id}/approve", tag = "accounts", params(("id" = Uuid, Path, description = "The account id")),
+    responses((status = 200, description = "Approved: the account may place orders", body = CommandResponse)),
+    security(("api_key" = ["admin"])))]
 async fn approve(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
     let by = context.principal.actor();
     context
@@ -58,6 +61,9 @@ async fn approve(State(state): State<AppState>, Path(id): Path<Uuid>, context: C
         .await
 }
 
+#[utoipa::path(post, path = "/v1/accounts/{id}/reinstate", tag = "accounts", params(("id" = Uuid, Path, description = "The account id")),
+    responses((status = 200, description = "Reinstated", body = CommandResponse)),
+    security(("api_key" = ["admin"])))]
 async fn reinstate(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
     let by = context.principal.actor();
     context
@@ -67,6 +73,9 @@ async fn reinstate(State(state): State<AppState>, Path(id): Path<Uuid>, context:
         .await
 }
 
+#[utoipa::path(post, path = "/v1/accounts/{id}/reject", tag = "accounts", params(("id" = Uuid, Path, description = "The account id")), request_body = Reason,
+    responses((status = 200, description = "Rejected", body = CommandResponse)),
+    security(("api_key" = ["admin"])))]
 async fn reject(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
@@ -82,6 +91,9 @@ async fn reject(
         .await
 }
 
+#[utoipa::path(post, path = "/v1/accounts/{id}/suspend", tag = "accounts", params(("id" = Uuid, Path, description = "The account id")), request_body = Reason,
+    responses((status = 200, description = "Suspended: no new orders until reinstated", body = CommandResponse)),
+    security(("api_key" = ["admin"])))]
 async fn suspend(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
@@ -98,7 +110,8 @@ async fn suspend(
 }
 
 /// Money as clients send it: integer minor units and an ISO 4217 code.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(as = Money)]
 #[serde(deny_unknown_fields)]
 pub struct MoneyBody {
     pub amount_minor: i64,
@@ -120,7 +133,7 @@ impl MoneyBody {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterAccount {
     name: String,
@@ -144,6 +157,9 @@ impl Validate for RegisterAccount {
     }
 }
 
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = RegisterAccount,
+    responses((status = 201, description = "Registered, pending staff approval; the stream id names the new account", body = CommandResponse)),
+    security(("api_key" = ["accounts:write"])))]
 async fn register(
     State(state): State<AppState>,
     context: CommandContext,
@@ -162,7 +178,7 @@ async fn register(
         .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangeCreditLimit {
     credit_limit: MoneyBody,
@@ -174,6 +190,9 @@ impl Validate for ChangeCreditLimit {
     }
 }
 
+#[utoipa::path(put, path = "/v1/accounts/{id}/credit-limit", tag = "accounts", params(("id" = Uuid, Path, description = "The account id")), request_body = ChangeCreditLimit,
+    responses((status = 200, description = "Changed", body = CommandResponse)),
+    security(("api_key" = ["accounts:write"])))]
 async fn change_credit_limit(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
@@ -188,7 +207,7 @@ async fn change_credit_limit(
         .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangeApprovalThreshold {
     approval_threshold: MoneyBody,
@@ -200,6 +219,9 @@ impl Validate for ChangeApprovalThreshold {
     }
 }
 
+#[utoipa::path(put, path = "/v1/accounts/{id}/approval-threshold", tag = "accounts", params(("id" = Uuid, Path, description = "The account id")), request_body = ChangeApprovalThreshold,
+    responses((status = 200, description = "Changed: orders above it wait for staff approval", body = CommandResponse)),
+    security(("api_key" = ["accounts:write"])))]
 async fn change_approval_threshold(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,

@@ -101,12 +101,15 @@ fn is_traceparent(value: &str) -> bool {
 }
 
 /// The body every successful command answers with.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CommandResponse {
+    /// The stream the command wrote: `account-<uuid>`, `inventory-<sku>` or `order-<uuid>`.
     pub stream_id: String,
+    /// The stream's version after the append; send it as `If-Match` next time.
     pub stream_version: i64,
     /// Pass as `X-Consistency-Token` to a query to read this write.
     pub consistency_token: String,
+    /// The events this command appended, in order.
     pub events: Vec<EventEnvelope>,
 }
 

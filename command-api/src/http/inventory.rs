@@ -7,18 +7,18 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
     response::Response,
-    routing::post,
-    Router,
 };
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use vectis_runtime::auth::{ApiKeys, Scope};
 use vectis_schemas::{events::AdjustmentReason, samples::inventory_stream};
 
 use super::{
     accounts::MoneyBody,
-    command::CommandContext,
+    command::{CommandContext, CommandResponse},
     json::{check_text, problem, CommandBody, OptionalCommandBody, Validate},
     problem::{ApiError, FieldProblem},
     AppState,
@@ -29,14 +29,14 @@ use crate::domain::{InventoryCommand, InventoryItem};
 const DEFAULT_RESERVATION_HOLD: Duration = Duration::from_secs(15 * 60);
 const MAX_QUANTITY: i64 = 1_000_000_000;
 
-pub fn router(keys: &ApiKeys) -> Router<AppState> {
-    let routes = Router::new()
-        .route("/v1/inventory/items", post(create))
-        .route("/v1/inventory/items/{sku}/receipts", post(receive))
-        .route("/v1/inventory/items/{sku}/adjustments", post(adjust))
-        .route("/v1/inventory/items/{sku}/reservations", post(reserve))
-        .route("/v1/inventory/items/{sku}/reservations/{id}/release", post(release))
-        .route("/v1/inventory/items/{sku}/reservations/{id}/commit", post(commit));
+pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
+    let routes = OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(receive))
+        .routes(routes!(adjust))
+        .routes(routes!(reserve))
+        .routes(routes!(release))
+        .routes(routes!(commit));
     super::scoped(routes, keys, Scope::InventoryWrite)
 }
 
@@ -65,7 +65,7 @@ fn check_quantity(field: &str, quantity: i64, problems: &mut Vec<FieldProblem>) 
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateItem {
     sku: String,
@@ -92,6 +92,9 @@ impl Validate for CreateItem {
     }
 }
 
+#[utoipa::path(post, path = "/v1/inventory/items", tag = "inventory", request_body = CreateItem,
+    responses((status = 201, description = "Created", body = CommandResponse)),
+    security(("api_key" = ["inventory:write"])))]
 async fn create(State(state): State<AppState>, context: CommandContext, body: CommandBody<CreateItem>) -> Response {
     let item = body.value;
     let command = InventoryCommand::Create {
@@ -107,7 +110,7 @@ async fn create(State(state): State<AppState>, context: CommandContext, body: Co
         .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Receive {
     quantity: i64,
@@ -123,6 +126,9 @@ impl Validate for Receive {
     }
 }
 
+#[utoipa::path(post, path = "/v1/inventory/items/{sku}/receipts", tag = "inventory", params(("sku" = String, Path, description = "The SKU")), request_body = Receive,
+    responses((status = 201, description = "Stock received", body = CommandResponse)),
+    security(("api_key" = ["inventory:write"])))]
 async fn receive(
     State(state): State<AppState>,
     Path(sku): Path<String>,
@@ -136,7 +142,7 @@ async fn receive(
         .await)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Adjust {
     delta: i64,
@@ -157,6 +163,9 @@ impl Validate for Adjust {
     }
 }
 
+#[utoipa::path(post, path = "/v1/inventory/items/{sku}/adjustments", tag = "inventory", params(("sku" = String, Path, description = "The SKU")), request_body = Adjust,
+    responses((status = 201, description = "Stock adjusted; never below what is reserved", body = CommandResponse)),
+    security(("api_key" = ["inventory:write"])))]
 async fn adjust(
     State(state): State<AppState>,
     Path(sku): Path<String>,
@@ -171,7 +180,7 @@ async fn adjust(
         .await)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Reserve {
     /// Chosen by the client to make retries safe; generated when absent.
@@ -188,6 +197,9 @@ impl Validate for Reserve {
     }
 }
 
+#[utoipa::path(post, path = "/v1/inventory/items/{sku}/reservations", tag = "inventory", params(("sku" = String, Path, description = "The SKU")), request_body = Reserve,
+    responses((status = 201, description = "Decided: the event is StockReserved, or ReservationRejected when available stock is short", body = CommandResponse)),
+    security(("api_key" = ["inventory:write"])))]
 async fn reserve(
     State(state): State<AppState>,
     Path(sku): Path<String>,
@@ -211,7 +223,7 @@ async fn reserve(
         .await)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Release {
     reason: Option<String>,
@@ -225,6 +237,9 @@ impl Validate for Release {
     }
 }
 
+#[utoipa::path(post, path = "/v1/inventory/items/{sku}/reservations/{id}/release", tag = "inventory", params(("sku" = String, Path, description = "The SKU"), ("id" = Uuid, Path, description = "The reservation id")), request_body = Option<Release>,
+    responses((status = 200, description = "Released: the stock is available again", body = CommandResponse)),
+    security(("api_key" = ["inventory:write"])))]
 async fn release(
     State(state): State<AppState>,
     Path((sku, reservation_id)): Path<(String, Uuid)>,
@@ -238,6 +253,9 @@ async fn release(
         .await)
 }
 
+#[utoipa::path(post, path = "/v1/inventory/items/{sku}/reservations/{id}/commit", tag = "inventory", params(("sku" = String, Path, description = "The SKU"), ("id" = Uuid, Path, description = "The reservation id")),
+    responses((status = 200, description = "Committed: the reserved stock has left", body = CommandResponse)),
+    security(("api_key" = ["inventory:write"])))]
 async fn commit(
     State(state): State<AppState>,
     Path((sku, reservation_id)): Path<(String, Uuid)>,

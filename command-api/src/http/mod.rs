@@ -5,6 +5,7 @@ mod accounts;
 pub mod command;
 mod inventory;
 pub mod json;
+pub mod openapi;
 mod orders;
 pub mod problem;
 mod streams;
@@ -24,6 +25,9 @@ use vectis_runtime::{
     request_id::request_id,
 };
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
 use crate::handling::CommandHandler;
 
 /// Largest command body accepted (413 above).
@@ -41,9 +45,10 @@ pub struct AppState {
     pub request_timeout: Duration,
 }
 
-/// Every command route, each group behind the scope it needs, without the shared layers.
-pub fn router(keys: &ApiKeys) -> Router<AppState> {
-    Router::new()
+/// Every command route, each group behind the scope it needs, without the shared
+/// layers, together with its OpenAPI description.
+pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(accounts::router(keys))
         .merge(inventory::router(keys))
         .merge(orders::router(keys))
@@ -51,21 +56,25 @@ pub fn router(keys: &ApiKeys) -> Router<AppState> {
 }
 
 /// Puts `routes` behind an API key with `scope`.
-fn scoped(routes: Router<AppState>, keys: &ApiKeys, scope: Scope) -> Router<AppState> {
+fn scoped(routes: OpenApiRouter<AppState>, keys: &ApiKeys, scope: Scope) -> OpenApiRouter<AppState> {
     routes.route_layer(middleware::from_fn_with_state((keys.clone(), scope), require_scope))
 }
 
 /// The command API as served: routes, body limit, time limit, rate limiting (before
 /// authentication, so a flood never reaches the key store), HTTP metrics (which count
-/// the 429s too).
+/// the 429s too). The OpenAPI document and Swagger UI are served beside them, open to
+/// anyone.
 pub fn app(state: AppState, metrics: HttpMetrics) -> Router {
-    router(&state.keys)
+    let (routes, doc) = router(&state.keys).split_for_parts();
+    let docs = SwaggerUi::new(openapi::DOCS_PATH).url(openapi::OPENAPI_PATH, openapi::complete(doc));
+    routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(state.request_timeout, time_limit))
         .route_layer(middleware::from_fn_with_state(state.rate_limiter.clone(), rate_limit))
         .route_layer(middleware::from_fn_with_state(metrics, track_http))
-        .layer(middleware::from_fn(request_id))
         .with_state(state)
+        .merge(docs)
+        .layer(middleware::from_fn(request_id))
 }
 
 async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {

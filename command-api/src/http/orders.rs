@@ -7,16 +7,17 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
     response::Response,
-    routing::post,
-    Router,
 };
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use vectis_runtime::auth::{ApiKeys, Scope};
 use vectis_schemas::samples::{account_stream, inventory_stream, order_stream};
 
 use super::{
-    command::CommandContext,
+    accounts::Reason,
+    command::{CommandContext, CommandResponse},
     json::{check_text, problem, CommandBody, Validate},
     problem::{ApiError, FieldProblem},
     AppState,
@@ -25,42 +26,47 @@ use crate::domain::{Account, InventoryItem, Order, OrderCommand, OrderLineReques
 
 const MAX_LINES: usize = 500;
 
-pub fn router(keys: &ApiKeys) -> Router<AppState> {
-    let routes = Router::new()
-        .route("/v1/orders", post(place))
-        .route("/v1/orders/{id}/confirm", post(confirm))
-        .route("/v1/orders/{id}/cancel", post(cancel))
-        .route("/v1/orders/{id}/ship", post(ship))
-        .route("/v1/orders/{id}/deliver", post(deliver));
+pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
+    let routes = OpenApiRouter::new()
+        .routes(routes!(place))
+        .routes(routes!(confirm))
+        .routes(routes!(cancel))
+        .routes(routes!(ship))
+        .routes(routes!(deliver));
     // Orders above an account's approval threshold are approved by staff.
-    let staff =
-        Router::new().route("/v1/orders/{id}/approve", post(approve)).route("/v1/orders/{id}/reject", post(reject));
+    let staff = OpenApiRouter::new().routes(routes!(approve)).routes(routes!(reject));
     super::scoped(routes, keys, Scope::OrdersWrite).merge(super::scoped(staff, keys, Scope::Admin))
 }
 
+#[utoipa::path(post, path = "/v1/orders/{id}/approve", tag = "orders", params(("id" = Uuid, Path, description = "The order id")),
+    responses((status = 200, description = "Approved: the order may be confirmed", body = CommandResponse)),
+    security(("api_key" = ["admin"])))]
 async fn approve(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
     let by = context.principal.actor();
     transition(&state, context, id, &[], OrderCommand::Approve { by }).await
 }
 
+#[utoipa::path(post, path = "/v1/orders/{id}/reject", tag = "orders", params(("id" = Uuid, Path, description = "The order id")), request_body = Reason,
+    responses((status = 200, description = "Rejected", body = CommandResponse)),
+    security(("api_key" = ["admin"])))]
 async fn reject(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     context: CommandContext,
-    body: CommandBody<super::accounts::Reason>,
+    body: CommandBody<Reason>,
 ) -> Response {
     let command = OrderCommand::Reject { by: context.principal.actor(), reason: body.value.reason.trim().to_string() };
     transition(&state, context, id, &body.raw, command).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Line {
     sku: String,
     quantity: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PlaceOrder {
     account_id: Uuid,
@@ -84,6 +90,9 @@ impl Validate for PlaceOrder {
 }
 
 /// Reads the account and every requested SKU, then places the order on them.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = PlaceOrder,
+    responses((status = 201, description = "Placed: OrderPlaced, and OrderApprovalRequested when the total is above the account's approval threshold; the stream id names the new order", body = CommandResponse)),
+    security(("api_key" = ["orders:write"])))]
 async fn place(
     State(state): State<AppState>,
     context: CommandContext,
@@ -122,15 +131,21 @@ async fn transition(
     context.run::<Order, _>(state, raw, order_stream(id), StatusCode::OK, |_| command.clone()).await
 }
 
+#[utoipa::path(post, path = "/v1/orders/{id}/confirm", tag = "orders", params(("id" = Uuid, Path, description = "The order id")),
+    responses((status = 200, description = "Confirmed", body = CommandResponse)),
+    security(("api_key" = ["orders:write"])))]
 async fn confirm(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
     transition(&state, context, id, &[], OrderCommand::Confirm).await
 }
 
+#[utoipa::path(post, path = "/v1/orders/{id}/deliver", tag = "orders", params(("id" = Uuid, Path, description = "The order id")),
+    responses((status = 200, description = "Delivered", body = CommandResponse)),
+    security(("api_key" = ["orders:write"])))]
 async fn deliver(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
     transition(&state, context, id, &[], OrderCommand::Deliver).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Cancel {
     reason: String,
@@ -142,6 +157,9 @@ impl Validate for Cancel {
     }
 }
 
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", params(("id" = Uuid, Path, description = "The order id")), request_body = Cancel,
+    responses((status = 200, description = "Cancelled", body = CommandResponse)),
+    security(("api_key" = ["orders:write"])))]
 async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
@@ -152,7 +170,7 @@ async fn cancel(
     transition(&state, context, id, &body.raw, OrderCommand::Cancel { reason }).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Ship {
     carrier: String,
@@ -166,6 +184,9 @@ impl Validate for Ship {
     }
 }
 
+#[utoipa::path(post, path = "/v1/orders/{id}/ship", tag = "orders", params(("id" = Uuid, Path, description = "The order id")), request_body = Ship,
+    responses((status = 200, description = "Shipped", body = CommandResponse)),
+    security(("api_key" = ["orders:write"])))]
 async fn ship(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,

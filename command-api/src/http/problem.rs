@@ -13,7 +13,7 @@ use crate::{domain::DomainError, handling::CommandError};
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// One bad field of a request body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldProblem {
     /// Dotted path into the body (`credit_limit.currency`), or `""` for the body itself.
     pub field: String,
@@ -56,17 +56,22 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ProblemBody<'a> {
+/// An RFC 9457 problem document: every error answer of the API.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the kind of problem (`/problems/validation`); branch on it.
     #[serde(rename = "type")]
-    kind: &'a str,
-    title: &'a str,
-    status: u16,
-    detail: String,
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// What happened and what to do, for humans.
+    pub detail: String,
+    /// Every invalid field (422 `/problems/validation` only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a [FieldProblem]>,
+    pub errors: Option<Vec<FieldProblem>>,
+    /// The stream's actual version (409 `/problems/version-conflict` only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    current_version: Option<i64>,
+    pub current_version: Option<i64>,
 }
 
 impl ApiError {
@@ -143,13 +148,13 @@ impl ApiError {
             ),
             Self::Internal(_) => "an internal error occurred; it has been logged".into(),
         };
-        let body = ProblemBody {
-            kind,
-            title,
+        let body = Problem {
+            kind: kind.into(),
+            title: title.into(),
             status: status.as_u16(),
             detail,
             errors: match self {
-                Self::Validation(errors) => Some(errors),
+                Self::Validation(errors) => Some(errors.clone()),
                 _ => None,
             },
             current_version: match self {

@@ -3,19 +3,23 @@
 
 use axum::{
     extract::{Path, State},
-    routing::get,
-    Json, Router,
+    Json,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 use vectis_runtime::auth::{ApiKeys, Scope};
 use vectis_schemas::EventEnvelope;
 
 use super::{problem::ApiError, AppState};
 
 /// Reading raw streams is for operators: `admin`.
-pub fn router(keys: &ApiKeys) -> Router<AppState> {
-    super::scoped(Router::new().route("/v1/streams/{stream_id}", get(read_stream)), keys, Scope::Admin)
+pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
+    super::scoped(OpenApiRouter::new().routes(routes!(read_stream)), keys, Scope::Admin)
 }
 
+#[utoipa::path(get, path = "/v1/streams/{stream_id}", tag = "streams",
+    params(("stream_id" = String, Path, description = "`account-<uuid>`, `inventory-<sku>` or `order-<uuid>`")),
+    responses((status = 200, description = "Every event of the stream in order, upcast to the current schema versions", body = Vec<EventEnvelope>)),
+    security(("api_key" = ["admin"])))]
 async fn read_stream(
     State(state): State<AppState>,
     Path(stream_id): Path<String>,

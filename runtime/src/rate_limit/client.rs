@@ -20,19 +20,33 @@ impl IpBlock {
         self.prefix
     }
 
+    fn is_network_address(&self) -> bool {
+        match self.network {
+            IpAddr::V4(network) => u32::from(network) & !mask_v4(self.prefix) == 0,
+            IpAddr::V6(network) => u128::from(network) & !mask_v6(self.prefix) == 0,
+        }
+    }
+
     pub fn contains(&self, address: IpAddr) -> bool {
         match (self.network, address.to_canonical()) {
             (IpAddr::V4(network), IpAddr::V4(address)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
-                u32::from(network) & mask == u32::from(address) & mask
+                u32::from(network) & mask_v4(self.prefix) == u32::from(address) & mask_v4(self.prefix)
             }
             (IpAddr::V6(network), IpAddr::V6(address)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
-                u128::from(network) & mask == u128::from(address) & mask
+                u128::from(network) & mask_v6(self.prefix) == u128::from(address) & mask_v6(self.prefix)
             }
             _ => false,
         }
     }
+}
+
+/// The leading `prefix` bits set.
+fn mask_v4(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+fn mask_v6(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
 }
 
 impl FromStr for IpBlock {
@@ -57,7 +71,14 @@ impl FromStr for IpBlock {
                 .filter(|bits| *bits <= width)
                 .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {width}"))?,
         };
-        Ok(Self { network, prefix })
+        let block = Self { network, prefix };
+        // As PostgreSQL's `cidr` does: `10.0.0.1/8` is almost always a typo.
+        if !block.is_network_address() {
+            return Err(format!(
+                "{text:?} has bits set right of the /{prefix} mask; the block starts at its network address"
+            ));
+        }
+        Ok(block)
     }
 }
 
@@ -150,6 +171,8 @@ mod tests {
     #[test]
     fn malformed_blocks_are_refused_with_the_reason() {
         assert!("10.0.0.0/33".parse::<IpBlock>().expect_err("test value").contains("0 to 32"));
+        assert!("10.0.0.1/8".parse::<IpBlock>().expect_err("test value").contains("bits set right of the /8 mask"));
+        assert!("2001:db8::1/32".parse::<IpBlock>().is_err());
         assert!("proxy.internal".parse::<IpBlock>().expect_err("test value").contains("not an IP address"));
         assert!("10.0.0.1, nonsense".parse::<TrustedProxies>().is_err());
         assert_eq!("".parse::<TrustedProxies>().expect("test value"), TrustedProxies::none());

@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 
 pub use bucket::{Buckets, Decision};
 pub use client::{IpBlock, TrustedProxies};
-pub use policies::{ClientPattern, Policy, PolicyError, PolicySet};
+pub use policies::{ClientPattern, Policy, PolicyError, PolicyRow, PolicySet};
 
 use crate::{metric_names as names, problem::problem};
 

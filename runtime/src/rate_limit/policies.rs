@@ -111,12 +111,97 @@ impl PolicySet {
     }
 }
 
+/// A row of `rate_limit_policies` as operators see and edit it (`vectis rate-limits`).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct PolicyRow {
+    pub client: String,
+    pub endpoint: String,
+    pub capacity: i32,
+    pub refill_per_second: f64,
+    pub description: String,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl PolicyRow {
+    pub async fn list(pool: &PgPool) -> Result<Vec<Self>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT client, endpoint, capacity, refill_per_second, description, updated_at
+               FROM rate_limit_policies ORDER BY client, endpoint",
+        )
+        .fetch_all(pool)
+        .await
+    }
+
+    /// Creates or replaces the policy for (`client`, `endpoint`). The values are
+    /// checked first, so a mistake is refused with the reason before it reaches the
+    /// table (whose constraints would refuse it too, less readably). Every running
+    /// service applies the change within moments.
+    pub async fn set(
+        pool: &PgPool,
+        client: &str,
+        endpoint: &str,
+        capacity: u32,
+        refill_per_second: f64,
+        description: &str,
+    ) -> Result<(), PolicyError> {
+        let invalid =
+            |reason: String| PolicyError::Invalid { client: client.into(), endpoint: endpoint.into(), reason };
+        if client != "*" {
+            client.parse::<IpBlock>().map_err(invalid)?;
+        }
+        let (method, route) = endpoint.split_once(' ').unwrap_or_default();
+        let endpoint_ok = endpoint == "*"
+            || (!method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase()) && route.starts_with('/'));
+        if !endpoint_ok {
+            return Err(invalid("the endpoint is '*' or 'METHOD /route', e.g. 'POST /v1/orders'".into()));
+        }
+        let capacity = i32::try_from(capacity).ok().filter(|c| *c > 0);
+        let capacity = capacity.ok_or_else(|| invalid("capacity must be 1 to 2147483647".into()))?;
+        if !(refill_per_second.is_finite() && refill_per_second > 0.0) {
+            return Err(invalid("the refill rate must be positive".into()));
+        }
+        sqlx::query(
+            "INSERT INTO rate_limit_policies (client, endpoint, capacity, refill_per_second, description)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (client, endpoint) DO UPDATE
+                SET capacity = EXCLUDED.capacity, refill_per_second = EXCLUDED.refill_per_second,
+                    description = EXCLUDED.description, updated_at = now()",
+        )
+        .bind(client)
+        .bind(endpoint)
+        .bind(capacity)
+        .bind(refill_per_second)
+        .bind(description)
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes the policy; false when there was none.
+    pub async fn delete(pool: &PgPool, client: &str, endpoint: &str) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query("DELETE FROM rate_limit_policies WHERE client = $1 AND endpoint = $2")
+            .bind(client)
+            .bind(endpoint)
+            .execute(pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("cannot read rate_limit_policies: {0}")]
-    Database(#[from] sqlx::Error),
+    // Not a `source`: the message carries it, and reporters that print the chain
+    // would repeat it.
+    #[error("rate_limit_policies: {0}")]
+    Database(sqlx::Error),
     #[error("rate-limit policy ({client}, {endpoint}) is not usable: {reason}")]
     Invalid { client: String, endpoint: String, reason: String },
+}
+
+impl From<sqlx::Error> for PolicyError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error)
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ pub struct StockReceived {
 }
 
 /// Why stock was adjusted (schema v2; v1's free text is upcast to `Other` + note).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AdjustmentReason {
     CycleCount,
