@@ -15,6 +15,16 @@ pub const RELAY_IS_LEADER: &str = "vectis_relay_is_leader";
 pub const RELAY_BATCH_DURATION_SECONDS: &str = "vectis_relay_batch_duration_seconds";
 pub const RELAY_PUBLISH_FAILURES: &str = "vectis_relay_publish_failures";
 
+// Projectors (label `projection`; lag also `topic`, `partition`).
+pub const PROJECTION_EVENTS_APPLIED: &str = "vectis_projection_events_applied";
+pub const PROJECTION_EVENTS_DUPLICATE: &str = "vectis_projection_events_skipped_duplicate";
+pub const PROJECTION_EVENTS_PARKED: &str = "vectis_projection_events_parked";
+pub const PROJECTION_BATCH_DURATION_SECONDS: &str = "vectis_projection_batch_duration_seconds";
+pub const PROJECTION_LATENCY_SECONDS: &str = "vectis_projection_end_to_end_latency_seconds";
+pub const PROJECTION_LAG_EVENTS: &str = "vectis_projection_lag_events";
+pub const PROJECTION_LAG_SECONDS: &str = "vectis_projection_lag_seconds";
+pub const PROJECTION_RETRIES: &str = "vectis_projection_transient_retries";
+
 // Label keys.
 pub const LABEL_TOPIC: &str = "topic";
 pub const LABEL_EVENT_TYPE: &str = "event_type";

@@ -1,0 +1,164 @@
+//! `read.accounts`: one row per account — status, name, email, credit limit,
+//! approval threshold, and the stream version it reflects.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use futures::{future::BoxFuture, FutureExt};
+use sqlx::PgConnection;
+use uuid::Uuid;
+use vectis_schemas::events::AccountEvent;
+
+use crate::{
+    event::{DomainEvent, ProjectedEvent},
+    projection::Projection,
+};
+
+pub struct Accounts;
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AccountRow {
+    pub account_id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub status: String,
+    pub credit_limit_minor: i64,
+    pub credit_limit_currency: String,
+    pub approval_threshold_minor: i64,
+    pub approval_threshold_currency: String,
+    pub registered_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+const DDL: &str = "
+CREATE TABLE IF NOT EXISTS {schema}.accounts (
+    account_id                  uuid        PRIMARY KEY,
+    name                        text        NOT NULL,
+    email                       text        NOT NULL,
+    status                      text        NOT NULL,
+    credit_limit_minor          bigint      NOT NULL,
+    credit_limit_currency       text        NOT NULL,
+    approval_threshold_minor    bigint      NOT NULL,
+    approval_threshold_currency text        NOT NULL,
+    registered_at               timestamptz NOT NULL,
+    updated_at                  timestamptz NOT NULL,
+    version                     bigint      NOT NULL
+);
+CREATE INDEX IF NOT EXISTS accounts_status ON {schema}.accounts (status, account_id);
+";
+
+/// Folds one event into the row it concerns (`None` before registration).
+pub fn evolve(row: Option<AccountRow>, event: &AccountEvent, version: i64, at: DateTime<Utc>) -> Option<AccountRow> {
+    if let AccountEvent::AccountRegistered(e) = event {
+        return Some(AccountRow {
+            account_id: e.account_id,
+            name: e.name.clone(),
+            email: e.email.clone(),
+            status: "pending_approval".into(),
+            credit_limit_minor: e.credit_limit.amount_minor,
+            credit_limit_currency: e.credit_limit.currency.clone(),
+            approval_threshold_minor: e.approval_threshold.amount_minor,
+            approval_threshold_currency: e.approval_threshold.currency.clone(),
+            registered_at: at,
+            updated_at: at,
+            version,
+        });
+    }
+    let mut row = row?;
+    match event {
+        AccountEvent::AccountRegistered(_) => {}
+        AccountEvent::AccountApproved(_) | AccountEvent::AccountReinstated(_) => row.status = "approved".into(),
+        AccountEvent::AccountRejected(_) => row.status = "rejected".into(),
+        AccountEvent::AccountSuspended(_) => row.status = "suspended".into(),
+        AccountEvent::CreditLimitChanged(e) => {
+            row.credit_limit_minor = e.credit_limit.amount_minor;
+            row.credit_limit_currency = e.credit_limit.currency.clone();
+        }
+        AccountEvent::ApprovalThresholdChanged(e) => {
+            row.approval_threshold_minor = e.approval_threshold.amount_minor;
+            row.approval_threshold_currency = e.approval_threshold.currency.clone();
+        }
+    }
+    row.updated_at = at;
+    row.version = version;
+    Some(row)
+}
+
+fn account_id(stream_id: &str) -> Option<Uuid> {
+    stream_id.strip_prefix("account-").and_then(|id| id.parse().ok())
+}
+
+async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent]) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = events.iter().filter_map(|e| account_id(&e.stream_id)).collect();
+    let existing: Vec<AccountRow> =
+        sqlx::query_as(&format!("SELECT * FROM {schema}.accounts WHERE account_id = ANY($1)"))
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut rows: HashMap<Uuid, Option<AccountRow>> = existing.into_iter().map(|r| (r.account_id, Some(r))).collect();
+    for event in events {
+        let (DomainEvent::Account(account_event), Some(id)) = (&event.event, account_id(&event.stream_id)) else {
+            continue;
+        };
+        let row = rows.remove(&id).flatten();
+        rows.insert(id, evolve(row, account_event, event.stream_version, event.occurred_at));
+    }
+    let changed: Vec<AccountRow> = rows.into_values().flatten().filter(|r| ids.contains(&r.account_id)).collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&AccountRow) -> String| changed.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(&format!(
+        "INSERT INTO {schema}.accounts
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                              $7::bigint[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::bigint[])
+         ON CONFLICT (account_id) DO UPDATE SET
+            name = EXCLUDED.name, email = EXCLUDED.email, status = EXCLUDED.status,
+            credit_limit_minor = EXCLUDED.credit_limit_minor, credit_limit_currency = EXCLUDED.credit_limit_currency,
+            approval_threshold_minor = EXCLUDED.approval_threshold_minor,
+            approval_threshold_currency = EXCLUDED.approval_threshold_currency,
+            updated_at = EXCLUDED.updated_at, version = EXCLUDED.version"
+    ))
+    .bind(changed.iter().map(|r| r.account_id).collect::<Vec<_>>())
+    .bind(column(|r| r.name.clone()))
+    .bind(column(|r| r.email.clone()))
+    .bind(column(|r| r.status.clone()))
+    .bind(changed.iter().map(|r| r.credit_limit_minor).collect::<Vec<_>>())
+    .bind(column(|r| r.credit_limit_currency.clone()))
+    .bind(changed.iter().map(|r| r.approval_threshold_minor).collect::<Vec<_>>())
+    .bind(column(|r| r.approval_threshold_currency.clone()))
+    .bind(changed.iter().map(|r| r.registered_at).collect::<Vec<_>>())
+    .bind(changed.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+    .bind(changed.iter().map(|r| r.version).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl Projection for Accounts {
+    fn name(&self) -> &'static str {
+        "accounts"
+    }
+
+    fn topics(&self) -> &'static [&'static str] {
+        &[vectis_schemas::topics::ACCOUNTS.name]
+    }
+
+    fn tables_ddl(&self) -> &'static str {
+        DDL
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["accounts"]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        schema: &'a str,
+        events: &'a [ProjectedEvent],
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        apply(conn, schema, events).boxed()
+    }
+}

@@ -1,0 +1,529 @@
+//! The projector runtime: one consumer group per projection. A batch of records is
+//! decoded, filtered by stream version (duplicates skipped, gaps parked), applied with
+//! the projection's set-based SQL and checkpointed, all in one PostgreSQL transaction;
+//! the Kafka offsets are committed afterwards, only so Kafka tools show progress.
+//!
+//! The consumer is polled on a blocking thread: its rebalance callback, which runs
+//! inside `poll`, reads the checkpoints of newly assigned partitions from PostgreSQL
+//! and starts them there.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use futures::{future::BoxFuture, FutureExt};
+use rdkafka::{
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol},
+    error::KafkaError,
+    message::Message,
+    types::RDKafkaRespErr,
+    ClientContext, Offset, TopicPartitionList,
+};
+use sqlx::{PgConnection, PgPool};
+use tokio::{runtime::Handle, sync::watch, task::JoinHandle};
+use vectis_event_store::kafka::KafkaSettings;
+
+use crate::{
+    event::{decode, ProjectedEvent},
+    metrics::ProjectorMetrics,
+    projection::Projection,
+    store::{self, DeadLetter, Target},
+};
+
+#[derive(Debug, Clone)]
+pub struct ProjectorSettings {
+    pub kafka: KafkaSettings,
+    /// Static membership (`group.instance.id`): a restart within the session timeout
+    /// gets its partitions back without a rebalance.
+    pub group_instance_id: Option<String>,
+    /// Most records per batch.
+    pub max_batch: usize,
+    /// How long one poll waits for the first record of a batch.
+    pub poll_wait: Duration,
+}
+
+impl ProjectorSettings {
+    pub fn new(kafka: KafkaSettings) -> Self {
+        Self { kafka, group_instance_id: None, max_batch: 5_000, poll_wait: Duration::from_millis(100) }
+    }
+}
+
+/// The consumer group of a projection version.
+pub fn group_id(kafka: &KafkaSettings, target: &Target) -> String {
+    let base = format!("{}vectis.projection.{}", kafka.naming.prefix(), target.projection);
+    if target.version == 1 {
+        base
+    } else {
+        format!("{base}.v{}", target.version)
+    }
+}
+
+/// One record as polled.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+}
+
+struct RebalanceContext {
+    pool: PgPool,
+    runtime: Handle,
+    target: Target,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let outcome = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.start_at_checkpoints(tpl);
+                tracing::info!(projection = self.target.projection, partitions = tpl.count(), "partitions assigned");
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(projection = self.target.projection, partitions = tpl.count(), "partitions revoked");
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::error!(projection = self.target.projection, error = ?other, "rebalance failed");
+                consumer.unassign()
+            }
+        };
+        if let Err(error) = outcome {
+            tracing::error!(projection = self.target.projection, %error, "cannot apply the rebalance");
+        }
+    }
+}
+
+impl RebalanceContext {
+    /// Sets each newly assigned partition to start at its PostgreSQL checkpoint (the
+    /// beginning when there is none). If the checkpoints cannot be read, the group's
+    /// committed Kafka offsets are used: they are committed only after PostgreSQL,
+    /// so they are never ahead of it, and what they replay is skipped as duplicates.
+    fn start_at_checkpoints(&self, tpl: &mut TopicPartitionList) {
+        let partitions: Vec<(String, i32)> =
+            tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        // Only a thread outside the runtime may block on it; `poll` runs on one.
+        if Handle::try_current().is_ok() {
+            tracing::warn!(
+                projection = self.target.projection,
+                "assignment inside the runtime: using committed offsets"
+            );
+            return;
+        }
+        match self.runtime.block_on(store::checkpoints(&self.pool, &self.target, &partitions)) {
+            Ok(checkpoints) => {
+                for (topic, partition) in partitions {
+                    let offset =
+                        checkpoints.get(&(topic.clone(), partition)).map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                    if let Err(error) = tpl.set_partition_offset(&topic, partition, offset) {
+                        tracing::error!(%topic, partition, %error, "cannot set the start offset");
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(
+                projection = self.target.projection, %error,
+                "cannot read checkpoints; starting from the committed offsets"
+            ),
+        }
+    }
+}
+
+type ProjectorConsumer = BaseConsumer<RebalanceContext>;
+
+/// A running projector.
+pub struct RunningProjector {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningProjector {
+    /// Finishes the batch in hand, commits it, leaves the group.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await?
+    }
+
+    /// Stops at once, wherever it is, as a crash would: a transaction in flight is
+    /// rolled back, nothing more is committed. (Tests use it.)
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    pub applied: usize,
+    pub duplicates: usize,
+    pub parked: usize,
+}
+
+pub struct Projector {
+    pool: PgPool,
+    projection: Arc<dyn Projection>,
+    target: Target,
+    settings: ProjectorSettings,
+    metrics: ProjectorMetrics,
+}
+
+impl Projector {
+    pub fn new(
+        pool: PgPool,
+        projection: Arc<dyn Projection>,
+        version: i32,
+        settings: ProjectorSettings,
+        metrics: ProjectorMetrics,
+    ) -> Self {
+        let target = Target { projection: projection.name(), version };
+        Self { pool, projection, target, settings, metrics }
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    fn consumer(&self) -> Result<Arc<ProjectorConsumer>, KafkaError> {
+        let kafka = &self.settings.kafka;
+        let mut config = kafka.client_config();
+        config
+            .set("group.id", group_id(kafka, &self.target))
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000");
+        if let Some(instance) = &self.settings.group_instance_id {
+            config.set("group.instance.id", instance);
+        }
+        let context =
+            RebalanceContext { pool: self.pool.clone(), runtime: Handle::current(), target: self.target.clone() };
+        let consumer: ProjectorConsumer = config.create_with_context(context)?;
+        let topics: Vec<String> = self.projection.topics().iter().map(|t| kafka.naming.physical(t)).collect();
+        consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
+        Ok(Arc::new(consumer))
+    }
+
+    /// Joins the group and projects until stopped.
+    pub fn start(self) -> Result<RunningProjector, KafkaError> {
+        let consumer = self.consumer()?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(self.run(consumer, stopped));
+        Ok(RunningProjector { stop, task })
+    }
+
+    async fn run(self, consumer: Arc<ProjectorConsumer>, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
+        tracing::info!(projection = self.target.projection, version = self.target.version, "projector started");
+        while !*stopped.borrow() {
+            let polling = consumer.clone();
+            let (max, wait) = (self.settings.max_batch, self.settings.poll_wait);
+            let (records, assigned) = tokio::task::spawn_blocking(move || poll_batch(&polling, max, wait)).await?;
+            // Records of a partition revoked while the batch was collected are left to
+            // its new owner.
+            let records: Vec<Record> =
+                records.into_iter().filter(|r| assigned.contains(&(r.topic.clone(), r.partition))).collect();
+            if records.is_empty() {
+                continue;
+            }
+            self.apply_until_done(&records, &stopped).await?;
+            commit_offsets(&consumer, &records);
+        }
+        // Leave the group now, so its partitions move at once, not after a timeout.
+        tokio::task::spawn_blocking(move || {
+            consumer.unsubscribe();
+            drop(consumer);
+        })
+        .await?;
+        tracing::info!(projection = self.target.projection, "projector stopped");
+        Ok(())
+    }
+
+    /// Applies a batch; transient failures are retried with backoff for as long as it
+    /// takes (they never park anything), other failures a few times, then the batch is
+    /// applied stream by stream so only the failing streams park.
+    async fn apply_until_done(&self, records: &[Record], stopped: &watch::Receiver<bool>) -> anyhow::Result<()> {
+        let label = ProjectorMetrics::label(self.target.projection);
+        let mut backoff = Duration::from_millis(100);
+        let mut failures = 0;
+        loop {
+            let started = Instant::now();
+            let isolate = failures >= 3;
+            match self.apply_batch(records, isolate).await {
+                Ok((report, applied)) => {
+                    self.metrics.batch_duration.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+                    self.metrics.applied.get_or_create(&label).inc_by(report.applied as u64);
+                    self.metrics.duplicates.get_or_create(&label).inc_by(report.duplicates as u64);
+                    self.metrics.parked.get_or_create(&label).inc_by(report.parked as u64);
+                    let now = Utc::now();
+                    let latency = self.metrics.latency.get_or_create(&label);
+                    for event in &applied {
+                        latency.observe((now - event.occurred_at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6);
+                    }
+                    tracing::debug!(projection = self.target.projection, ?report, "batch applied");
+                    return Ok(());
+                }
+                Err(error) => {
+                    self.metrics.retries.get_or_create(&label).inc();
+                    if !is_transient(&error) {
+                        failures += 1;
+                    }
+                    tracing::warn!(projection = self.target.projection, %error, failures, "batch failed; retrying");
+                    if *stopped.borrow() && is_transient(&error) {
+                        anyhow::bail!("stopped while PostgreSQL was unavailable: {error}");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// One transaction: decode, skip duplicates, park gaps and poison (and what waits
+    /// behind them), apply, record stream versions and checkpoints.
+    ///
+    /// (Boxed: spawning a future that holds sqlx futures over borrowed data otherwise
+    /// trips the compiler's `Send` inference.)
+    pub fn apply_batch<'a>(
+        &'a self,
+        records: &'a [Record],
+        isolate: bool,
+    ) -> BoxFuture<'a, Result<(BatchReport, Vec<ProjectedEvent>), sqlx::Error>> {
+        self.apply_batch_inner(records, isolate).boxed()
+    }
+
+    async fn apply_batch_inner(
+        &self,
+        records: &[Record],
+        isolate: bool,
+    ) -> Result<(BatchReport, Vec<ProjectedEvent>), sqlx::Error> {
+        let naming = &self.settings.kafka.naming;
+        let mut tx = self.pool.begin().await?;
+        let decoded: Vec<_> = records
+            .iter()
+            .map(|r| decode(r.topic.strip_prefix(naming.prefix()).unwrap_or(&r.topic), r.key.as_deref(), &r.payload))
+            .collect();
+        let keys: Vec<String> =
+            records.iter().filter_map(|r| r.key.clone()).collect::<HashSet<_>>().into_iter().collect();
+        let mut parked: HashSet<String> =
+            store::parked_streams(&mut tx, &self.target, &keys).await?.into_iter().collect();
+        let mut versions = store::stream_versions(&mut tx, &self.target, &keys).await?;
+        let mut report = BatchReport::default();
+        let mut letters = Vec::new();
+        let mut to_apply: Vec<(usize, ProjectedEvent)> = Vec::new();
+        for (index, (record, decoded)) in records.iter().zip(decoded).enumerate() {
+            let letter = |error: String, event: Option<&ProjectedEvent>| DeadLetter {
+                topic: record.topic.clone(),
+                partition: record.partition,
+                offset: record.offset,
+                stream_id: record.key.clone(),
+                stream_version: event.map(|e| e.stream_version),
+                event_type: event.map(|e| event_type(&e.event).to_string()),
+                payload: record.payload.clone(),
+                error,
+            };
+            let event = match decoded {
+                Err(error) => {
+                    letters.push(letter(format!("undecodable: {error}"), None));
+                    if let Some(key) = &record.key {
+                        parked.insert(key.clone());
+                    }
+                    continue;
+                }
+                Ok(event) => event,
+            };
+            if parked.contains(&event.stream_id) {
+                letters.push(letter("waiting behind an earlier parked event of this stream".into(), Some(&event)));
+                continue;
+            }
+            let current = versions.get(&event.stream_id).copied().unwrap_or(0);
+            if event.stream_version <= current {
+                report.duplicates += 1;
+            } else if event.stream_version == current + 1 {
+                versions.insert(event.stream_id.clone(), event.stream_version);
+                to_apply.push((index, event));
+            } else {
+                tracing::error!(
+                    projection = self.target.projection, stream = %event.stream_id,
+                    applied = current, received = event.stream_version, "gap in a stream's versions"
+                );
+                letters.push(letter(
+                    format!(
+                        "gap: the read model is at version {current}, the event has version {}",
+                        event.stream_version
+                    ),
+                    Some(&event),
+                ));
+                parked.insert(event.stream_id.clone());
+            }
+        }
+        let schema = self.target.schema();
+        let applied: Vec<ProjectedEvent> = if isolate {
+            self.apply_stream_by_stream(&mut tx, &schema, records, to_apply, &mut letters).await?
+        } else {
+            let events: Vec<ProjectedEvent> = to_apply.into_iter().map(|(_, e)| e).collect();
+            self.projection.apply(&mut tx, &schema, &events).await?;
+            events
+        };
+        let mut new_versions: HashMap<String, i64> = HashMap::new();
+        for event in &applied {
+            new_versions.insert(event.stream_id.clone(), event.stream_version);
+        }
+        store::save_stream_versions(&mut tx, &self.target, &new_versions).await?;
+        report.applied = applied.len();
+        report.parked = letters.len();
+        store::park(&mut tx, &self.target, &letters).await?;
+        let mut positions: HashMap<(String, i32), i64> = HashMap::new();
+        for record in records {
+            let next = positions.entry((record.topic.clone(), record.partition)).or_insert(0);
+            *next = (*next).max(record.offset + 1);
+        }
+        store::save_checkpoints(&mut tx, &self.target, &positions).await?;
+        tx.commit().await?;
+        Ok((report, applied))
+    }
+
+    /// The slow path after repeated failures: each stream in its own savepoint, so a
+    /// stream whose events cannot be applied parks and the others go on.
+    fn apply_stream_by_stream<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        schema: &'a str,
+        records: &'a [Record],
+        to_apply: Vec<(usize, ProjectedEvent)>,
+        letters: &'a mut Vec<DeadLetter>,
+    ) -> BoxFuture<'a, Result<Vec<ProjectedEvent>, sqlx::Error>> {
+        async move {
+            let mut by_stream: Vec<(String, Vec<(usize, ProjectedEvent)>)> = Vec::new();
+            for (index, event) in to_apply {
+                match by_stream.iter_mut().find(|(stream, _)| *stream == event.stream_id) {
+                    Some((_, events)) => events.push((index, event)),
+                    None => by_stream.push((event.stream_id.clone(), vec![(index, event)])),
+                }
+            }
+            let mut applied = Vec::new();
+            for (stream, events) in by_stream {
+                sqlx::query("SAVEPOINT stream").execute(&mut *conn).await?;
+                let plain: Vec<ProjectedEvent> = events.iter().map(|(_, e)| e.clone()).collect();
+                match self.projection.apply(&mut *conn, schema, &plain).await {
+                    Ok(()) => {
+                        sqlx::query("RELEASE SAVEPOINT stream").execute(&mut *conn).await?;
+                        applied.extend(plain);
+                    }
+                    Err(error) if is_transient(&error) => return Err(error),
+                    Err(error) => {
+                        sqlx::query("ROLLBACK TO SAVEPOINT stream").execute(&mut *conn).await?;
+                        tracing::error!(projection = self.target.projection, %stream, %error, "apply keeps failing: parked");
+                        for (position, (index, event)) in events.iter().enumerate() {
+                            let record = &records[*index];
+                            letters.push(DeadLetter {
+                                topic: record.topic.clone(),
+                                partition: record.partition,
+                                offset: record.offset,
+                                stream_id: Some(stream.clone()),
+                                stream_version: Some(event.stream_version),
+                                event_type: Some(event_type(&event.event).to_string()),
+                                payload: record.payload.clone(),
+                                error: if position == 0 {
+                                    format!("apply failed: {error}")
+                                } else {
+                                    "waiting behind an earlier parked event of this stream".into()
+                                },
+                            });
+                        }
+                    }
+                }
+            }
+            Ok(applied)
+        }
+        .boxed()
+    }
+}
+
+fn event_type(event: &crate::event::DomainEvent) -> &'static str {
+    match event {
+        crate::event::DomainEvent::Account(e) => e.event_type(),
+        crate::event::DomainEvent::Inventory(e) => e.event_type(),
+        crate::event::DomainEvent::Order(e) => e.event_type(),
+    }
+}
+
+/// Failures that go away by themselves: lost connections, an exhausted pool,
+/// serialization failures and deadlocks, a server shutting down.
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            matches!(code.as_ref(), "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300") || code.starts_with("08")
+        }
+        _ => false,
+    }
+}
+
+/// Polls up to `max` records: waits up to `wait` for the first, then takes what is
+/// already fetched. Returns them with the partitions assigned after the poll.
+fn poll_batch(consumer: &ProjectorConsumer, max: usize, wait: Duration) -> (Vec<Record>, HashSet<(String, i32)>) {
+    let mut records = Vec::new();
+    let mut timeout = wait;
+    while records.len() < max {
+        match consumer.poll(timeout) {
+            None => break,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "consumer error");
+                break;
+            }
+            Some(Ok(message)) => records.push(Record {
+                topic: message.topic().to_string(),
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                payload: message.payload().unwrap_or_default().to_vec(),
+            }),
+        }
+        timeout = Duration::ZERO;
+    }
+    let assigned = consumer
+        .assignment()
+        .map(|tpl| tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect())
+        .unwrap_or_default();
+    (records, assigned)
+}
+
+/// Commits the batch's offsets to the group, for Kafka tools only: restarts read the
+/// PostgreSQL checkpoints.
+fn commit_offsets(consumer: &ProjectorConsumer, records: &[Record]) {
+    let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+    for record in records {
+        let entry = next.entry((&record.topic, record.partition)).or_insert(0);
+        *entry = (*entry).max(record.offset + 1);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
+    }
+    if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
+        tracing::debug!(%error, "committing Kafka offsets failed (PostgreSQL holds the checkpoints)");
+    }
+}

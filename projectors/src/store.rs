@@ -1,0 +1,255 @@
+//! The projectors' PostgreSQL bookkeeping: versioned table sets and the `read` views
+//! over the active one, checkpoints, the version each stream is at, dead letters.
+
+use std::collections::HashMap;
+
+use futures::{future::BoxFuture, FutureExt};
+use sqlx::{PgConnection, PgPool};
+
+use crate::projection::{schema_name, Projection};
+
+/// A projection at one version: what one consumer group builds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub projection: &'static str,
+    pub version: i32,
+}
+
+impl Target {
+    pub fn schema(&self) -> String {
+        schema_name(self.projection, self.version)
+    }
+}
+
+/// Creates version 1 of `projection` and points the `read` views at it, unless the
+/// projection is already installed; returns the active version.
+pub async fn install(pool: &PgPool, projection: &dyn Projection) -> Result<i32, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // Two projector processes starting at once must not both create the views.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('vectis.projection.install.' || $1))")
+        .bind(projection.name())
+        .execute(&mut *tx)
+        .await?;
+    let active: Option<i32> = sqlx::query_scalar("SELECT active_version FROM projections WHERE name = $1")
+        .bind(projection.name())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let version = match active {
+        Some(version) => version,
+        None => {
+            let target = Target { projection: projection.name(), version: 1 };
+            create_tables(&mut tx, projection, &target).await?;
+            point_views(&mut tx, projection, &target).await?;
+            sqlx::query("INSERT INTO projections (name, active_version) VALUES ($1, 1)")
+                .bind(projection.name())
+                .execute(&mut *tx)
+                .await?;
+            1
+        }
+    };
+    tx.commit().await?;
+    Ok(version)
+}
+
+/// Creates the table set of `target` (and its stream-version table) if missing.
+pub async fn create_tables(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    target: &Target,
+) -> Result<(), sqlx::Error> {
+    let schema = target.schema();
+    sqlx::raw_sql(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.stream_versions (stream_id text PRIMARY KEY, version bigint NOT NULL);
+         {}",
+        projection.tables_ddl().replace("{schema}", &schema)
+    ))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Points every `read.<table>` view of the projection at `target`'s tables.
+pub async fn point_views(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    target: &Target,
+) -> Result<(), sqlx::Error> {
+    let schema = target.schema();
+    for table in projection.tables() {
+        sqlx::raw_sql(&format!("CREATE OR REPLACE VIEW read.{table} AS SELECT * FROM {schema}.{table}"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Checkpoints of `target` for the given physical topic partitions.
+pub async fn checkpoints(
+    pool: &PgPool,
+    target: &Target,
+    partitions: &[(String, i32)],
+) -> Result<HashMap<(String, i32), i64>, sqlx::Error> {
+    let topics: Vec<String> = partitions.iter().map(|(t, _)| t.clone()).collect();
+    let numbers: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT c.topic, c.partition, c.next_offset
+           FROM projection_checkpoints c
+           JOIN UNNEST($3::text[], $4::int[]) AS wanted(topic, partition) USING (topic, partition)
+          WHERE c.projection = $1 AND c.version = $2",
+    )
+    .bind(target.projection)
+    .bind(target.version)
+    .bind(&topics)
+    .bind(&numbers)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(topic, partition, offset)| ((topic, partition), offset)).collect())
+}
+
+/// Every checkpoint of `target`.
+pub async fn all_checkpoints(pool: &PgPool, target: &Target) -> Result<HashMap<(String, i32), i64>, sqlx::Error> {
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT topic, partition, next_offset FROM projection_checkpoints WHERE projection = $1 AND version = $2",
+    )
+    .bind(target.projection)
+    .bind(target.version)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(topic, partition, offset)| ((topic, partition), offset)).collect())
+}
+
+/// Advances checkpoints, never backwards: an instance that lost a partition in a
+/// rebalance cannot undo the progress of the one that took it over.
+pub fn save_checkpoints<'a>(
+    conn: &'a mut PgConnection,
+    target: &'a Target,
+    positions: &'a HashMap<(String, i32), i64>,
+) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+    async move {
+        let topics: Vec<String> = positions.keys().map(|(t, _)| t.clone()).collect();
+        let partitions: Vec<i32> = positions.keys().map(|(_, p)| *p).collect();
+        let offsets: Vec<i64> = positions.values().copied().collect();
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (projection, version, topic, partition, next_offset)
+             SELECT $1, $2, topic, partition, next_offset FROM UNNEST($3::text[], $4::int[], $5::bigint[])
+                 AS p(topic, partition, next_offset)
+             ON CONFLICT (projection, version, topic, partition) DO UPDATE
+                SET next_offset = EXCLUDED.next_offset, updated_at = now()
+              WHERE projection_checkpoints.next_offset < EXCLUDED.next_offset",
+        )
+        .bind(target.projection)
+        .bind(target.version)
+        .bind(&topics)
+        .bind(&partitions)
+        .bind(&offsets)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+    .boxed()
+}
+
+/// The version each of `streams` is at in `target` (absent: nothing applied yet).
+pub fn stream_versions<'a>(
+    conn: &'a mut PgConnection,
+    target: &'a Target,
+    streams: &'a [String],
+) -> BoxFuture<'a, Result<HashMap<String, i64>, sqlx::Error>> {
+    async move {
+        let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT stream_id, version FROM {}.stream_versions WHERE stream_id = ANY($1)",
+            target.schema()
+        ))
+        .bind(streams)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+    .boxed()
+}
+
+pub fn save_stream_versions<'a>(
+    conn: &'a mut PgConnection,
+    target: &'a Target,
+    versions: &'a HashMap<String, i64>,
+) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+    async move {
+        let streams: Vec<String> = versions.keys().cloned().collect();
+        let numbers: Vec<i64> = versions.values().copied().collect();
+        sqlx::query(&format!(
+            "INSERT INTO {}.stream_versions (stream_id, version) SELECT * FROM UNNEST($1::text[], $2::bigint[])
+             ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version",
+            target.schema()
+        ))
+        .bind(&streams)
+        .bind(&numbers)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+    .boxed()
+}
+
+/// A record that cannot be applied, or waits behind one that could not.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub stream_id: Option<String>,
+    pub stream_version: Option<i64>,
+    pub event_type: Option<String>,
+    pub payload: Vec<u8>,
+    pub error: String,
+}
+
+pub fn park<'a>(
+    conn: &'a mut PgConnection,
+    target: &'a Target,
+    letters: &'a [DeadLetter],
+) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+    async move {
+        for letter in letters {
+            sqlx::query(
+                "INSERT INTO projection_dead_letters
+                     (projection, version, topic, partition, \"offset\", stream_id, stream_version, event_type, payload, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (projection, version, topic, partition, \"offset\") DO NOTHING",
+            )
+            .bind(target.projection)
+            .bind(target.version)
+            .bind(&letter.topic)
+            .bind(letter.partition)
+            .bind(letter.offset)
+            .bind(&letter.stream_id)
+            .bind(letter.stream_version)
+            .bind(&letter.event_type)
+            .bind(&letter.payload)
+            .bind(&letter.error)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+    .boxed()
+}
+/// Which of `streams` have parked events (their later events must park behind).
+pub fn parked_streams<'a>(
+    conn: &'a mut PgConnection,
+    target: &'a Target,
+    streams: &'a [String],
+) -> BoxFuture<'a, Result<Vec<String>, sqlx::Error>> {
+    async move {
+        sqlx::query_scalar(
+            "SELECT DISTINCT stream_id FROM projection_dead_letters
+              WHERE projection = $1 AND version = $2 AND status = 'parked' AND stream_id = ANY($3)",
+        )
+        .bind(target.projection)
+        .bind(target.version)
+        .bind(streams)
+        .fetch_all(&mut *conn)
+        .await
+    }
+    .boxed()
+}
