@@ -6,20 +6,31 @@
 use std::{sync::Arc, time::Duration};
 
 use sqlx::PgPool;
+use std::collections::BTreeMap;
 use uuid::Uuid;
+
 use vectis_command_api::{
-    domain::{Account, AccountCommand, AccountStatus},
+    domain::{
+        Account, AccountCommand, AccountStatus, InventoryCommand, InventoryItem, Order, OrderCommand, OrderLineRequest,
+        OrderStatus, ReservationStatus,
+    },
     handling::CommandHandler,
 };
 use vectis_event_store::{kafka::KafkaSettings, EventMetadata};
 use vectis_projectors::{
     metrics::ProjectorMetrics,
     projection::Projection,
-    read_models::accounts::{AccountRow, Accounts},
+    read_models::{
+        self,
+        accounts::{AccountRow, Accounts},
+    },
     runtime::{Projector, ProjectorSettings, RunningProjector},
     store,
 };
-use vectis_schemas::{events::Money, samples::account_stream};
+use vectis_schemas::{
+    events::{AdjustmentReason, Money},
+    samples::{account_stream, inventory_stream, order_stream},
+};
 use vectis_tests::{event_store, fresh_topics, RelayHandle};
 
 async fn start_projector(
@@ -178,5 +189,244 @@ async fn killed_and_restarted_projectors_lose_nothing_and_apply_nothing_twice(po
     let label = ProjectorMetrics::label("accounts");
     assert_eq!(metrics.parked.get_or_create(&label).get(), 0, "nothing parked");
     projector.stop().await.expect("clean stop");
+    relay.stop().await;
+}
+
+/// Items with stock movements and reservations (some rejected, released, committed),
+/// and orders through every state, placed by `accounts` (approved ones can order).
+async fn commerce_workload(handler: &CommandHandler, accounts: &[Uuid]) -> (Vec<String>, Vec<Uuid>) {
+    let metadata = EventMetadata::default();
+    let mut store = handler.store().clone();
+    let mut skus = Vec::new();
+    for n in 0..12 {
+        let sku = format!("SKU-{n}");
+        let commands = vec![
+            InventoryCommand::Create {
+                sku: sku.clone(),
+                name: format!("Part {n}"),
+                description: String::new(),
+                unit_price: Money::new(100 + n, "EUR"),
+            },
+            InventoryCommand::Receive { quantity: 20 + n, reference: None },
+            InventoryCommand::Adjust { delta: -1, reason: AdjustmentReason::Damaged, note: None },
+        ];
+        for command in commands {
+            handler
+                .execute::<InventoryItem, _>(&mut store, &inventory_stream(&sku), None, &metadata, |_| command.clone())
+                .await
+                .expect("inventory");
+        }
+        let now = chrono::Utc::now();
+        for (r, quantity) in [5, 8, 100, 3].into_iter().enumerate() {
+            let reservation_id = Uuid::now_v7();
+            let reserve = InventoryCommand::Reserve {
+                reservation_id,
+                order_id: Uuid::now_v7(),
+                quantity,
+                expires_at: now + chrono::Duration::minutes(15),
+                now,
+            };
+            handler
+                .execute::<InventoryItem, _>(&mut store, &inventory_stream(&sku), None, &metadata, |_| reserve.clone())
+                .await
+                .expect("reserve");
+            let settle = match r {
+                0 => Some(InventoryCommand::Release { reservation_id, reason: None }),
+                1 => Some(InventoryCommand::Commit { reservation_id }),
+                _ => None,
+            };
+            if let Some(settle) = settle {
+                handler
+                    .execute::<InventoryItem, _>(&mut store, &inventory_stream(&sku), None, &metadata, |_| {
+                        settle.clone()
+                    })
+                    .await
+                    .expect("settle");
+            }
+        }
+        skus.push(sku);
+    }
+    let mut orders = Vec::new();
+    for (n, account_id) in accounts.iter().enumerate() {
+        let account = handler.load::<Account>(&account_stream(*account_id)).await.expect("account").state;
+        if account.as_ref().is_none_or(|a| a.status != AccountStatus::Approved) {
+            continue;
+        }
+        let mut catalogue = BTreeMap::new();
+        let lines: Vec<OrderLineRequest> = skus[n % skus.len()..]
+            .iter()
+            .take(2)
+            .map(|sku| OrderLineRequest { sku: sku.clone(), quantity: 1 + n as i64 % 3 })
+            .collect();
+        for line in &lines {
+            let item =
+                handler.load::<InventoryItem>(&inventory_stream(&line.sku)).await.expect("item").state.expect("exists");
+            catalogue.insert(line.sku.clone(), item);
+        }
+        let order_id = Uuid::now_v7();
+        let place = OrderCommand::Place { order_id, account_id: *account_id, account, lines, catalogue };
+        handler
+            .execute::<Order, _>(&mut store, &order_stream(order_id), None, &metadata, |_| place.clone())
+            .await
+            .expect("place");
+        let path: Vec<OrderCommand> = match n % 4 {
+            0 => vec![
+                OrderCommand::Confirm,
+                OrderCommand::Ship { carrier: "DHL".into(), tracking_number: format!("T{n}") },
+                OrderCommand::Deliver,
+            ],
+            1 => vec![OrderCommand::Cancel { reason: "changed mind".into() }],
+            2 => vec![OrderCommand::Confirm],
+            _ => vec![],
+        };
+        for command in path {
+            handler
+                .execute::<Order, _>(&mut store, &order_stream(order_id), None, &metadata, |_| command.clone())
+                .await
+                .expect("transition");
+        }
+        orders.push(order_id);
+    }
+    (skus, orders)
+}
+
+fn order_status_name(status: &OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::AwaitingApproval => "awaiting_approval",
+        OrderStatus::Placed => "placed",
+        OrderStatus::Approved => "approved",
+        OrderStatus::Rejected => "rejected",
+        OrderStatus::Confirmed => "confirmed",
+        OrderStatus::Cancelled => "cancelled",
+        OrderStatus::Shipped => "shipped",
+        OrderStatus::Delivered => "delivered",
+    }
+}
+
+fn reservation_status_name(status: &ReservationStatus) -> &'static str {
+    match status {
+        ReservationStatus::Held => "held",
+        ReservationStatus::Released => "released",
+        ReservationStatus::Committed => "committed",
+        ReservationStatus::Expired => "expired",
+    }
+}
+
+/// Inventory and order rows equal the write model's state.
+async fn commerce_matches_the_event_store(
+    pool: &PgPool,
+    handler: &CommandHandler,
+    skus: &[String],
+    orders: &[Uuid],
+) -> Result<(), String> {
+    let fail = |e: sqlx::Error| e.to_string();
+    for sku in skus {
+        let loaded = handler.load::<InventoryItem>(&inventory_stream(sku)).await.map_err(|e| e.to_string())?;
+        let item = loaded.state.ok_or("no item")?;
+        let row: Option<(i64, i64, i64, i64)> =
+            sqlx::query_as("SELECT on_hand, reserved, available, version FROM read.inventory_items WHERE sku = $1")
+                .bind(sku)
+                .fetch_optional(pool)
+                .await
+                .map_err(fail)?;
+        let expected = (item.on_hand, item.reserved(), item.available(), loaded.version);
+        if row != Some(expected) {
+            return Err(format!("{sku}: expected {expected:?}, read model has {row:?}"));
+        }
+        let mut reservations: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT reservation_id, status FROM read.inventory_reservations WHERE sku = $1 AND status <> 'rejected' ORDER BY reservation_id",
+        ).bind(sku).fetch_all(pool).await.map_err(fail)?;
+        reservations.sort();
+        let mut expected: Vec<(Uuid, String)> =
+            item.reservations.iter().map(|(id, r)| (*id, reservation_status_name(&r.status).to_string())).collect();
+        expected.sort();
+        if reservations != expected {
+            return Err(format!("{sku} reservations: expected {expected:?}, read model has {reservations:?}"));
+        }
+        let rejected: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM read.inventory_reservations WHERE sku = $1 AND status = 'rejected'",
+        )
+        .bind(sku)
+        .fetch_one(pool)
+        .await
+        .map_err(fail)?;
+        if rejected != item.rejected_reservations.len() as i64 {
+            return Err(format!(
+                "{sku}: {rejected} rejected reservations, expected {}",
+                item.rejected_reservations.len()
+            ));
+        }
+    }
+    for order_id in orders {
+        let loaded = handler.load::<Order>(&order_stream(*order_id)).await.map_err(|e| e.to_string())?;
+        let order = loaded.state.ok_or("no order")?;
+        let row: Option<(String, i64, i32, i64, Uuid)> = sqlx::query_as(
+            "SELECT status, total_minor, line_count, version, account_id FROM read.orders WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(fail)?;
+        let expected = (
+            order_status_name(&order.status).to_string(),
+            order.total.amount_minor,
+            order.lines.len() as i32,
+            loaded.version,
+            order.account_id,
+        );
+        if row.as_ref() != Some(&expected) {
+            return Err(format!("order {order_id}: expected {expected:?}, read model has {row:?}"));
+        }
+        let lines: Vec<(String, i64)> =
+            sqlx::query_as("SELECT sku, quantity FROM read.order_lines WHERE order_id = $1 ORDER BY line_no")
+                .bind(order_id)
+                .fetch_all(pool)
+                .await
+                .map_err(fail)?;
+        let expected_lines: Vec<(String, i64)> = order.lines.iter().map(|l| (l.sku.clone(), l.quantity)).collect();
+        if lines != expected_lines {
+            return Err(format!("order {order_id} lines: expected {expected_lines:?}, read model has {lines:?}"));
+        }
+        let history: i64 = sqlx::query_scalar("SELECT count(*) FROM read.order_status_history WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_one(pool)
+            .await
+            .map_err(fail)?;
+        if history != loaded.version {
+            return Err(format!("order {order_id}: {history} history rows for {} events", loaded.version));
+        }
+    }
+    Ok(())
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn every_read_model_equals_the_fold_after_a_mixed_workload(pool: PgPool) {
+    let kafka = fresh_topics().await.expect("topics");
+    let handler = CommandHandler::new(event_store(pool.clone()));
+    let relay = RelayHandle::start(pool.clone(), &kafka, 500);
+    let metrics = ProjectorMetrics::default();
+    let mut projectors = Vec::new();
+    for projection in read_models::all() {
+        projectors.push(start_projector(&pool, &kafka, projection, &metrics).await);
+    }
+    let accounts = account_workload(&handler, 20).await;
+    let (skus, orders) = commerce_workload(&handler, &accounts).await;
+    assert!(orders.len() >= 8, "the workload places orders in every state");
+
+    until_consistent(&pool, &handler, &accounts, Duration::from_secs(60)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Err(difference) = commerce_matches_the_event_store(&pool, &handler, &skus, &orders).await {
+        assert!(tokio::time::Instant::now() < deadline, "did not converge: {difference}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
+    let applied: u64 = ["accounts", "inventory", "orders"]
+        .iter()
+        .map(|p| metrics.applied.get_or_create(&ProjectorMetrics::label(p)).get())
+        .sum();
+    assert_eq!(applied, events as u64, "every event applied exactly once");
+    for projector in projectors {
+        projector.stop().await.expect("clean stop");
+    }
     relay.stop().await;
 }

@@ -3,6 +3,8 @@
 //! `UNNEST` upsert per table: a batch costs a few statements however many events it holds.
 
 pub mod accounts;
+pub mod inventory;
+pub mod orders;
 
 use std::sync::Arc;
 
@@ -10,5 +12,5 @@ use crate::projection::Projection;
 
 /// Every read model, in the order they are installed.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(accounts::Accounts)]
+    vec![Arc::new(accounts::Accounts), Arc::new(inventory::Inventory), Arc::new(orders::Orders)]
 }

@@ -1,0 +1,283 @@
+//! `read.inventory_items` (per SKU: on hand, reserved, available, version) and
+//! `read.inventory_reservations` (status `held`, `released`, `expired`, `committed`
+//! or `rejected`, with `expires_at`).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use futures::{future::BoxFuture, FutureExt};
+use sqlx::PgConnection;
+use uuid::Uuid;
+use vectis_schemas::events::InventoryEvent;
+
+use crate::{
+    event::{DomainEvent, ProjectedEvent},
+    projection::Projection,
+};
+
+pub struct Inventory;
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ItemRow {
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub unit_price_minor: i64,
+    pub currency: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ReservationRow {
+    pub reservation_id: Uuid,
+    pub sku: String,
+    pub order_id: Uuid,
+    pub quantity: i64,
+    pub status: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const DDL: &str = "
+CREATE TABLE IF NOT EXISTS {schema}.inventory_items (
+    sku              text        PRIMARY KEY,
+    name             text        NOT NULL,
+    description      text        NOT NULL,
+    unit_price_minor bigint      NOT NULL,
+    currency         text        NOT NULL,
+    on_hand          bigint      NOT NULL,
+    reserved         bigint      NOT NULL,
+    created_at       timestamptz NOT NULL,
+    updated_at       timestamptz NOT NULL,
+    version          bigint      NOT NULL,
+    available        bigint      GENERATED ALWAYS AS (on_hand - reserved) STORED
+);
+CREATE INDEX IF NOT EXISTS inventory_items_available ON {schema}.inventory_items (available, sku);
+CREATE TABLE IF NOT EXISTS {schema}.inventory_reservations (
+    reservation_id uuid        PRIMARY KEY,
+    sku            text        NOT NULL,
+    order_id       uuid        NOT NULL,
+    quantity       bigint      NOT NULL,
+    status         text        NOT NULL,
+    expires_at     timestamptz,
+    created_at     timestamptz NOT NULL,
+    updated_at     timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inventory_reservations_sku ON {schema}.inventory_reservations (sku, status);
+CREATE INDEX IF NOT EXISTS inventory_reservations_order ON {schema}.inventory_reservations (order_id);
+";
+
+/// The state one batch works on: the items and reservations its events touch.
+#[derive(Debug, Default)]
+pub struct InventoryState {
+    pub items: HashMap<String, ItemRow>,
+    pub reservations: HashMap<Uuid, ReservationRow>,
+}
+
+impl InventoryState {
+    /// Folds one event of `sku`'s stream.
+    pub fn evolve(&mut self, event: &InventoryEvent, version: i64, at: DateTime<Utc>) {
+        if let InventoryEvent::ItemCreated(e) = event {
+            self.items.insert(
+                e.sku.clone(),
+                ItemRow {
+                    sku: e.sku.clone(),
+                    name: e.name.clone(),
+                    description: e.description.clone(),
+                    unit_price_minor: e.unit_price.amount_minor,
+                    currency: e.unit_price.currency.clone(),
+                    on_hand: 0,
+                    reserved: 0,
+                    created_at: at,
+                    updated_at: at,
+                    version,
+                },
+            );
+            return;
+        }
+        let sku = sku_of(event);
+        let Some(item) = self.items.get_mut(sku) else { return };
+        let mut settle = |reservation_id: &Uuid, status: &str, item: &mut ItemRow| {
+            if let Some(reservation) = self.reservations.get_mut(reservation_id) {
+                if reservation.status == "held" {
+                    item.reserved -= reservation.quantity;
+                }
+                reservation.status = status.into();
+                reservation.updated_at = at;
+            }
+        };
+        match event {
+            InventoryEvent::ItemCreated(_) => {}
+            InventoryEvent::StockReceived(e) => item.on_hand += e.quantity,
+            InventoryEvent::StockAdjusted(e) => item.on_hand += e.delta,
+            InventoryEvent::StockReserved(e) => {
+                item.reserved += e.quantity;
+                self.reservations.insert(
+                    e.reservation_id,
+                    ReservationRow {
+                        reservation_id: e.reservation_id,
+                        sku: e.sku.clone(),
+                        order_id: e.order_id,
+                        quantity: e.quantity,
+                        status: "held".into(),
+                        expires_at: Some(e.expires_at),
+                        created_at: at,
+                        updated_at: at,
+                    },
+                );
+            }
+            InventoryEvent::ReservationRejected(e) => {
+                self.reservations.insert(
+                    e.reservation_id,
+                    ReservationRow {
+                        reservation_id: e.reservation_id,
+                        sku: e.sku.clone(),
+                        order_id: e.order_id,
+                        quantity: e.quantity,
+                        status: "rejected".into(),
+                        expires_at: None,
+                        created_at: at,
+                        updated_at: at,
+                    },
+                );
+            }
+            InventoryEvent::ReservationReleased(e) => settle(&e.reservation_id, "released", item),
+            InventoryEvent::ReservationExpired(e) => settle(&e.reservation_id, "expired", item),
+            InventoryEvent::ReservationCommitted(e) => {
+                settle(&e.reservation_id, "committed", item);
+                // Committed units leave the warehouse.
+                item.on_hand -= e.quantity;
+            }
+        }
+        item.updated_at = at;
+        item.version = version;
+    }
+}
+
+fn sku_of(event: &InventoryEvent) -> &str {
+    match event {
+        InventoryEvent::ItemCreated(e) => &e.sku,
+        InventoryEvent::StockReceived(e) => &e.sku,
+        InventoryEvent::StockAdjusted(e) => &e.sku,
+        InventoryEvent::StockReserved(e) => &e.sku,
+        InventoryEvent::ReservationRejected(e) => &e.sku,
+        InventoryEvent::ReservationReleased(e) => &e.sku,
+        InventoryEvent::ReservationExpired(e) => &e.sku,
+        InventoryEvent::ReservationCommitted(e) => &e.sku,
+    }
+}
+
+fn reservation_of(event: &InventoryEvent) -> Option<Uuid> {
+    match event {
+        InventoryEvent::ReservationReleased(e) => Some(e.reservation_id),
+        InventoryEvent::ReservationExpired(e) => Some(e.reservation_id),
+        InventoryEvent::ReservationCommitted(e) => Some(e.reservation_id),
+        _ => None,
+    }
+}
+
+async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent]) -> Result<(), sqlx::Error> {
+    let inventory_events: Vec<(&InventoryEvent, &ProjectedEvent)> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            DomainEvent::Inventory(event) => Some((event, e)),
+            _ => None,
+        })
+        .collect();
+    let skus: Vec<String> = inventory_events.iter().map(|(e, _)| sku_of(e).to_string()).collect();
+    let reservation_ids: Vec<Uuid> = inventory_events.iter().filter_map(|(e, _)| reservation_of(e)).collect();
+    let mut state = InventoryState::default();
+    let items: Vec<ItemRow> = sqlx::query_as(&format!(
+        "SELECT sku, name, description, unit_price_minor, currency, on_hand, reserved, created_at, updated_at, version
+           FROM {schema}.inventory_items WHERE sku = ANY($1)"
+    ))
+    .bind(&skus)
+    .fetch_all(&mut *conn)
+    .await?;
+    state.items = items.into_iter().map(|i| (i.sku.clone(), i)).collect();
+    let reservations: Vec<ReservationRow> =
+        sqlx::query_as(&format!("SELECT * FROM {schema}.inventory_reservations WHERE reservation_id = ANY($1)"))
+            .bind(&reservation_ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    state.reservations = reservations.into_iter().map(|r| (r.reservation_id, r)).collect();
+    for (event, projected) in &inventory_events {
+        state.evolve(event, projected.stream_version, projected.occurred_at);
+    }
+    let items: Vec<&ItemRow> = state.items.values().collect();
+    if !items.is_empty() {
+        sqlx::query(&format!(
+            "INSERT INTO {schema}.inventory_items
+                 (sku, name, description, unit_price_minor, currency, on_hand, reserved, created_at, updated_at, version)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
+                                  $7::bigint[], $8::timestamptz[], $9::timestamptz[], $10::bigint[])
+             ON CONFLICT (sku) DO UPDATE SET
+                on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,
+                updated_at = EXCLUDED.updated_at, version = EXCLUDED.version"
+        ))
+        .bind(items.iter().map(|i| i.sku.clone()).collect::<Vec<_>>())
+        .bind(items.iter().map(|i| i.name.clone()).collect::<Vec<_>>())
+        .bind(items.iter().map(|i| i.description.clone()).collect::<Vec<_>>())
+        .bind(items.iter().map(|i| i.unit_price_minor).collect::<Vec<_>>())
+        .bind(items.iter().map(|i| i.currency.clone()).collect::<Vec<_>>())
+        .bind(items.iter().map(|i| i.on_hand).collect::<Vec<_>>())
+        .bind(items.iter().map(|i| i.reserved).collect::<Vec<_>>())
+        .bind(items.iter().map(|i| i.created_at).collect::<Vec<_>>())
+        .bind(items.iter().map(|i| i.updated_at).collect::<Vec<_>>())
+        .bind(items.iter().map(|i| i.version).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    let reservations: Vec<&ReservationRow> = state.reservations.values().collect();
+    if !reservations.is_empty() {
+        sqlx::query(&format!(
+            "INSERT INTO {schema}.inventory_reservations
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::text[], $6::timestamptz[],
+                                  $7::timestamptz[], $8::timestamptz[])
+             ON CONFLICT (reservation_id) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at"
+        ))
+        .bind(reservations.iter().map(|r| r.reservation_id).collect::<Vec<_>>())
+        .bind(reservations.iter().map(|r| r.sku.clone()).collect::<Vec<_>>())
+        .bind(reservations.iter().map(|r| r.order_id).collect::<Vec<_>>())
+        .bind(reservations.iter().map(|r| r.quantity).collect::<Vec<_>>())
+        .bind(reservations.iter().map(|r| r.status.clone()).collect::<Vec<_>>())
+        .bind(reservations.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+        .bind(reservations.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(reservations.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+impl Projection for Inventory {
+    fn name(&self) -> &'static str {
+        "inventory"
+    }
+
+    fn topics(&self) -> &'static [&'static str] {
+        &[vectis_schemas::topics::INVENTORY.name]
+    }
+
+    fn tables_ddl(&self) -> &'static str {
+        DDL
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["inventory_items", "inventory_reservations"]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        schema: &'a str,
+        events: &'a [ProjectedEvent],
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        apply(conn, schema, events).boxed()
+    }
+}
