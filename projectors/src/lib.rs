@@ -11,6 +11,7 @@
 
 pub mod event;
 pub mod metrics;
+pub mod process;
 pub mod projection;
 pub mod read_models;
 pub mod runtime;

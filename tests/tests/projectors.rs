@@ -430,3 +430,48 @@ async fn every_read_model_equals_the_fold_after_a_mixed_workload(pool: PgPool) {
     }
     relay.stop().await;
 }
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    (status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn the_projectors_process_projects_and_serves_metrics_and_readiness(pool: PgPool) {
+    use vectis_projectors::process::{ProjectorsProcess, ProjectorsSettings};
+    let kafka = fresh_topics().await.expect("topics");
+    let mut settings = ProjectorsSettings::from_env().expect("settings");
+    settings.store.kafka = kafka.clone();
+    settings.ops_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let shutdown = vectis_runtime::Shutdown::new();
+    let process = ProjectorsProcess::build_with_pool(settings, pool.clone(), shutdown.clone()).await.expect("builds");
+    let addr = process.ops_addr();
+    let running = tokio::spawn(process.run_until_stopped());
+    let relay = RelayHandle::start(pool.clone(), &kafka, 500);
+    let handler = CommandHandler::new(event_store(pool.clone()));
+    let ids = account_workload(&handler, 5).await;
+    until_consistent(&pool, &handler, &ids, Duration::from_secs(60)).await;
+
+    assert_eq!(http_get(addr, "/health").await.0, 200);
+    let (status, ready) = http_get(addr, "/ready").await;
+    assert_eq!(status, 200, "{ready}");
+    let (_, metrics) = http_get(addr, "/metrics").await;
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
+    for line in [
+        format!(r#"vectis_projection_events_applied_total{{projection="accounts"}} {events}"#),
+        "vectis_projection_end_to_end_latency_seconds_bucket".to_string(),
+        "vectis_projection_batch_duration_seconds_count".to_string(),
+        "vectis_db_pool_connections_in_use".to_string(),
+    ] {
+        assert!(metrics.contains(&line), "/metrics lacks {line}:\n{metrics}");
+    }
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(30), running).await.expect("stops").expect("task").expect("clean exit");
+    relay.stop().await;
+}

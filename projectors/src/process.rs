@@ -1,0 +1,120 @@
+//! The projectors process: every read model's projector, and `/metrics`, `/health`,
+//! `/ready` on `PROJECTORS_OPS_ADDR`. `main` only calls into here.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
+use vectis_event_store::settings::StoreSettings;
+use vectis_runtime::{env_or, env_parse, pool_metrics::PoolCollector, OpsState, Shutdown};
+
+use crate::{
+    metrics::ProjectorMetrics,
+    projection::Projection,
+    read_models,
+    runtime::{Projector, ProjectorSettings, RunningProjector},
+    store,
+};
+
+#[derive(Debug, Clone)]
+pub struct ProjectorsSettings {
+    pub store: StoreSettings,
+    /// `PROJECTORS_OPS_ADDR` (default `0.0.0.0:8002`).
+    pub ops_addr: SocketAddr,
+    /// `PROJECTIONS`: comma-separated names to run (default: every read model).
+    pub projections: Vec<String>,
+    /// `PROJECTOR_INSTANCE_ID`: enables static group membership; each projection's
+    /// consumer gets `<id>.<projection>` as `group.instance.id`.
+    pub instance_id: Option<String>,
+    /// `PROJECTOR_MAX_BATCH` (default 5000).
+    pub max_batch: usize,
+}
+
+impl ProjectorsSettings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let known: Vec<&str> = read_models::all().iter().map(|p| p.name()).collect();
+        let projections: Vec<String> = env_or("PROJECTIONS", &known.join(","))
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for name in &projections {
+            anyhow::ensure!(known.contains(&name.as_str()), "PROJECTIONS names {name:?}; known: {}", known.join(", "));
+        }
+        let max_batch = env_parse("PROJECTOR_MAX_BATCH", 5000usize)?;
+        anyhow::ensure!((1..=100_000).contains(&max_batch), "PROJECTOR_MAX_BATCH must be 1 to 100000");
+        Ok(Self {
+            store: StoreSettings::from_env("vectis-projectors")?,
+            ops_addr: env_parse("PROJECTORS_OPS_ADDR", SocketAddr::from(([0, 0, 0, 0], 8002)))?,
+            projections,
+            instance_id: std::env::var("PROJECTOR_INSTANCE_ID").ok().filter(|v| !v.trim().is_empty()),
+            max_batch,
+        })
+    }
+}
+
+pub struct ProjectorsProcess {
+    running: Vec<RunningProjector>,
+    ops_addr: SocketAddr,
+    ops_task: tokio::task::JoinHandle<()>,
+    shutdown: Shutdown,
+}
+
+impl ProjectorsProcess {
+    pub async fn build(settings: ProjectorsSettings, shutdown: Shutdown) -> anyhow::Result<Self> {
+        let pool = settings.store.pool().context("configuring the PostgreSQL pool")?;
+        Self::build_with_pool(settings, pool, shutdown).await
+    }
+
+    /// Installs each projection's tables (first start), joins the consumer groups and
+    /// serves the operational endpoints.
+    pub async fn build_with_pool(
+        settings: ProjectorsSettings,
+        pool: PgPool,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Self> {
+        let mut registry = Registry::default();
+        let metrics = ProjectorMetrics::register(&mut registry);
+        registry.register_collector(Box::new(PoolCollector::new(pool.clone())));
+        let projections: Vec<Arc<dyn Projection>> =
+            read_models::all().into_iter().filter(|p| settings.projections.iter().any(|n| n == p.name())).collect();
+        let mut running = Vec::new();
+        for projection in projections {
+            let version = store::install(&pool, projection.as_ref())
+                .await
+                .with_context(|| format!("installing the {} read model", projection.name()))?;
+            let mut projector_settings = ProjectorSettings::new(settings.store.kafka.clone());
+            projector_settings.max_batch = settings.max_batch;
+            projector_settings.group_instance_id =
+                settings.instance_id.as_ref().map(|id| format!("{id}.{}", projection.name()));
+            let name = projection.name();
+            let projector = Projector::new(pool.clone(), projection, version, projector_settings, metrics.clone());
+            running.push(projector.start().with_context(|| format!("starting the {name} projector"))?);
+            tracing::info!(projection = name, version, "projector running");
+        }
+        let checks = vectis_event_store::readiness::checks(&pool, &settings.store.kafka);
+        let (ops_addr, ops_task) =
+            vectis_runtime::serve_ops(settings.ops_addr, OpsState::new(registry, checks), shutdown.clone()).await?;
+        Ok(Self { running, ops_addr, ops_task, shutdown })
+    }
+
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_addr
+    }
+
+    /// Projects until the shutdown signal; then each projector finishes its batch,
+    /// commits it and leaves its group.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.shutdown.wait().await;
+        let mut outcome = Ok(());
+        for projector in self.running {
+            if let Err(error) = projector.stop().await {
+                tracing::error!(%error, "a projector did not stop cleanly");
+                outcome = Err(error);
+            }
+        }
+        let _ = self.ops_task.await;
+        outcome
+    }
+}
