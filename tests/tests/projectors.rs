@@ -475,3 +475,108 @@ async fn the_projectors_process_projects_and_serves_metrics_and_readiness(pool: 
     tokio::time::timeout(Duration::from_secs(30), running).await.expect("stops").expect("task").expect("clean exit");
     relay.stop().await;
 }
+
+/// Produces records as-is (same key, so the same partition as the relay's).
+async fn produce(kafka: &KafkaSettings, records: &[(String, Vec<u8>)]) {
+    use rdkafka::producer::FutureRecord;
+    let producer = kafka.idempotent_producer().expect("producer");
+    let topic = kafka.naming.physical(vectis_schemas::topics::ACCOUNTS.name);
+    for (key, payload) in records {
+        producer
+            .send(FutureRecord::to(&topic).key(key).payload(payload), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+    }
+}
+
+async fn read_model_snapshot(pool: &PgPool) -> Vec<AccountRow> {
+    sqlx::query_as("SELECT * FROM read.accounts ORDER BY account_id").fetch_all(pool).await.expect("rows")
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn republished_duplicates_change_nothing(pool: PgPool) {
+    let kafka = fresh_topics().await.expect("topics");
+    let handler = CommandHandler::new(event_store(pool.clone()));
+    let relay = RelayHandle::start(pool.clone(), &kafka, 500);
+    let metrics = ProjectorMetrics::default();
+    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
+    let ids = account_workload(&handler, 10).await;
+    until_consistent(&pool, &handler, &ids, Duration::from_secs(60)).await;
+    let before = read_model_snapshot(&pool).await;
+
+    // What a relay crash between publishing and advancing its cursor does: the same
+    // records again.
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
+    let mut reader = vectis_tests::TopicReader::new(&kafka).expect("reader");
+    let copies: Vec<(String, Vec<u8>)> = reader
+        .read_at_least(events as usize, Duration::from_secs(30))
+        .await
+        .iter()
+        .map(|r| (r.key.clone().expect("key"), r.payload.clone()))
+        .collect();
+    produce(&kafka, &copies).await;
+    let label = ProjectorMetrics::label("accounts");
+    vectis_tests::eventually(Duration::from_secs(30), "every copy skipped", || {
+        metrics.duplicates.get_or_create(&label).get() == events as u64
+    })
+    .await;
+    assert_eq!(read_model_snapshot(&pool).await, before, "duplicates changed nothing");
+    assert_eq!(metrics.applied.get_or_create(&label).get(), events as u64);
+    projector.stop().await.expect("clean stop");
+    relay.stop().await;
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn a_poison_record_parks_its_stream_and_other_streams_go_on(pool: PgPool) {
+    let kafka = fresh_topics().await.expect("topics");
+    let handler = CommandHandler::new(event_store(pool.clone()));
+    let relay = RelayHandle::start(pool.clone(), &kafka, 500);
+    let metrics = ProjectorMetrics::default();
+    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
+    let ids = account_workload(&handler, 2).await;
+    until_consistent(&pool, &handler, &ids, Duration::from_secs(60)).await;
+    let (poisoned, healthy) = (ids[0], ids[1]);
+
+    // A record of the first account's stream that is not an event at all...
+    produce(&kafka, &[(account_stream(poisoned), b"{not json".to_vec())]).await;
+    // ...then real events for both accounts.
+    let metadata = EventMetadata::default();
+    let mut store = handler.store().clone();
+    for id in [poisoned, healthy] {
+        let change = AccountCommand::ChangeCreditLimit { credit_limit: Money::new(777_777, "EUR") };
+        handler
+            .execute::<Account, _>(&mut store, &account_stream(id), None, &metadata, |_| change.clone())
+            .await
+            .expect("command");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let limits: Vec<(Uuid, i64)> = sqlx::query_as("SELECT account_id, credit_limit_minor FROM read.accounts")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+        let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_dead_letters WHERE status = 'parked'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        if limits.contains(&(healthy, 777_777)) && parked == 2 {
+            assert!(!limits.contains(&(poisoned, 777_777)), "the poisoned stream's later event waits");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "limits {limits:?}, {parked} parked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let letters: Vec<(String, Option<i64>, String)> =
+        sqlx::query_as("SELECT stream_id, stream_version, error FROM projection_dead_letters ORDER BY \"offset\"")
+            .fetch_all(&pool)
+            .await
+            .expect("letters");
+    assert_eq!(letters.len(), 2);
+    assert!(letters.iter().all(|(stream, _, _)| *stream == account_stream(poisoned)));
+    assert!(letters[0].2.starts_with("undecodable"), "{letters:?}");
+    assert!(letters[1].2.contains("waiting behind"), "{letters:?}");
+    assert_eq!(metrics.parked.get_or_create(&ProjectorMetrics::label("accounts")).get(), 2);
+    projector.stop().await.expect("clean stop");
+    relay.stop().await;
+}
