@@ -128,17 +128,29 @@ use_test_broker() {
 index_broker_headers() {
   python3 - "$BROKER_DIR/broker.db" <<'PY'
 import sqlite3, sys, time
+# Two repairs of Tansu 0.6.0's SQLite storage, applied when it starts:
+# 1. An index on record headers: without it every fetch scans every header ever stored.
+# 2. Kafka's retention.ms = -1 (keep forever, what the event log's topics use) is read
+#    by Tansu's retention sweep as 0 seconds (`-1 / 1000` in integer arithmetic), so
+#    it deletes every record of such a topic at its next maintenance. The trigger
+#    refuses those deletions, which gives -1 its Kafka meaning.
 for attempt in range(60):
     try:
         db = sqlite3.connect(sys.argv[1], timeout=30)
         if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='header'").fetchone():
             db.execute("CREATE INDEX IF NOT EXISTS vectis_header_topition_offset ON header (topition, offset_id)")
+            db.execute("""
+                CREATE TRIGGER IF NOT EXISTS vectis_infinite_retention BEFORE DELETE ON record
+                WHEN EXISTS (SELECT 1 FROM topition tp
+                             JOIN topic_configuration tc ON tc.topic = tp.topic
+                             WHERE tp.id = OLD.topition AND tc.name = 'retention.ms' AND tc.value = '-1')
+                BEGIN SELECT RAISE(IGNORE); END""")
             db.commit()
             sys.exit(0)
     except sqlite3.OperationalError:
         pass
     time.sleep(0.5)
-sys.exit("the broker's SQLite schema did not appear; header index not created")
+sys.exit("the broker's SQLite schema did not appear; header index and retention trigger not created")
 PY
 }
 
