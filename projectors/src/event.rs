@@ -16,6 +16,16 @@ pub enum DomainEvent {
     Order(OrderEvent),
 }
 
+impl DomainEvent {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::Account(e) => e.event_type(),
+            Self::Inventory(e) => e.event_type(),
+            Self::Order(e) => e.event_type(),
+        }
+    }
+}
+
 /// One event ready to apply.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectedEvent {

@@ -166,10 +166,6 @@ impl RunningProjector {
         self.task.abort();
         let _ = self.task.await;
     }
-
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
 }
 
 /// What one batch did.
@@ -198,10 +194,6 @@ impl Projector {
     ) -> Self {
         let target = Target { projection: projection.name(), version };
         Self { pool, projection, target, settings, metrics }
-    }
-
-    pub fn target(&self) -> &Target {
-        &self.target
     }
 
     fn consumer(&self) -> Result<Arc<ProjectorConsumer>, KafkaError> {
@@ -333,16 +325,7 @@ impl Projector {
         let mut letters = Vec::new();
         let mut to_apply: Vec<(usize, ProjectedEvent)> = Vec::new();
         for (index, (record, decoded)) in records.iter().zip(decoded).enumerate() {
-            let letter = |error: String, event: Option<&ProjectedEvent>| DeadLetter {
-                topic: record.topic.clone(),
-                partition: record.partition,
-                offset: record.offset,
-                stream_id: record.key.clone(),
-                stream_version: event.map(|e| e.stream_version),
-                event_type: event.map(|e| event_type(&e.event).to_string()),
-                payload: record.payload.clone(),
-                error,
-            };
+            let letter = |error: String, event: Option<&ProjectedEvent>| DeadLetter::new(record, event, error);
             let event = match decoded {
                 Err(error) => {
                     letters.push(letter(format!("undecodable: {error}"), None));
@@ -394,12 +377,7 @@ impl Projector {
         report.applied = applied.len();
         report.parked = letters.len();
         store::park(&mut tx, &self.target, &letters).await?;
-        let mut positions: HashMap<(String, i32), i64> = HashMap::new();
-        for record in records {
-            let next = positions.entry((record.topic.clone(), record.partition)).or_insert(0);
-            *next = (*next).max(record.offset + 1);
-        }
-        store::save_checkpoints(&mut tx, &self.target, &positions).await?;
+        store::save_checkpoints(&mut tx, &self.target, &next_offsets(records)).await?;
         tx.commit().await?;
         Ok((report, applied))
     }
@@ -436,21 +414,12 @@ impl Projector {
                         sqlx::query("ROLLBACK TO SAVEPOINT stream").execute(&mut *conn).await?;
                         tracing::error!(projection = self.target.projection, %stream, %error, "apply keeps failing: parked");
                         for (position, (index, event)) in events.iter().enumerate() {
-                            let record = &records[*index];
-                            letters.push(DeadLetter {
-                                topic: record.topic.clone(),
-                                partition: record.partition,
-                                offset: record.offset,
-                                stream_id: Some(stream.clone()),
-                                stream_version: Some(event.stream_version),
-                                event_type: Some(event_type(&event.event).to_string()),
-                                payload: record.payload.clone(),
-                                error: if position == 0 {
-                                    format!("apply failed: {error}")
-                                } else {
-                                    "waiting behind an earlier parked event of this stream".into()
-                                },
-                            });
+                            let error = if position == 0 {
+                                format!("apply failed: {error}")
+                            } else {
+                                "waiting behind an earlier parked event of this stream".into()
+                            };
+                            letters.push(DeadLetter::new(&records[*index], Some(event), error));
                         }
                     }
                 }
@@ -458,14 +427,6 @@ impl Projector {
             Ok(applied)
         }
         .boxed()
-    }
-}
-
-fn event_type(event: &crate::event::DomainEvent) -> &'static str {
-    match event {
-        crate::event::DomainEvent::Account(e) => e.event_type(),
-        crate::event::DomainEvent::Inventory(e) => e.event_type(),
-        crate::event::DomainEvent::Order(e) => e.event_type(),
     }
 }
 
@@ -511,17 +472,22 @@ fn poll_batch(consumer: &ProjectorConsumer, max: usize, wait: Duration) -> (Vec<
     (records, assigned)
 }
 
+/// Per topic partition, the offset after the last of `records`: the checkpoint.
+fn next_offsets(records: &[Record]) -> HashMap<(String, i32), i64> {
+    let mut next: HashMap<(String, i32), i64> = HashMap::new();
+    for record in records {
+        let entry = next.entry((record.topic.clone(), record.partition)).or_insert(0);
+        *entry = (*entry).max(record.offset + 1);
+    }
+    next
+}
+
 /// Commits the batch's offsets to the group, for Kafka tools only: restarts read the
 /// PostgreSQL checkpoints.
 fn commit_offsets(consumer: &ProjectorConsumer, records: &[Record]) {
-    let mut next: HashMap<(&str, i32), i64> = HashMap::new();
-    for record in records {
-        let entry = next.entry((&record.topic, record.partition)).or_insert(0);
-        *entry = (*entry).max(record.offset + 1);
-    }
     let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), offset) in next {
-        let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
+    for ((topic, partition), offset) in next_offsets(records) {
+        let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset));
     }
     if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
         tracing::debug!(%error, "committing Kafka offsets failed (PostgreSQL holds the checkpoints)");

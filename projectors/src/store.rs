@@ -6,7 +6,11 @@ use std::collections::HashMap;
 use futures::{future::BoxFuture, FutureExt};
 use sqlx::{PgConnection, PgPool};
 
-use crate::projection::{schema_name, Projection};
+use crate::{
+    event::ProjectedEvent,
+    projection::{schema_name, Projection},
+    runtime::Record,
+};
 
 /// A projection at one version: what one consumer group builds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -107,18 +111,6 @@ pub async fn checkpoints(
     Ok(rows.into_iter().map(|(topic, partition, offset)| ((topic, partition), offset)).collect())
 }
 
-/// Every checkpoint of `target`.
-pub async fn all_checkpoints(pool: &PgPool, target: &Target) -> Result<HashMap<(String, i32), i64>, sqlx::Error> {
-    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
-        "SELECT topic, partition, next_offset FROM projection_checkpoints WHERE projection = $1 AND version = $2",
-    )
-    .bind(target.projection)
-    .bind(target.version)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(|(topic, partition, offset)| ((topic, partition), offset)).collect())
-}
-
 /// Advances checkpoints, never backwards: an instance that lost a partition in a
 /// rebalance cannot undo the progress of the one that took it over.
 pub fn save_checkpoints<'a>(
@@ -202,6 +194,22 @@ pub struct DeadLetter {
     pub event_type: Option<String>,
     pub payload: Vec<u8>,
     pub error: String,
+}
+
+impl DeadLetter {
+    /// `record` parked with `error`; `event` is what it decoded to, if anything.
+    pub fn new(record: &Record, event: Option<&ProjectedEvent>, error: String) -> Self {
+        Self {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            stream_id: record.key.clone(),
+            stream_version: event.map(|e| e.stream_version),
+            event_type: event.map(|e| e.event.event_type().to_string()),
+            payload: record.payload.clone(),
+            error,
+        }
+    }
 }
 
 pub fn park<'a>(

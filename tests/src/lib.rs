@@ -82,6 +82,19 @@ impl RelayHandle {
     }
 }
 
+/// A plain HTTP/1.1 GET, as a probe or scraper would send it; returns the status code
+/// and the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    (status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
 /// Waits until `condition` holds, polling; fails the test after `timeout`.
 pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, what: &str, mut condition: F) {
     let deadline = tokio::time::Instant::now() + timeout;

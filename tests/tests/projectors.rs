@@ -31,7 +31,7 @@ use vectis_schemas::{
     events::{AdjustmentReason, Money},
     samples::{account_stream, inventory_stream, order_stream},
 };
-use vectis_tests::{event_store, fresh_topics, RelayHandle};
+use vectis_tests::{event_store, fresh_topics, http_get, RelayHandle};
 
 async fn start_projector(
     pool: &PgPool,
@@ -429,17 +429,6 @@ async fn every_read_model_equals_the_fold_after_a_mixed_workload(pool: PgPool) {
         projector.stop().await.expect("clean stop");
     }
     relay.stop().await;
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    (status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
 }
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]

@@ -53,24 +53,16 @@ impl Validate for Reason {
     responses((status = 200, description = "Approved: the account may place orders", body = CommandResponse)),
     security(("api_key" = ["admin"])))]
 async fn approve(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
-    let by = context.principal.actor();
-    context
-        .run::<Account, _>(&state, &[], account_stream(id), StatusCode::OK, |_| AccountCommand::Approve {
-            by: by.clone(),
-        })
-        .await
+    let command = AccountCommand::Approve { by: context.principal.actor() };
+    on_account(&state, context, id, &[], command).await
 }
 
 #[utoipa::path(post, path = "/v1/accounts/{id}/reinstate", tag = "accounts", params(("id" = Uuid, Path, description = "The account id")),
     responses((status = 200, description = "Reinstated", body = CommandResponse)),
     security(("api_key" = ["admin"])))]
 async fn reinstate(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
-    let by = context.principal.actor();
-    context
-        .run::<Account, _>(&state, &[], account_stream(id), StatusCode::OK, |_| AccountCommand::Reinstate {
-            by: by.clone(),
-        })
-        .await
+    let command = AccountCommand::Reinstate { by: context.principal.actor() };
+    on_account(&state, context, id, &[], command).await
 }
 
 #[utoipa::path(post, path = "/v1/accounts/{id}/reject", tag = "accounts", params(("id" = Uuid, Path, description = "The account id")), request_body = Reason,
@@ -82,13 +74,8 @@ async fn reject(
     context: CommandContext,
     body: CommandBody<Reason>,
 ) -> Response {
-    let (by, reason) = (context.principal.actor(), body.value.reason.trim().to_string());
-    context
-        .run::<Account, _>(&state, &body.raw, account_stream(id), StatusCode::OK, |_| AccountCommand::Reject {
-            by: by.clone(),
-            reason: reason.clone(),
-        })
-        .await
+    let command = AccountCommand::Reject { by: context.principal.actor(), reason: body.value.reason.trim().into() };
+    on_account(&state, context, id, &body.raw, command).await
 }
 
 #[utoipa::path(post, path = "/v1/accounts/{id}/suspend", tag = "accounts", params(("id" = Uuid, Path, description = "The account id")), request_body = Reason,
@@ -100,13 +87,19 @@ async fn suspend(
     context: CommandContext,
     body: CommandBody<Reason>,
 ) -> Response {
-    let (by, reason) = (context.principal.actor(), body.value.reason.trim().to_string());
-    context
-        .run::<Account, _>(&state, &body.raw, account_stream(id), StatusCode::OK, |_| AccountCommand::Suspend {
-            by: by.clone(),
-            reason: reason.clone(),
-        })
-        .await
+    let command = AccountCommand::Suspend { by: context.principal.actor(), reason: body.value.reason.trim().into() };
+    on_account(&state, context, id, &body.raw, command).await
+}
+
+/// Runs `command` on account `id`; 200 with the events it appended.
+async fn on_account(
+    state: &AppState,
+    context: CommandContext,
+    id: Uuid,
+    raw: &[u8],
+    command: AccountCommand,
+) -> Response {
+    context.run::<Account, _>(state, raw, account_stream(id), StatusCode::OK, |_| command.clone()).await
 }
 
 /// Money as clients send it: integer minor units and an ISO 4217 code.
@@ -199,12 +192,8 @@ async fn change_credit_limit(
     context: CommandContext,
     body: CommandBody<ChangeCreditLimit>,
 ) -> Response {
-    let credit_limit = body.value.credit_limit.money();
-    context
-        .run::<Account, _>(&state, &body.raw, account_stream(id), StatusCode::OK, |_| {
-            AccountCommand::ChangeCreditLimit { credit_limit: credit_limit.clone() }
-        })
-        .await
+    let command = AccountCommand::ChangeCreditLimit { credit_limit: body.value.credit_limit.money() };
+    on_account(&state, context, id, &body.raw, command).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -228,10 +217,6 @@ async fn change_approval_threshold(
     context: CommandContext,
     body: CommandBody<ChangeApprovalThreshold>,
 ) -> Response {
-    let approval_threshold = body.value.approval_threshold.money();
-    context
-        .run::<Account, _>(&state, &body.raw, account_stream(id), StatusCode::OK, |_| {
-            AccountCommand::ChangeApprovalThreshold { approval_threshold: approval_threshold.clone() }
-        })
-        .await
+    let command = AccountCommand::ChangeApprovalThreshold { approval_threshold: body.value.approval_threshold.money() };
+    on_account(&state, context, id, &body.raw, command).await
 }

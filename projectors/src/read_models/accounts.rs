@@ -104,7 +104,8 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
         let row = rows.remove(&id).flatten();
         rows.insert(id, evolve(row, account_event, event.stream_version, event.occurred_at));
     }
-    let changed: Vec<AccountRow> = rows.into_values().flatten().filter(|r| ids.contains(&r.account_id)).collect();
+    // Every row here was read for, or created by, an event of the batch.
+    let changed: Vec<AccountRow> = rows.into_values().flatten().collect();
     if changed.is_empty() {
         return Ok(());
     }

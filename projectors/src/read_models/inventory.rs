@@ -43,6 +43,22 @@ pub struct ReservationRow {
     pub updated_at: DateTime<Utc>,
 }
 
+impl ReservationRow {
+    /// A reservation as its first event records it.
+    fn opened(
+        reservation_id: Uuid,
+        sku: &str,
+        order_id: Uuid,
+        quantity: i64,
+        status: &str,
+        expires_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let (sku, status) = (sku.to_string(), status.to_string());
+        Self { reservation_id, sku, order_id, quantity, status, expires_at, created_at: at, updated_at: at }
+    }
+}
+
 const DDL: &str = "
 CREATE TABLE IF NOT EXISTS {schema}.inventory_items (
     sku              text        PRIMARY KEY,
@@ -117,34 +133,21 @@ impl InventoryState {
             InventoryEvent::StockAdjusted(e) => item.on_hand += e.delta,
             InventoryEvent::StockReserved(e) => {
                 item.reserved += e.quantity;
-                self.reservations.insert(
+                let held = ReservationRow::opened(
                     e.reservation_id,
-                    ReservationRow {
-                        reservation_id: e.reservation_id,
-                        sku: e.sku.clone(),
-                        order_id: e.order_id,
-                        quantity: e.quantity,
-                        status: "held".into(),
-                        expires_at: Some(e.expires_at),
-                        created_at: at,
-                        updated_at: at,
-                    },
+                    &e.sku,
+                    e.order_id,
+                    e.quantity,
+                    "held",
+                    Some(e.expires_at),
+                    at,
                 );
+                self.reservations.insert(e.reservation_id, held);
             }
             InventoryEvent::ReservationRejected(e) => {
-                self.reservations.insert(
-                    e.reservation_id,
-                    ReservationRow {
-                        reservation_id: e.reservation_id,
-                        sku: e.sku.clone(),
-                        order_id: e.order_id,
-                        quantity: e.quantity,
-                        status: "rejected".into(),
-                        expires_at: None,
-                        created_at: at,
-                        updated_at: at,
-                    },
-                );
+                let rejected =
+                    ReservationRow::opened(e.reservation_id, &e.sku, e.order_id, e.quantity, "rejected", None, at);
+                self.reservations.insert(e.reservation_id, rejected);
             }
             InventoryEvent::ReservationReleased(e) => settle(&e.reservation_id, "released", item),
             InventoryEvent::ReservationExpired(e) => settle(&e.reservation_id, "expired", item),

@@ -168,7 +168,8 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
             rows.insert(id, row);
         }
     }
-    let changed: Vec<OrderRow> = rows.into_values().filter(|r| ids.contains(&r.order_id)).collect();
+    // Every row here was read for, or created by, an event of the batch.
+    let changed: Vec<OrderRow> = rows.into_values().collect();
     if !changed.is_empty() {
         sqlx::query(&format!(
             "INSERT INTO {schema}.orders

@@ -39,7 +39,7 @@ impl Bucket {
 /// bucket, so such buckets are swept away and the map stays as small as the set of
 /// recently active clients.
 #[derive(Debug, Default)]
-pub struct Buckets {
+pub(crate) struct Buckets {
     buckets: HashMap<(IpAddr, String), Bucket>,
     created_since_sweep: usize,
 }
@@ -88,12 +88,9 @@ impl Buckets {
         self.created_since_sweep = 0;
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.buckets.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
     }
 }
 

@@ -28,7 +28,8 @@ use prometheus_client::{
 use sqlx::{postgres::PgListener, PgPool};
 use tokio::sync::oneshot;
 
-pub use bucket::{Buckets, Decision};
+use bucket::Buckets;
+pub use bucket::Decision;
 pub use client::{IpBlock, TrustedProxies};
 pub use policies::{ClientPattern, Policy, PolicyError, PolicyRow, PolicySet};
 
@@ -53,7 +54,13 @@ struct Shared {
     trusted: TrustedProxies,
     refused: Family<RefusalLabels, Counter>,
     /// Dropped with the limiter, which ends its reload task.
-    _stop_reloading: Option<oneshot::Sender<()>>,
+    _stop_reloading: oneshot::Sender<()>,
+}
+
+impl Shared {
+    fn replace_policies(&self, policies: PolicySet) {
+        *self.policies.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(policies);
+    }
 }
 
 /// The rate limiter of one process. Cheap to clone.
@@ -63,13 +70,13 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// Fixed policies, never reloaded.
-    pub fn fixed(policies: PolicySet, trusted: TrustedProxies) -> Self {
-        Self::with_parts(policies, trusted, None)
-    }
-
-    fn with_parts(policies: PolicySet, trusted: TrustedProxies, stop: Option<oneshot::Sender<()>>) -> Self {
-        Self {
+    /// Loads the policies (an unreadable table stops startup) and keeps them current
+    /// from then on: on every notification, after every reconnection and once a minute.
+    pub async fn start(pool: PgPool, trusted: TrustedProxies) -> Result<Self, PolicyError> {
+        let policies = PolicySet::load(&pool).await?;
+        tracing::info!(policies = policies.len(), "rate-limit policies loaded");
+        let (stop, stopped) = oneshot::channel();
+        let limiter = Self {
             shared: Arc::new(Shared {
                 policies: RwLock::new(Arc::new(policies)),
                 buckets: Mutex::default(),
@@ -77,16 +84,7 @@ impl RateLimiter {
                 refused: Family::default(),
                 _stop_reloading: stop,
             }),
-        }
-    }
-
-    /// Loads the policies (an unreadable table stops startup) and keeps them current
-    /// from then on: on every notification, after every reconnection and once a minute.
-    pub async fn start(pool: PgPool, trusted: TrustedProxies) -> Result<Self, PolicyError> {
-        let policies = PolicySet::load(&pool).await?;
-        tracing::info!(policies = policies.len(), "rate-limit policies loaded");
-        let (stop, stopped) = oneshot::channel();
-        let limiter = Self::with_parts(policies, trusted, Some(stop));
+        };
         tokio::spawn(keep_current(Arc::downgrade(&limiter.shared), pool, stopped));
         Ok(limiter)
     }
@@ -97,10 +95,6 @@ impl RateLimiter {
 
     pub fn policies(&self) -> Arc<PolicySet> {
         self.shared.policies.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
-    }
-
-    fn replace_policies(&self, policies: PolicySet) {
-        *self.shared.policies.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(policies);
     }
 
     /// Takes a token for `client` at `endpoint`; `None` when no policy covers them.
@@ -117,11 +111,11 @@ impl RateLimiter {
 }
 
 async fn reload(shared: &std::sync::Weak<Shared>, pool: &PgPool) {
-    let Some(shared) = shared.upgrade() else { return };
     match PolicySet::load(pool).await {
         Ok(policies) => {
+            let Some(shared) = shared.upgrade() else { return };
             tracing::info!(policies = policies.len(), "rate-limit policies reloaded");
-            RateLimiter { shared }.replace_policies(policies);
+            shared.replace_policies(policies);
         }
         Err(error) => tracing::warn!(%error, "rate-limit policies not reloaded; the previous ones stay in force"),
     }
@@ -154,10 +148,9 @@ async fn keep_current(shared: std::sync::Weak<Shared>, pool: PgPool, mut stopped
             tokio::select! {
                 _ = &mut stopped => return,
                 notification = listener.try_recv() => match notification {
-                    Ok(Some(_)) => reload(&shared, &pool).await,
-                    // The connection was lost; the next receive reconnects, and
-                    // whatever changed meanwhile is read now.
-                    Ok(None) => reload(&shared, &pool).await,
+                    // A change (`Some`), or a lost connection (`None`: the next receive
+                    // reconnects, and whatever changed meanwhile is read now).
+                    Ok(_) => reload(&shared, &pool).await,
                     Err(error) => {
                         tracing::warn!(%error, "lost the rate-limit policy listener; reconnecting");
                         break;

@@ -30,6 +30,31 @@ impl Policy {
         Self { client: ClientPattern::Any, endpoint: None, capacity, refill_per_second }
     }
 
+    /// A policy as written in the table or on the command line, checked: the client is
+    /// `*`, an address or a CIDR block; the endpoint `*` or `METHOD /route`; the
+    /// capacity 1 to 2,147,483,647 (the column is an `integer`); the rate positive.
+    pub fn parse(client: &str, endpoint: &str, capacity: i64, refill_per_second: f64) -> Result<Self, PolicyError> {
+        let invalid =
+            |reason: String| PolicyError::Invalid { client: client.into(), endpoint: endpoint.into(), reason };
+        let client_pattern = match client {
+            "*" => ClientPattern::Any,
+            block => ClientPattern::Block(block.parse().map_err(invalid)?),
+        };
+        let (method, route) = endpoint.split_once(' ').unwrap_or_default();
+        let endpoint_ok = endpoint == "*"
+            || (!method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase()) && route.starts_with('/'));
+        if !endpoint_ok {
+            return Err(invalid("the endpoint is '*' or 'METHOD /route', e.g. 'POST /v1/orders'".into()));
+        }
+        let capacity = u32::try_from(capacity).ok().filter(|c| (1..=i32::MAX as u32).contains(c));
+        let capacity = capacity.ok_or_else(|| invalid("capacity must be 1 to 2147483647".into()))?;
+        if !(refill_per_second.is_finite() && refill_per_second > 0.0) {
+            return Err(invalid("the refill rate must be positive".into()));
+        }
+        let endpoint = (endpoint != "*").then(|| endpoint.to_string());
+        Ok(Self { client: client_pattern, endpoint, capacity, refill_per_second })
+    }
+
     fn covers(&self, client: IpAddr, endpoint: &str) -> bool {
         let client_matches = match &self.client {
             ClientPattern::Any => true,
@@ -89,22 +114,7 @@ impl PolicySet {
         .await?;
         rows.into_iter()
             .map(|(client, endpoint, capacity, refill_per_second)| {
-                let invalid = |reason: String| PolicyError::Invalid {
-                    client: client.clone(),
-                    endpoint: endpoint.clone(),
-                    reason,
-                };
-                let client_pattern = match client.as_str() {
-                    "*" => ClientPattern::Any,
-                    block => ClientPattern::Block(block.parse().map_err(invalid)?),
-                };
-                let capacity = u32::try_from(capacity).ok().filter(|c| *c > 0);
-                let capacity = capacity.ok_or_else(|| invalid("capacity must be positive".into()))?;
-                if !(refill_per_second.is_finite() && refill_per_second > 0.0) {
-                    return Err(invalid("refill_per_second must be positive".into()));
-                }
-                let endpoint = (endpoint != "*").then(|| endpoint.clone());
-                Ok(Policy { client: client_pattern, endpoint, capacity, refill_per_second })
+                Policy::parse(&client, &endpoint, i64::from(capacity), refill_per_second)
             })
             .collect::<Result<_, _>>()
             .map(Self)
@@ -144,22 +154,9 @@ impl PolicyRow {
         refill_per_second: f64,
         description: &str,
     ) -> Result<(), PolicyError> {
-        let invalid =
-            |reason: String| PolicyError::Invalid { client: client.into(), endpoint: endpoint.into(), reason };
-        if client != "*" {
-            client.parse::<IpBlock>().map_err(invalid)?;
-        }
-        let (method, route) = endpoint.split_once(' ').unwrap_or_default();
-        let endpoint_ok = endpoint == "*"
-            || (!method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase()) && route.starts_with('/'));
-        if !endpoint_ok {
-            return Err(invalid("the endpoint is '*' or 'METHOD /route', e.g. 'POST /v1/orders'".into()));
-        }
-        let capacity = i32::try_from(capacity).ok().filter(|c| *c > 0);
-        let capacity = capacity.ok_or_else(|| invalid("capacity must be 1 to 2147483647".into()))?;
-        if !(refill_per_second.is_finite() && refill_per_second > 0.0) {
-            return Err(invalid("the refill rate must be positive".into()));
-        }
+        let policy = Policy::parse(client, endpoint, i64::from(capacity), refill_per_second)?;
+        // `parse` keeps the capacity within the column's range.
+        let capacity = i32::try_from(policy.capacity).unwrap_or(i32::MAX);
         sqlx::query(
             "INSERT INTO rate_limit_policies (client, endpoint, capacity, refill_per_second, description)
              VALUES ($1, $2, $3, $4, $5)
