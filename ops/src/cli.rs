@@ -15,6 +15,8 @@ use vectis_runtime::{
 };
 use vectis_schemas::{topics, SchemaCatalog};
 
+use crate::read_side::{self, DlqCommand, ProjectionsCommand};
+
 #[derive(Debug, Parser)]
 #[command(name = "vectis", about = "Operate the Vectis event backbone", version)]
 pub struct Cli {
@@ -42,6 +44,12 @@ enum Command {
     /// endpoint. Running services apply changes at once, without a restart.
     #[command(subcommand, name = "rate-limits")]
     RateLimits(RateLimitsCommand),
+    /// Read-model projections: status and lag, blue/green rebuild.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+    /// Events the projections parked (dead letters): list, show, retry, discard.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +196,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events(command) => return events(settings()?, command).await,
         Command::Keys(command) => return keys(ApiKeys::new(settings()?.pool()?), command).await,
         Command::RateLimits(command) => return rate_limits(&settings()?.pool()?, command).await,
+        Command::Projections(command) => return read_side::projections(settings()?, command).await,
+        Command::Dlq(command) => return read_side::dlq(&settings()?.pool()?, command).await,
     }
     Ok(ExitCode::SUCCESS)
 }

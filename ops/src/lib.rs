@@ -2,4 +2,5 @@
 //! arguments into one library call) and the relay process.
 
 pub mod cli;
+pub mod read_side;
 pub mod relay_process;

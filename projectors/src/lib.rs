@@ -7,12 +7,18 @@
 //!   dead letters.
 //! - [`runtime`]: one consumer group per projection; batches applied in one PostgreSQL
 //!   transaction with their checkpoints; duplicates skipped, gaps and poison parked.
+//! - [`lag`]: how far a projection version is behind the log, in events and seconds.
+//! - [`rebuild`]: blue/green rebuild of a projection into a new version.
+//! - [`dead_letters`]: parked events for operators: list, retry, discard.
 //! - [`read_models`]: accounts, inventory, orders.
 
+pub mod dead_letters;
 pub mod event;
+pub mod lag;
 pub mod metrics;
 pub mod process;
 pub mod projection;
 pub mod read_models;
+pub mod rebuild;
 pub mod runtime;
 pub mod store;

@@ -1,19 +1,32 @@
 //! Projector metrics, labelled by projection (DESIGN.md, "Operability").
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 use vectis_runtime::metric_names as names;
+
+use crate::lag::ProjectionLag;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProjectionLabel {
     pub projection: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    pub projection: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
 #[derive(Clone, Debug)]
 pub struct ProjectorMetrics {
+    pub lag_events: Family<PartitionLabel, Gauge>,
+    pub lag_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
     pub applied: Family<ProjectionLabel, Counter>,
     pub duplicates: Family<ProjectionLabel, Counter>,
     pub parked: Family<ProjectionLabel, Counter>,
@@ -25,6 +38,8 @@ pub struct ProjectorMetrics {
 impl Default for ProjectorMetrics {
     fn default() -> Self {
         Self {
+            lag_events: Family::default(),
+            lag_seconds: Family::default(),
             applied: Family::default(),
             duplicates: Family::default(),
             parked: Family::default(),
@@ -64,7 +79,30 @@ impl ProjectorMetrics {
             "From the event's occurrence to its application in the read model",
             metrics.latency.clone(),
         );
+        registry.register(
+            names::PROJECTION_LAG_EVENTS,
+            "Events on the broker not yet applied: high watermark minus checkpoint, per partition",
+            metrics.lag_events.clone(),
+        );
+        registry.register(
+            names::PROJECTION_LAG_SECONDS,
+            "Age of the oldest event not yet applied; 0 when caught up",
+            metrics.lag_seconds.clone(),
+        );
         metrics
+    }
+
+    /// Publishes a lag measurement of the projection's active version.
+    pub fn record_lag(&self, lag: &ProjectionLag) {
+        for partition in &lag.partitions {
+            let label = PartitionLabel {
+                projection: lag.target.projection.to_string(),
+                topic: partition.topic.clone(),
+                partition: partition.partition,
+            };
+            self.lag_events.get_or_create(&label).set(partition.events());
+        }
+        self.lag_seconds.get_or_create(&Self::label(lag.target.projection)).set(lag.seconds());
     }
 
     pub fn label(projection: &str) -> ProjectionLabel {

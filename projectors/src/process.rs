@@ -1,7 +1,7 @@
 //! The projectors process: every read model's projector, and `/metrics`, `/health`,
 //! `/ready` on `PROJECTORS_OPS_ADDR`. `main` only calls into here.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
@@ -10,11 +10,12 @@ use vectis_event_store::settings::StoreSettings;
 use vectis_runtime::{env_or, env_parse, pool_metrics::PoolCollector, OpsState, Shutdown};
 
 use crate::{
+    lag::{LagProbe, ProjectionLag},
     metrics::ProjectorMetrics,
     projection::Projection,
     read_models,
     runtime::{Projector, ProjectorSettings, RunningProjector},
-    store,
+    store::{self, Target},
 };
 
 #[derive(Debug, Clone)]
@@ -29,6 +30,9 @@ pub struct ProjectorsSettings {
     pub instance_id: Option<String>,
     /// `PROJECTOR_MAX_BATCH` (default 5000).
     pub max_batch: usize,
+    /// `PROJECTOR_LAG_INTERVAL_MS`: how often lag is measured for `/metrics`
+    /// (default 5000).
+    pub lag_interval: Duration,
 }
 
 impl ProjectorsSettings {
@@ -50,6 +54,7 @@ impl ProjectorsSettings {
             projections,
             instance_id: std::env::var("PROJECTOR_INSTANCE_ID").ok().filter(|v| !v.trim().is_empty()),
             max_batch,
+            lag_interval: Duration::from_millis(env_parse("PROJECTOR_LAG_INTERVAL_MS", 5000u64)?.max(100)),
         })
     }
 }
@@ -58,6 +63,7 @@ pub struct ProjectorsProcess {
     running: Vec<RunningProjector>,
     ops_addr: SocketAddr,
     ops_task: tokio::task::JoinHandle<()>,
+    lag_task: tokio::task::JoinHandle<()>,
     shutdown: Shutdown,
 }
 
@@ -80,7 +86,7 @@ impl ProjectorsProcess {
         let projections: Vec<Arc<dyn Projection>> =
             read_models::all().into_iter().filter(|p| settings.projections.iter().any(|n| n == p.name())).collect();
         let mut running = Vec::new();
-        for projection in projections {
+        for projection in projections.clone() {
             let version = store::install(&pool, projection.as_ref())
                 .await
                 .with_context(|| format!("installing the {} read model", projection.name()))?;
@@ -93,10 +99,19 @@ impl ProjectorsProcess {
             running.push(projector.start().with_context(|| format!("starting the {name} projector"))?);
             tracing::info!(projection = name, version, "projector running");
         }
+        let probe = LagProbe::new(&settings.store.kafka).context("creating the lag probe")?;
+        let lag_task = tokio::spawn(report_lag(
+            pool.clone(),
+            probe,
+            projections,
+            metrics,
+            settings.lag_interval,
+            shutdown.clone(),
+        ));
         let checks = vectis_event_store::readiness::checks(&pool, &settings.store.kafka);
         let (ops_addr, ops_task) =
             vectis_runtime::serve_ops(settings.ops_addr, OpsState::new(registry, checks), shutdown.clone()).await?;
-        Ok(Self { running, ops_addr, ops_task, shutdown })
+        Ok(Self { running, ops_addr, ops_task, lag_task, shutdown })
     }
 
     pub fn ops_addr(&self) -> SocketAddr {
@@ -115,6 +130,42 @@ impl ProjectorsProcess {
             }
         }
         let _ = self.ops_task.await;
+        let _ = self.lag_task.await;
         outcome
     }
+}
+
+/// Measures the lag of each projection's active version every `interval` and
+/// publishes it as metrics, until shutdown.
+async fn report_lag(
+    pool: PgPool,
+    probe: LagProbe,
+    projections: Vec<Arc<dyn Projection>>,
+    metrics: ProjectorMetrics,
+    interval: Duration,
+    shutdown: Shutdown,
+) {
+    loop {
+        for projection in &projections {
+            match active_lag(&pool, &probe, projection.as_ref()).await {
+                Ok(lag) => metrics.record_lag(&lag),
+                Err(error) => tracing::warn!(projection = projection.name(), %error, "cannot measure lag"),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.wait() => return,
+        }
+    }
+}
+
+/// The lag of the version readers see.
+pub async fn active_lag(pool: &PgPool, probe: &LagProbe, projection: &dyn Projection) -> anyhow::Result<ProjectionLag> {
+    let mut conn = pool.acquire().await?;
+    let state = store::state(&mut conn, projection.name())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("projection {} is not installed", projection.name()))?;
+    drop(conn);
+    let target = Target { projection: projection.name(), version: state.active_version };
+    Ok(probe.measure(pool, &target, projection.topics()).await?)
 }

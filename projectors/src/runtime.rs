@@ -30,7 +30,7 @@ use crate::{
     event::{decode, ProjectedEvent},
     metrics::ProjectorMetrics,
     projection::Projection,
-    store::{self, DeadLetter, Target},
+    store::{self, DeadLetter, RowLock, Target},
 };
 
 #[derive(Debug, Clone)]
@@ -176,6 +176,15 @@ pub struct BatchReport {
     pub parked: usize,
 }
 
+/// The outcome of one batch transaction.
+#[derive(Debug)]
+pub enum BatchOutcome {
+    /// Applied and checkpointed; the events applied.
+    Applied(BatchReport, Vec<ProjectedEvent>),
+    /// Nothing done: a rebuild retired this version (its tables are dropped next).
+    Retired,
+}
+
 pub struct Projector {
     pool: PgPool,
     projection: Arc<dyn Projection>,
@@ -226,7 +235,7 @@ impl Projector {
         Ok(RunningProjector { stop, task })
     }
 
-    async fn run(self, consumer: Arc<ProjectorConsumer>, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
+    async fn run(mut self, mut consumer: Arc<ProjectorConsumer>, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
         tracing::info!(projection = self.target.projection, version = self.target.version, "projector started");
         while !*stopped.borrow() {
             let polling = consumer.clone();
@@ -239,23 +248,40 @@ impl Projector {
             if records.is_empty() {
                 continue;
             }
-            self.apply_until_done(&records, &stopped).await?;
-            commit_offsets(&consumer, &records);
+            if self.apply_until_done(&records, &stopped).await? {
+                commit_offsets(&consumer, &records);
+            } else {
+                // A rebuild switched readers to a new version: project that one, in
+                // its own group from its own checkpoints.
+                let retired = std::mem::replace(&mut consumer, self.follow_active_version().await?);
+                leave_group(retired).await?;
+            }
         }
-        // Leave the group now, so its partitions move at once, not after a timeout.
-        tokio::task::spawn_blocking(move || {
-            consumer.unsubscribe();
-            drop(consumer);
-        })
-        .await?;
+        leave_group(consumer).await?;
         tracing::info!(projection = self.target.projection, "projector stopped");
         Ok(())
     }
 
+    async fn follow_active_version(&mut self) -> anyhow::Result<Arc<ProjectorConsumer>> {
+        let mut conn = self.pool.acquire().await?;
+        let state = store::state(&mut conn, self.target.projection)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("projection {} is no longer installed", self.target.projection))?;
+        tracing::info!(
+            projection = self.target.projection,
+            retired = self.target.version,
+            active = state.active_version,
+            "version retired by a rebuild; following the active version"
+        );
+        self.target.version = state.active_version;
+        Ok(self.consumer()?)
+    }
+
     /// Applies a batch; transient failures are retried with backoff for as long as it
     /// takes (they never park anything), other failures a few times, then the batch is
-    /// applied stream by stream so only the failing streams park.
-    async fn apply_until_done(&self, records: &[Record], stopped: &watch::Receiver<bool>) -> anyhow::Result<()> {
+    /// applied stream by stream so only the failing streams park. False when the
+    /// version was retired instead.
+    async fn apply_until_done(&self, records: &[Record], stopped: &watch::Receiver<bool>) -> anyhow::Result<bool> {
         let label = ProjectorMetrics::label(self.target.projection);
         let mut backoff = Duration::from_millis(100);
         let mut failures = 0;
@@ -263,7 +289,8 @@ impl Projector {
             let started = Instant::now();
             let isolate = failures >= 3;
             match self.apply_batch(records, isolate).await {
-                Ok((report, applied)) => {
+                Ok(BatchOutcome::Retired) => return Ok(false),
+                Ok(BatchOutcome::Applied(report, applied)) => {
                     self.metrics.batch_duration.get_or_create(&label).observe(started.elapsed().as_secs_f64());
                     self.metrics.applied.get_or_create(&label).inc_by(report.applied as u64);
                     self.metrics.duplicates.get_or_create(&label).inc_by(report.duplicates as u64);
@@ -274,7 +301,7 @@ impl Projector {
                         latency.observe((now - event.occurred_at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6);
                     }
                     tracing::debug!(projection = self.target.projection, ?report, "batch applied");
-                    return Ok(());
+                    return Ok(true);
                 }
                 Err(error) => {
                     self.metrics.retries.get_or_create(&label).inc();
@@ -301,17 +328,16 @@ impl Projector {
         &'a self,
         records: &'a [Record],
         isolate: bool,
-    ) -> BoxFuture<'a, Result<(BatchReport, Vec<ProjectedEvent>), sqlx::Error>> {
+    ) -> BoxFuture<'a, Result<BatchOutcome, sqlx::Error>> {
         self.apply_batch_inner(records, isolate).boxed()
     }
 
-    async fn apply_batch_inner(
-        &self,
-        records: &[Record],
-        isolate: bool,
-    ) -> Result<(BatchReport, Vec<ProjectedEvent>), sqlx::Error> {
+    async fn apply_batch_inner(&self, records: &[Record], isolate: bool) -> Result<BatchOutcome, sqlx::Error> {
         let naming = &self.settings.kafka.naming;
         let mut tx = self.pool.begin().await?;
+        if !store::lock_current(&mut tx, &self.target, RowLock::Share).await? {
+            return Ok(BatchOutcome::Retired);
+        }
         let decoded: Vec<_> = records
             .iter()
             .map(|r| decode(r.topic.strip_prefix(naming.prefix()).unwrap_or(&r.topic), r.key.as_deref(), &r.payload))
@@ -379,7 +405,7 @@ impl Projector {
         store::park(&mut tx, &self.target, &letters).await?;
         store::save_checkpoints(&mut tx, &self.target, &next_offsets(records)).await?;
         tx.commit().await?;
-        Ok((report, applied))
+        Ok(BatchOutcome::Applied(report, applied))
     }
 
     /// The slow path after repeated failures: each stream in its own savepoint, so a
@@ -480,6 +506,16 @@ fn next_offsets(records: &[Record]) -> HashMap<(String, i32), i64> {
         *entry = (*entry).max(record.offset + 1);
     }
     next
+}
+
+/// Leaves the group now, so its partitions move at once, not after a session timeout.
+async fn leave_group(consumer: Arc<ProjectorConsumer>) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        consumer.unsubscribe();
+        drop(consumer);
+    })
+    .await?;
+    Ok(())
 }
 
 /// Commits the batch's offsets to the group, for Kafka tools only: restarts read the

@@ -261,3 +261,79 @@ pub fn parked_streams<'a>(
     }
     .boxed()
 }
+
+/// A projection's versions: the one readers see, and the one a rebuild is building.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ProjectionState {
+    pub name: String,
+    pub active_version: i32,
+    pub building_version: Option<i32>,
+    pub building_started_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+const STATE_COLUMNS: &str = "name, active_version, building_version, building_started_at";
+
+/// Every installed projection, by name.
+pub async fn states(pool: &PgPool) -> Result<Vec<ProjectionState>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {STATE_COLUMNS} FROM projections ORDER BY name")).fetch_all(pool).await
+}
+
+pub fn state<'a>(
+    conn: &'a mut PgConnection,
+    name: &'a str,
+) -> BoxFuture<'a, Result<Option<ProjectionState>, sqlx::Error>> {
+    async move {
+        sqlx::query_as(&format!("SELECT {STATE_COLUMNS} FROM projections WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await
+    }
+    .boxed()
+}
+
+/// How a transaction holds a projection's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowLock {
+    /// Every batch: batches of several instances and versions go on side by side.
+    Share,
+    /// A version switch or a dead-letter retry: waits for batches in flight and holds
+    /// new ones back until it commits.
+    Exclusive,
+}
+
+/// Locks the projection's row and tells whether `target` is still one of its versions
+/// (active or being built). A version that is neither was retired by a rebuild: its
+/// tables are about to be dropped and its projector must move to the active version.
+pub fn lock_current<'a>(
+    conn: &'a mut PgConnection,
+    target: &'a Target,
+    lock: RowLock,
+) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+    async move {
+        let mode = match lock {
+            RowLock::Share => "SHARE",
+            RowLock::Exclusive => "UPDATE",
+        };
+        let current: Option<bool> = sqlx::query_scalar(&format!(
+            "SELECT active_version = $2 OR building_version IS NOT DISTINCT FROM $2
+               FROM projections WHERE name = $1 FOR {mode}"
+        ))
+        .bind(target.projection)
+        .bind(target.version)
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(current.unwrap_or(false))
+    }
+    .boxed()
+}
+
+/// Events of `target` parked and not yet retried or discarded.
+pub async fn parked_count(pool: &PgPool, target: &Target) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM projection_dead_letters WHERE projection = $1 AND version = $2 AND status = 'parked'",
+    )
+    .bind(target.projection)
+    .bind(target.version)
+    .fetch_one(pool)
+    .await
+}

@@ -173,19 +173,27 @@ async fn killed_and_restarted_projectors_lose_nothing_and_apply_nothing_twice(po
     let handler = CommandHandler::new(event_store(pool.clone()));
     let relay = RelayHandle::start(pool.clone(), &kafka, 200);
     let metrics = ProjectorMetrics::default();
-    let writing = {
-        let handler = handler.clone();
-        tokio::spawn(async move { account_workload(&handler, 150).await })
-    };
-    // Kill the projector at varying points while events keep arriving.
-    for round in 0..8u64 {
+    // Four writers, about 20,000 events in all.
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let handler = handler.clone();
+            tokio::spawn(async move { account_workload(&handler, 2_100).await })
+        })
+        .collect();
+    // Kill the projector 20 times at varying points while events keep arriving.
+    for round in 0..20u64 {
         let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
-        tokio::time::sleep(Duration::from_millis(300 + 137 * round)).await;
+        tokio::time::sleep(Duration::from_millis(300 + (round * 389) % 1_100)).await;
         projector.kill().await;
     }
-    let ids = writing.await.expect("workload");
+    let mut ids = Vec::new();
+    for writer in writers {
+        ids.extend(writer.await.expect("workload"));
+    }
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
+    assert!(events >= 20_000, "{events} events");
     let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
-    until_consistent(&pool, &handler, &ids, Duration::from_secs(90)).await;
+    until_consistent(&pool, &handler, &ids, Duration::from_secs(180)).await;
     let label = ProjectorMetrics::label("accounts");
     assert_eq!(metrics.parked.get_or_create(&label).get(), 0, "nothing parked");
     projector.stop().await.expect("clean stop");

@@ -1,0 +1,224 @@
+//! `vectis projections` and `vectis dlq`: the read side's operations. Each subcommand is
+//! one call into `vectis_projectors`; this module only parses and prints.
+
+use std::{io::Write, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use clap::Subcommand;
+use sqlx::PgPool;
+use vectis_event_store::settings::StoreSettings;
+use vectis_projectors::{
+    dead_letters::{self, DeadLetterError},
+    lag::LagProbe,
+    projection::Projection,
+    read_models,
+    rebuild::{self, Progress, RebuildError},
+    runtime::ProjectorSettings,
+    store::{self, Target},
+};
+use vectis_runtime::Shutdown;
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Each projection's versions: state, lag in events and seconds, parked events.
+    Status,
+    /// Rebuild a projection blue/green: build a new version from the earliest offset
+    /// while the current one serves, switch readers once caught up, drop the old one.
+    /// Interrupted (Ctrl-C), it resumes where it stopped when run again.
+    Rebuild {
+        /// accounts, inventory or orders.
+        name: String,
+        /// Most records per batch.
+        #[arg(long, default_value_t = 5000)]
+        max_batch: usize,
+        /// Seconds between progress lines.
+        #[arg(long, default_value_t = 2.0)]
+        progress_every: f64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Parked events, oldest first.
+    List {
+        #[arg(long)]
+        projection: Option<String>,
+        /// Include events already retried or discarded.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One dead letter in full, with its payload.
+    Show { id: i64 },
+    /// Apply a parked event (once its cause is fixed) and the events of its stream
+    /// parked behind it, in order.
+    Retry { id: i64 },
+    /// Give up on a parked event: it is never applied.
+    Discard { id: i64 },
+}
+
+fn projection_named(name: &str) -> anyhow::Result<Arc<dyn Projection>> {
+    let all = read_models::all();
+    let known: Vec<&str> = all.iter().map(|p| p.name()).collect::<Vec<_>>();
+    let known = known.join(", ");
+    all.into_iter().find(|p| p.name() == name).ok_or_else(|| anyhow::anyhow!("no projection {name:?}; known: {known}"))
+}
+
+pub async fn projections(settings: StoreSettings, command: ProjectionsCommand) -> anyhow::Result<ExitCode> {
+    let pool = settings.pool()?;
+    match command {
+        ProjectionsCommand::Status => status(&pool, &settings).await,
+        ProjectionsCommand::Rebuild { name, max_batch, progress_every } => {
+            anyhow::ensure!((1..=100_000).contains(&max_batch), "--max-batch must be 1 to 100000");
+            anyhow::ensure!(progress_every >= 0.1, "--progress-every must be at least 0.1 s");
+            let projection = projection_named(&name)?;
+            let mut projector_settings = ProjectorSettings::new(settings.kafka.clone());
+            projector_settings.max_batch = max_batch;
+            let shutdown = Shutdown::new();
+            shutdown.trigger_on_signals();
+            let outcome = rebuild::run(
+                &pool,
+                projection,
+                projector_settings,
+                Duration::from_secs_f64(progress_every),
+                print_progress,
+                shutdown.wait(),
+            )
+            .await;
+            match outcome {
+                Ok(version) => {
+                    println!("{name}: readers now use version {version}; the old version is dropped");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error @ RebuildError::Interrupted(_)) => {
+                    eprintln!("{name}: {error}");
+                    Ok(ExitCode::from(130))
+                }
+                Err(error) => Err(error).context("rebuilding"),
+            }
+        }
+    }
+}
+
+fn print_progress(progress: &Progress) {
+    let eta = match progress.eta {
+        Some(eta) => format!("{:.0}s", eta.as_secs_f64().ceil()),
+        None if progress.events_left == 0 => "0s".into(),
+        None => "unknown".into(),
+    };
+    println!(
+        "{} v{}: {} events done, {} to go, {:.0} events/s, ETA {eta}, lag {:.1}s",
+        progress.target.projection,
+        progress.target.version,
+        progress.events_done,
+        progress.events_left,
+        progress.events_per_second,
+        progress.lag.seconds(),
+    );
+    let _ = std::io::stdout().flush();
+}
+
+async fn status(pool: &PgPool, settings: &StoreSettings) -> anyhow::Result<ExitCode> {
+    let probe = LagProbe::new(&settings.kafka)?;
+    let states = store::states(pool).await.context("reading projections")?;
+    if states.is_empty() {
+        println!("no projection installed yet: the projectors process installs them when it starts");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut code = ExitCode::SUCCESS;
+    println!(
+        "{:<12} {:>7}  {:<22} {:>10} {:>11} {:>7}",
+        "projection", "version", "state", "lag_events", "lag_seconds", "parked"
+    );
+    for state in states {
+        let Ok(projection) = projection_named(&state.name) else {
+            println!("{:<12} {:>7}  unknown to this build", state.name, state.active_version);
+            continue;
+        };
+        let mut versions = vec![(state.active_version, "serving".to_string())];
+        if let (Some(version), Some(started)) = (state.building_version, state.building_started_at) {
+            versions.push((version, format!("rebuilding since {}", started.format("%H:%M:%S"))));
+        }
+        for (version, label) in versions {
+            let target = Target { projection: projection.name(), version };
+            let parked = store::parked_count(pool, &target).await?;
+            let (events, seconds) = match probe.measure(pool, &target, projection.topics()).await {
+                Ok(lag) => (lag.events().to_string(), format!("{:.1}", lag.seconds())),
+                Err(error) => {
+                    eprintln!("{}: cannot measure lag: {error}", state.name);
+                    code = ExitCode::FAILURE;
+                    ("?".into(), "?".into())
+                }
+            };
+            println!("{:<12} {:>7}  {:<22} {:>10} {:>11} {:>7}", state.name, version, label, events, seconds, parked);
+        }
+    }
+    Ok(code)
+}
+
+pub async fn dlq(pool: &PgPool, command: DlqCommand) -> anyhow::Result<ExitCode> {
+    let outcome = match command {
+        DlqCommand::List { projection, all } => {
+            let letters = dead_letters::list(pool, projection.as_deref(), all).await?;
+            println!("id\tprojection\tversion\tstatus\ttopic/partition@offset\tstream\tstream_version\ttype\terror");
+            for l in letters {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}/{}@{}\t{}\t{}\t{}\t{}",
+                    l.id,
+                    l.projection,
+                    l.version,
+                    l.status,
+                    l.topic,
+                    l.partition,
+                    l.offset,
+                    l.stream_id.as_deref().unwrap_or("-"),
+                    l.stream_version.map_or_else(|| "-".into(), |v| v.to_string()),
+                    l.event_type.as_deref().unwrap_or("-"),
+                    l.error
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        DlqCommand::Show { id } => dead_letters::get(pool, id).await.map(|l| {
+            let payload = serde_json::from_slice::<serde_json::Value>(&l.payload)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or_else(|| String::from_utf8_lossy(&l.payload).into_owned());
+            println!("id:             {}", l.id);
+            println!("projection:     {} (version {})", l.projection, l.version);
+            println!("record:         {}/{}@{}", l.topic, l.partition, l.offset);
+            println!("stream:         {}", l.stream_id.as_deref().unwrap_or("-"));
+            println!("stream version: {}", l.stream_version.map_or_else(|| "-".into(), |v| v.to_string()));
+            println!("event type:     {}", l.event_type.as_deref().unwrap_or("-"));
+            println!("status:         {}", l.status);
+            println!("parked at:      {}", l.parked_at);
+            if let Some(at) = l.resolved_at {
+                println!("resolved at:    {at}");
+            }
+            println!("error:          {}", l.error);
+            println!("payload:\n{payload}");
+        }),
+        DlqCommand::Retry { id } => dead_letters::retry(pool, &read_models::all(), id).await.map(|outcome| {
+            println!(
+                "applied {}, already applied {}, still parked {}",
+                outcome.applied, outcome.already_applied, outcome.still_parked
+            );
+            if let Some(error) = &outcome.error {
+                println!("still failing: {error}");
+            }
+        }),
+        DlqCommand::Discard { id } => dead_letters::discard(pool, id).await.map(|left| {
+            println!("discarded {id}");
+            if left > 0 {
+                println!("{left} later events of its stream are still parked: retry or discard them too");
+            }
+        }),
+    };
+    match outcome {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(error @ DeadLetterError::Database(_)) => Err(error.into()),
+        Err(error) => {
+            eprintln!("refused: {error}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! How far a projection version is behind the log: per topic partition, the broker's
+//! high watermark minus the PostgreSQL checkpoint (events), and the age of the oldest
+//! event not yet applied (seconds; 0 when caught up, so a quiet topic is not lagging).
+//!
+//! The projectors process exports these as metrics; `vectis projections status` and the
+//! rebuild's progress print them. Both measure through [`LagProbe`], a consumer outside
+//! any group that reads watermarks and, for a lagging partition, the one record at its
+//! checkpoint (the oldest unapplied event) to learn when that event occurred.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    error::KafkaError,
+    message::Message,
+    Offset, TopicPartitionList,
+};
+use sqlx::PgPool;
+use vectis_event_store::kafka::KafkaSettings;
+use vectis_schemas::EventEnvelope;
+
+use crate::store::{self, Target};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LagError {
+    #[error("reading checkpoints: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("asking the broker: {0}")]
+    Broker(#[from] KafkaError),
+    #[error("topic {0} is not on the broker")]
+    MissingTopic(String),
+}
+
+/// One topic partition of a projection version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionLag {
+    /// Physical topic name.
+    pub topic: String,
+    pub partition: i32,
+    /// Next offset to apply (the low watermark when nothing was applied yet).
+    pub next_offset: i64,
+    pub high_watermark: i64,
+    /// When the oldest unapplied event occurred (None when caught up, or when it could
+    /// not be read in time).
+    pub oldest_unapplied: Option<DateTime<Utc>>,
+}
+
+impl PartitionLag {
+    pub fn events(&self) -> i64 {
+        (self.high_watermark - self.next_offset).max(0)
+    }
+}
+
+/// The lag of one projection version over all its partitions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectionLag {
+    pub target: Target,
+    pub partitions: Vec<PartitionLag>,
+    pub measured_at: DateTime<Utc>,
+}
+
+impl ProjectionLag {
+    pub fn events(&self) -> i64 {
+        self.partitions.iter().map(PartitionLag::events).sum()
+    }
+
+    /// Age of the oldest unapplied event over all partitions; 0 when caught up.
+    pub fn seconds(&self) -> f64 {
+        self.partitions
+            .iter()
+            .filter(|p| p.events() > 0)
+            .filter_map(|p| p.oldest_unapplied)
+            .map(|at| (self.measured_at - at).num_milliseconds().max(0) as f64 / 1000.0)
+            .fold(0.0, f64::max)
+    }
+
+    /// Every partition has applied up to the given high watermarks (from an earlier
+    /// measurement): the version has caught up with what was on the log then.
+    pub fn reached(&self, watermarks: &HashMap<(String, i32), i64>) -> bool {
+        watermarks.iter().all(|(key, high)| {
+            self.partitions.iter().any(|p| (&p.topic, p.partition) == (&key.0, key.1) && p.next_offset >= *high)
+        })
+    }
+
+    pub fn high_watermarks(&self) -> HashMap<(String, i32), i64> {
+        self.partitions.iter().map(|p| ((p.topic.clone(), p.partition), p.high_watermark)).collect()
+    }
+}
+
+/// Measures lag; cheap to clone.
+#[derive(Clone)]
+pub struct LagProbe {
+    consumer: Arc<BaseConsumer>,
+    kafka: KafkaSettings,
+    timeout: Duration,
+}
+
+impl LagProbe {
+    pub fn new(kafka: &KafkaSettings) -> Result<Self, KafkaError> {
+        let mut config = kafka.client_config();
+        // Assigned partitions only, no group; fetch little, it reads one record each.
+        config
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.message.max.bytes", "65536")
+            .set("queued.max.messages.kbytes", "1024");
+        Ok(Self { consumer: Arc::new(config.create()?), kafka: kafka.clone(), timeout: Duration::from_secs(5) })
+    }
+
+    /// The lag of `target`, which reads the logical `topics`.
+    pub async fn measure(&self, pool: &PgPool, target: &Target, topics: &[&str]) -> Result<ProjectionLag, LagError> {
+        let physical: Vec<String> = topics.iter().map(|t| self.kafka.naming.physical(t)).collect();
+        let consumer = self.consumer.clone();
+        let timeout = self.timeout;
+        let watermarks = tokio::task::spawn_blocking(move || watermarks(&consumer, &physical, timeout))
+            .await
+            .map_err(|_| KafkaError::Canceled)??;
+        let partitions: Vec<(String, i32)> = watermarks.iter().map(|(t, p, _, _)| (t.clone(), *p)).collect();
+        let checkpoints = store::checkpoints(pool, target, &partitions).await?;
+        let mut lags: Vec<PartitionLag> = watermarks
+            .into_iter()
+            .map(|(topic, partition, low, high)| {
+                let next_offset = checkpoints.get(&(topic.clone(), partition)).copied().unwrap_or(low).max(low);
+                PartitionLag { topic, partition, next_offset, high_watermark: high, oldest_unapplied: None }
+            })
+            .collect();
+        let lagging: Vec<(String, i32, i64)> =
+            lags.iter().filter(|p| p.events() > 0).map(|p| (p.topic.clone(), p.partition, p.next_offset)).collect();
+        if !lagging.is_empty() {
+            let consumer = self.consumer.clone();
+            let occurred = tokio::task::spawn_blocking(move || first_unapplied(&consumer, &lagging, timeout))
+                .await
+                .map_err(|_| KafkaError::Canceled)??;
+            for lag in &mut lags {
+                lag.oldest_unapplied = occurred.get(&(lag.topic.clone(), lag.partition)).copied();
+            }
+        }
+        Ok(ProjectionLag { target: target.clone(), partitions: lags, measured_at: Utc::now() })
+    }
+}
+
+/// (topic, partition, low, high) for every partition of `topics`.
+fn watermarks(
+    consumer: &BaseConsumer,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<Vec<(String, i32, i64, i64)>, LagError> {
+    let mut out = Vec::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(LagError::MissingTopic(topic.clone()));
+        }
+        for partition in partitions {
+            let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+            out.push((topic.clone(), partition, low, high));
+        }
+    }
+    Ok(out)
+}
+
+/// When the record at each given offset occurred (its envelope's `occurred_at`).
+/// Partitions whose record does not arrive within `timeout` are left out.
+fn first_unapplied(
+    consumer: &BaseConsumer,
+    partitions: &[(String, i32, i64)],
+    timeout: Duration,
+) -> Result<HashMap<(String, i32), DateTime<Utc>>, KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, offset) in partitions {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+    }
+    consumer.assign(&tpl)?;
+    let wanted: HashMap<(String, i32), i64> = partitions.iter().map(|(t, p, o)| ((t.clone(), *p), *o)).collect();
+    let mut found = HashMap::new();
+    let deadline = Instant::now() + timeout;
+    while found.len() < partitions.len() && Instant::now() < deadline {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let key = (message.topic().to_string(), message.partition());
+        // Only the first record at or after the asked offset counts.
+        if found.contains_key(&key) || wanted.get(&key).is_none_or(|offset| message.offset() < *offset) {
+            continue;
+        }
+        let occurred = message
+            .payload()
+            .and_then(|p| EventEnvelope::from_json_bytes(p).ok())
+            .map(|e| e.occurred_at)
+            .or_else(|| message.timestamp().to_millis().and_then(DateTime::from_timestamp_millis));
+        if let Some(at) = occurred {
+            found.insert(key, at);
+        }
+    }
+    consumer.unassign()?;
+    Ok(found)
+}

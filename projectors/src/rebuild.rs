@@ -1,0 +1,235 @@
+//! Blue/green rebuild of a projection (DESIGN.md, "Projectors"): a new version of its
+//! tables is built from the earliest offset by a consumer group of its own, under its
+//! own checkpoints, while the active version keeps serving and updating. Once the new
+//! version has applied at least everything the active one has, one transaction points
+//! the `read` views at it and makes it active; the old version's projectors notice on
+//! their next batch and move over, and its tables are dropped.
+//!
+//! The state lives in `projections.building_version`, so a rebuild that is interrupted
+//! resumes where its checkpoints stopped when run again.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use sqlx::PgPool;
+
+use crate::{
+    lag::{LagError, LagProbe, ProjectionLag},
+    metrics::ProjectorMetrics,
+    projection::Projection,
+    runtime::{Projector, ProjectorSettings},
+    store::{self, RowLock, Target},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("measuring progress: {0}")]
+    Lag(#[from] LagError),
+    #[error("starting the rebuild's consumer: {0}")]
+    Consumer(#[from] rdkafka::error::KafkaError),
+    #[error("the rebuild's projector failed: {0}")]
+    Projector(#[from] anyhow::Error),
+    #[error("interrupted; run the rebuild again to resume version {0}")]
+    Interrupted(i32),
+}
+
+/// Where a rebuild is.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub target: Target,
+    /// Events applied (or skipped) by the new version so far.
+    pub events_done: i64,
+    /// Events still to go, up to the current high watermarks.
+    pub events_left: i64,
+    /// Rate over the last measurement interval.
+    pub events_per_second: f64,
+    pub eta: Option<Duration>,
+    pub lag: ProjectionLag,
+}
+
+/// Starts version `active + 1` (or the highest version built so far, plus one) of
+/// `projection`, or resumes the one already being built. Returns it.
+pub async fn begin(pool: &PgPool, projection: &dyn Projection) -> Result<Target, sqlx::Error> {
+    store::install(pool, projection).await?;
+    let mut tx = pool.begin().await?;
+    let state = store::state(&mut tx, projection.name()).await?.ok_or(sqlx::Error::RowNotFound)?;
+    let version = match state.building_version {
+        Some(version) => {
+            tracing::info!(projection = projection.name(), version, "resuming the rebuild");
+            version
+        }
+        None => {
+            // Past every version that ever had checkpoints: a new version never starts
+            // from a dropped one's leftovers.
+            let highest: Option<i32> =
+                sqlx::query_scalar("SELECT max(version) FROM projection_checkpoints WHERE projection = $1")
+                    .bind(projection.name())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let version = state.active_version.max(highest.unwrap_or(0)) + 1;
+            sqlx::query(
+                "UPDATE projections SET building_version = $2, building_started_at = now(), updated_at = now()
+                  WHERE name = $1",
+            )
+            .bind(projection.name())
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+            tracing::info!(projection = projection.name(), version, "rebuild started");
+            version
+        }
+    };
+    let target = Target { projection: projection.name(), version };
+    store::create_tables(&mut tx, projection, &target).await?;
+    tx.commit().await?;
+    // A rebuild interrupted after its switch may have left the retired version behind.
+    let leftovers: Vec<i32> = sqlx::query_scalar(
+        "SELECT DISTINCT version FROM projection_checkpoints WHERE projection = $1 AND version NOT IN ($2, $3)",
+    )
+    .bind(projection.name())
+    .bind(state.active_version)
+    .bind(version)
+    .fetch_all(pool)
+    .await?;
+    for version in leftovers {
+        drop_version(pool, &Target { projection: projection.name(), version }).await?;
+    }
+    Ok(target)
+}
+
+/// Makes `building` the active version if it has applied at least everything the
+/// active version has, on every partition; returns the retired version. The row lock
+/// waits for batches in flight and holds new ones until the switch commits, so the
+/// comparison holds at the moment readers move.
+pub async fn try_switch(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    building: &Target,
+) -> Result<Option<i32>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if !store::lock_current(&mut tx, building, RowLock::Exclusive).await? {
+        return Ok(None);
+    }
+    let state = store::state(&mut tx, projection.name()).await?.ok_or(sqlx::Error::RowNotFound)?;
+    if state.building_version != Some(building.version) {
+        return Ok(None);
+    }
+    let behind: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM projection_checkpoints active
+           LEFT JOIN projection_checkpoints building
+                  ON building.projection = active.projection AND building.version = $3
+                 AND building.topic = active.topic AND building.partition = active.partition
+          WHERE active.projection = $1 AND active.version = $2
+            AND COALESCE(building.next_offset, -1) < active.next_offset",
+    )
+    .bind(projection.name())
+    .bind(state.active_version)
+    .bind(building.version)
+    .fetch_one(&mut *tx)
+    .await?;
+    if behind > 0 {
+        return Ok(None);
+    }
+    store::point_views(&mut tx, projection, building).await?;
+    sqlx::query(
+        "UPDATE projections SET active_version = $2, building_version = NULL, building_started_at = NULL,
+                updated_at = now()
+          WHERE name = $1",
+    )
+    .bind(projection.name())
+    .bind(building.version)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    tracing::info!(
+        projection = projection.name(),
+        active = building.version,
+        retired = state.active_version,
+        "readers switched to the rebuilt version"
+    );
+    Ok(Some(state.active_version))
+}
+
+/// Drops a retired version: its tables, checkpoints and dead letters. Its projectors
+/// stop touching it at their next batch (they find it retired under the row lock).
+pub async fn drop_version(pool: &PgPool, retired: &Target) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if store::lock_current(&mut tx, retired, RowLock::Exclusive).await? {
+        // Still in use: never drop what readers or a rebuild may need.
+        return Ok(());
+    }
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", retired.schema())).execute(&mut *tx).await?;
+    for table in ["projection_checkpoints", "projection_dead_letters"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE projection = $1 AND version = $2"))
+            .bind(retired.projection)
+            .bind(retired.version)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Runs a rebuild to the end: builds (or resumes) the new version, reports progress
+/// every `interval`, switches readers once caught up, drops the old version. Returns
+/// the new active version. Stops with [`RebuildError::Interrupted`] (resumable) when
+/// `interrupted` resolves first.
+pub async fn run(
+    pool: &PgPool,
+    projection: Arc<dyn Projection>,
+    settings: ProjectorSettings,
+    interval: Duration,
+    mut on_progress: impl FnMut(&Progress),
+    interrupted: impl std::future::Future<Output = ()>,
+) -> Result<i32, RebuildError> {
+    let target = begin(pool, projection.as_ref()).await?;
+    let probe = LagProbe::new(&settings.kafka)?;
+    // The rebuild's own metrics are not exported: its latencies are replay, not service.
+    let projector =
+        Projector::new(pool.clone(), projection.clone(), target.version, settings, ProjectorMetrics::default())
+            .start()?;
+    tokio::pin!(interrupted);
+    let mut previous: Option<(i64, Instant)> = None;
+    // Caught up means at least up to where the log ended when the rebuild started.
+    let mut goal = None;
+    let outcome = loop {
+        let lag = probe.measure(pool, &target, projection.topics()).await?;
+        let goal = goal.get_or_insert_with(|| lag.high_watermarks());
+        let reached_goal = lag.reached(goal);
+        let done: i64 = lag.partitions.iter().map(|p| p.next_offset).sum();
+        let now = Instant::now();
+        let rate = previous
+            .map(|(before, at)| (done - before) as f64 / now.duration_since(at).as_secs_f64().max(1e-3))
+            .unwrap_or(0.0);
+        previous = Some((done, now));
+        let left = lag.events();
+        let eta = (rate > 0.0).then(|| Duration::from_secs_f64(left as f64 / rate));
+        on_progress(&Progress {
+            target: target.clone(),
+            events_done: done,
+            events_left: left,
+            events_per_second: rate,
+            eta,
+            lag,
+        });
+        if reached_goal {
+            if let Some(retired) = try_switch(pool, projection.as_ref(), &target).await? {
+                break Ok(retired);
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = &mut interrupted => break Err(RebuildError::Interrupted(target.version)),
+        }
+    };
+    // The projectors process now serves the new version; this one leaves its group.
+    projector.stop().await?;
+    let retired = outcome?;
+    drop_version(pool, &Target { projection: projection.name(), version: retired }).await?;
+    tracing::info!(projection = projection.name(), version = target.version, retired, "rebuild finished");
+    Ok(target.version)
+}
