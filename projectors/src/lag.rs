@@ -103,8 +103,10 @@ pub struct LagProbe {
 impl LagProbe {
     pub fn new(kafka: &KafkaSettings) -> Result<Self, KafkaError> {
         let mut config = kafka.client_config();
-        // Assigned partitions only, no group; fetch little, it reads one record each.
+        // Assigned partitions only: the group id is required by the client but never
+        // joined or committed to. Fetch little: it reads one record per partition.
         config
+            .set("group.id", format!("{}vectis.lag-probe", kafka.naming.prefix()))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .set("fetch.message.max.bytes", "65536")
