@@ -160,13 +160,14 @@ pub async fn dlq(pool: &PgPool, command: DlqCommand) -> anyhow::Result<ExitCode>
         DlqCommand::List { projection, all } => {
             let letters = dead_letters::list(pool, projection.as_deref(), all).await?;
             println!("id\tprojection\tversion\tstatus\ttopic/partition@offset\tstream\tstream_version\ttype\terror");
-            for l in letters {
+            for parked in letters {
+                let l = &parked.letter;
                 println!(
                     "{}\t{}\t{}\t{}\t{}/{}@{}\t{}\t{}\t{}\t{}",
-                    l.id,
-                    l.projection,
-                    l.version,
-                    l.status,
+                    parked.id,
+                    parked.projection,
+                    parked.version,
+                    parked.status,
                     l.topic,
                     l.partition,
                     l.offset,
@@ -178,20 +179,21 @@ pub async fn dlq(pool: &PgPool, command: DlqCommand) -> anyhow::Result<ExitCode>
             }
             return Ok(ExitCode::SUCCESS);
         }
-        DlqCommand::Show { id } => dead_letters::get(pool, id).await.map(|l| {
+        DlqCommand::Show { id } => dead_letters::get(pool, id).await.map(|parked| {
+            let l = &parked.letter;
             let payload = serde_json::from_slice::<serde_json::Value>(&l.payload)
                 .ok()
                 .and_then(|v| serde_json::to_string_pretty(&v).ok())
                 .unwrap_or_else(|| String::from_utf8_lossy(&l.payload).into_owned());
-            println!("id:             {}", l.id);
-            println!("projection:     {} (version {})", l.projection, l.version);
+            println!("id:             {}", parked.id);
+            println!("projection:     {} (version {})", parked.projection, parked.version);
             println!("record:         {}/{}@{}", l.topic, l.partition, l.offset);
             println!("stream:         {}", l.stream_id.as_deref().unwrap_or("-"));
             println!("stream version: {}", l.stream_version.map_or_else(|| "-".into(), |v| v.to_string()));
             println!("event type:     {}", l.event_type.as_deref().unwrap_or("-"));
-            println!("status:         {}", l.status);
-            println!("parked at:      {}", l.parked_at);
-            if let Some(at) = l.resolved_at {
+            println!("status:         {}", parked.status);
+            println!("parked at:      {}", parked.parked_at);
+            if let Some(at) = parked.resolved_at {
                 println!("resolved at:    {at}");
             }
             println!("error:          {}", l.error);

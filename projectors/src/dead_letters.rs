@@ -14,22 +14,17 @@ use sqlx::PgPool;
 use crate::{
     event::{decode, ProjectedEvent},
     projection::Projection,
-    store::{self, RowLock, Target},
+    store::{self, DeadLetter, RowLock, Target},
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+/// A stored dead letter: the record and its error, and what became of it.
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ParkedEvent {
     pub id: i64,
     pub projection: String,
     pub version: i32,
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub stream_id: Option<String>,
-    pub stream_version: Option<i64>,
-    pub event_type: Option<String>,
-    pub payload: Vec<u8>,
-    pub error: String,
+    #[sqlx(flatten)]
+    pub letter: DeadLetter,
     pub status: String,
     pub parked_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
@@ -111,7 +106,7 @@ pub async fn retry(
         return Err(DeadLetterError::Retired { projection: letter.projection, version: letter.version });
     }
     // The whole stream's parked events, head first: a later one cannot go before it.
-    let queue: Vec<ParkedEvent> = match &letter.stream_id {
+    let queue: Vec<ParkedEvent> = match &letter.letter.stream_id {
         Some(stream) => {
             sqlx::query_as(&format!(
                 "SELECT {COLUMNS} FROM projection_dead_letters
@@ -126,15 +121,16 @@ pub async fn retry(
         }
         None => vec![letter.clone()],
     };
-    let streams: Vec<String> = letter.stream_id.iter().cloned().collect();
+    let streams: Vec<String> = letter.letter.stream_id.iter().cloned().collect();
     let mut versions = store::stream_versions(&mut tx, &target, &streams).await?;
     let mut to_apply: Vec<ProjectedEvent> = Vec::new();
     let mut resolved: Vec<i64> = Vec::new();
     let mut already_applied = 0;
     let mut blocked: Option<(i64, String)> = None;
     for parked in &queue {
-        let logical = projection.topics().iter().find(|t| parked.topic.ends_with(**t)).copied().unwrap_or("");
-        let event = match decode(logical, parked.stream_id.as_deref(), &parked.payload) {
+        let parked_letter = &parked.letter;
+        let logical = projection.topics().iter().find(|t| parked_letter.topic.ends_with(**t)).copied().unwrap_or("");
+        let event = match decode(logical, parked_letter.stream_id.as_deref(), &parked_letter.payload) {
             Ok(event) => event,
             Err(error) => {
                 blocked = Some((parked.id, format!("undecodable: {error}")));
@@ -204,12 +200,11 @@ pub async fn discard(pool: &PgPool, id: i64) -> Result<i64, DeadLetterError> {
     }
     Ok(sqlx::query_scalar(
         "SELECT count(*) FROM projection_dead_letters
-          WHERE projection = $1 AND version = $2 AND stream_id IS NOT DISTINCT FROM $3 AND stream_id IS NOT NULL
-            AND status = 'parked'",
+          WHERE projection = $1 AND version = $2 AND stream_id = $3 AND status = 'parked'",
     )
     .bind(&letter.projection)
     .bind(letter.version)
-    .bind(&letter.stream_id)
+    .bind(&letter.letter.stream_id)
     .fetch_one(pool)
     .await?)
 }

@@ -184,7 +184,7 @@ pub fn save_stream_versions<'a>(
 }
 
 /// A record that cannot be applied, or waits behind one that could not.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DeadLetter {
     pub topic: String,
     pub partition: i32,

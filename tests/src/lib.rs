@@ -191,3 +191,18 @@ impl TopicReader {
         true
     }
 }
+
+/// Installs `projection` (first time) and starts its projector at the active version,
+/// with batches of at most 500 records.
+pub async fn start_projector(
+    pool: &PgPool,
+    kafka: &KafkaSettings,
+    projection: Arc<dyn vectis_projectors::projection::Projection>,
+    metrics: &vectis_projectors::metrics::ProjectorMetrics,
+) -> vectis_projectors::runtime::RunningProjector {
+    use vectis_projectors::runtime::{Projector, ProjectorSettings};
+    let version = vectis_projectors::store::install(pool, projection.as_ref()).await.expect("install");
+    let mut settings = ProjectorSettings::new(kafka.clone());
+    settings.max_batch = 500;
+    Projector::new(pool.clone(), projection, version, settings, metrics.clone()).start().expect("projector starts")
+}

@@ -19,31 +19,16 @@ use vectis_command_api::{
 use vectis_event_store::{kafka::KafkaSettings, EventMetadata};
 use vectis_projectors::{
     metrics::ProjectorMetrics,
-    projection::Projection,
     read_models::{
         self,
         accounts::{AccountRow, Accounts},
     },
-    runtime::{Projector, ProjectorSettings, RunningProjector},
-    store,
 };
 use vectis_schemas::{
     events::{AdjustmentReason, Money},
     samples::{account_stream, inventory_stream, order_stream},
 };
-use vectis_tests::{event_store, fresh_topics, http_get, RelayHandle};
-
-async fn start_projector(
-    pool: &PgPool,
-    kafka: &KafkaSettings,
-    projection: Arc<dyn Projection>,
-    metrics: &ProjectorMetrics,
-) -> RunningProjector {
-    let version = store::install(pool, projection.as_ref()).await.expect("install");
-    let mut settings = ProjectorSettings::new(kafka.clone());
-    settings.max_batch = 500;
-    Projector::new(pool.clone(), projection, version, settings, metrics.clone()).start().expect("projector starts")
-}
+use vectis_tests::{event_store, fresh_topics, http_get, start_projector, RelayHandle};
 
 /// Runs account commands: `count` registrations, then approvals, suspensions,
 /// rejections and limit changes on some of them. Returns the account ids.

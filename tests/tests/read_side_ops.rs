@@ -16,7 +16,7 @@ use vectis_command_api::{
     domain::{Account, AccountCommand},
     handling::CommandHandler,
 };
-use vectis_event_store::{kafka::KafkaSettings, EventMetadata};
+use vectis_event_store::EventMetadata;
 use vectis_projectors::{
     dead_letters::{self, DeadLetterError},
     lag::LagProbe,
@@ -24,18 +24,11 @@ use vectis_projectors::{
     projection::Projection,
     read_models::{self, accounts::Accounts},
     rebuild,
-    runtime::{Projector, ProjectorSettings, RunningProjector},
+    runtime::ProjectorSettings,
     store::{self, Target},
 };
 use vectis_schemas::{events::Money, samples::account_stream};
-use vectis_tests::{event_store, fresh_topics, RelayHandle};
-
-async fn start_projector(pool: &PgPool, kafka: &KafkaSettings, metrics: &ProjectorMetrics) -> RunningProjector {
-    let version = store::install(pool, &Accounts).await.expect("install");
-    let mut settings = ProjectorSettings::new(kafka.clone());
-    settings.max_batch = 500;
-    Projector::new(pool.clone(), Arc::new(Accounts), version, settings, metrics.clone()).start().expect("starts")
-}
+use vectis_tests::{event_store, fresh_topics, start_projector, RelayHandle};
 
 /// Registers `count` accounts, approving every other one. Returns the ids.
 async fn register_accounts(handler: &CommandHandler, count: usize) -> Vec<Uuid> {
@@ -123,7 +116,7 @@ async fn a_retried_dead_letter_applies_it_and_the_events_behind_it_in_order(pool
     let handler = CommandHandler::new(event_store(pool.clone()));
     let relay = RelayHandle::start(pool.clone(), &kafka, 500);
     let metrics = ProjectorMetrics::default();
-    let projector = start_projector(&pool, &kafka, &metrics).await;
+    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
     let ids = register_accounts(&handler, 2).await;
     until_equal_to_the_fold(&pool, &handler, Duration::from_secs(60)).await;
     let (broken, healthy) = (ids[0], ids[1]);
@@ -158,9 +151,9 @@ async fn a_retried_dead_letter_applies_it_and_the_events_behind_it_in_order(pool
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(letters.iter().all(|l| l.stream_id.as_deref() == Some(account_stream(broken).as_str())));
-    assert!(letters[0].error.contains("credit limit 666666 refused"), "{letters:?}");
-    assert!(letters[1].error.contains("waiting behind"), "{letters:?}");
+    assert!(letters.iter().all(|l| l.letter.stream_id.as_deref() == Some(account_stream(broken).as_str())));
+    assert!(letters[0].letter.error.contains("credit limit 666666 refused"), "{letters:?}");
+    assert!(letters[1].letter.error.contains("waiting behind"), "{letters:?}");
 
     // Retried before the cause is fixed: still parked, with the error.
     let outcome = dead_letters::retry(&pool, &read_models::all(), letters[0].id).await.expect("retry");
@@ -216,7 +209,7 @@ async fn lag_counts_unapplied_events_and_their_age_and_is_zero_when_caught_up(po
     assert!(lag.seconds() >= 1.5 && lag.seconds() < waited + 30.0, "lag {}s after waiting {waited}s", lag.seconds());
 
     let metrics = ProjectorMetrics::default();
-    let projector = start_projector(&pool, &kafka, &metrics).await;
+    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
     until_equal_to_the_fold(&pool, &handler, Duration::from_secs(60)).await;
     let lag = probe.measure(&pool, &target, Accounts.topics()).await.expect("measure");
     assert_eq!((lag.events(), lag.seconds()), (0, 0.0), "caught up");
@@ -232,8 +225,8 @@ async fn two_instances_share_the_partitions_and_one_takes_over_when_the_other_st
     let handler = CommandHandler::new(event_store(pool.clone()));
     let relay = RelayHandle::start(pool.clone(), &kafka, 200);
     let (first_metrics, second_metrics) = (ProjectorMetrics::default(), ProjectorMetrics::default());
-    let first = start_projector(&pool, &kafka, &first_metrics).await;
-    let second = start_projector(&pool, &kafka, &second_metrics).await;
+    let first = start_projector(&pool, &kafka, Arc::new(Accounts), &first_metrics).await;
+    let second = start_projector(&pool, &kafka, Arc::new(Accounts), &second_metrics).await;
     let label = ProjectorMetrics::label("accounts");
     let applied = |m: &ProjectorMetrics| m.applied.get_or_create(&label).get();
 
@@ -269,7 +262,7 @@ async fn a_rebuild_under_traffic_switches_readers_atomically_to_tables_equal_to_
     let handler = CommandHandler::new(event_store(pool.clone()));
     let relay = RelayHandle::start(pool.clone(), &kafka, 500);
     let metrics = ProjectorMetrics::default();
-    let projector = start_projector(&pool, &kafka, &metrics).await;
+    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
     register_accounts(&handler, 150).await;
     until_equal_to_the_fold(&pool, &handler, Duration::from_secs(90)).await;
 
