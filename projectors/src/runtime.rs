@@ -119,15 +119,13 @@ impl RebalanceContext {
     fn start_at_checkpoints(&self, tpl: &mut TopicPartitionList) {
         let partitions: Vec<(String, i32)> =
             tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
-        // Only a thread outside the runtime may block on it; `poll` runs on one.
-        if Handle::try_current().is_ok() {
-            tracing::warn!(
-                projection = self.target.projection,
-                "assignment inside the runtime: using committed offsets"
-            );
-            return;
-        }
-        match self.runtime.block_on(store::checkpoints(&self.pool, &self.target, &partitions)) {
+        // `poll` runs on a blocking-pool thread, which is inside the runtime's context
+        // and so may not block on it; a thread of its own may.
+        let read = std::thread::scope(|scope| {
+            scope.spawn(|| self.runtime.block_on(store::checkpoints(&self.pool, &self.target, &partitions))).join()
+        });
+        let read = read.unwrap_or_else(|_| Err(sqlx::Error::Protocol("reading checkpoints panicked".into())));
+        match read {
             Ok(checkpoints) => {
                 for (topic, partition) in partitions {
                     let offset =

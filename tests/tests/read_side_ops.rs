@@ -332,3 +332,36 @@ async fn a_rebuild_under_traffic_switches_readers_atomically_to_tables_equal_to_
     projector.stop().await.expect("clean stop");
     relay.stop().await;
 }
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn a_projector_starts_at_its_postgresql_checkpoint_not_at_the_brokers_offsets(pool: PgPool) {
+    let kafka = fresh_topics().await.expect("topics");
+    let handler = CommandHandler::new(event_store(pool.clone()));
+    let relay = RelayHandle::start(pool.clone(), &kafka, 500);
+    store::install(&pool, &Accounts).await.expect("install");
+    let target = Target { projection: "accounts", version: 1 };
+    let probe = LagProbe::new(&kafka).expect("probe");
+    register_accounts(&handler, 10).await;
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
+    let mut lag = probe.measure(&pool, &target, Accounts.topics()).await.expect("measure");
+    while lag.events() < events {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        lag = probe.measure(&pool, &target, Accounts.topics()).await.expect("measure");
+    }
+    // Checkpoints past everything on the log, and no offsets committed in the group:
+    // a projector that ignored PostgreSQL would start at the beginning.
+    let mut conn = pool.acquire().await.expect("connection");
+    store::save_checkpoints(&mut conn, &target, &lag.high_watermarks()).await.expect("checkpoints");
+    drop(conn);
+    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &ProjectorMetrics::default()).await;
+    let newcomer = register_accounts(&handler, 1).await[0];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while projected(&pool).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the new account is projected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = projected(&pool).await;
+    assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![newcomer], "only what follows the checkpoints");
+    projector.stop().await.expect("clean stop");
+    relay.stop().await;
+}
