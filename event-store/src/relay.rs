@@ -2,8 +2,8 @@
 //!
 //! Sequence values are taken at insert but become visible at commit, so following
 //! `global_position` alone skips events whose transaction commits late. The relay
-//! reads only rows whose writing transaction is finished for every observer
-//! (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`), publishes a batch with an
+//! reads only up to a settled position: one at or below which every transaction that
+//! took a position has ended (`store::settled_position`), publishes a batch with an
 //! idempotent producer, waits for every delivery report, and only then advances its
 //! cursor. A crash in between re-publishes a suffix; consumers deduplicate on
 //! `(stream_id, stream_version)`.
@@ -30,12 +30,43 @@ use vectis_runtime::Shutdown;
 use crate::{
     kafka::KafkaSettings,
     metrics::{RelayMetrics, TopicLabels},
-    store::{read_all_committed, RecordedEvent},
+    store::{oldest_running_xid, read_settled, Horizon, RecordedEvent},
     StoreError, EVENTS_CHANNEL,
 };
 
 /// First re-check after finding committed events held back by an older transaction.
 const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(10);
+/// Horizons kept while they wait to settle; past this, the oldest are dropped (that
+/// only delays publishing until a later one settles).
+const MAX_PENDING_HORIZONS: usize = 1_000;
+
+/// Horizons taken on each read, oldest first; the newest settled one bounds what may
+/// be published. Keeping older ones lets events committed before a long-open
+/// transaction began go out while it is still open.
+#[derive(Debug, Default)]
+struct Horizons {
+    pending: std::collections::VecDeque<Horizon>,
+    settled: i64,
+}
+
+impl Horizons {
+    /// Takes a new horizon and returns the highest settled position.
+    async fn advance(&mut self, conn: &mut PgConnection) -> Result<i64, RelayError> {
+        let horizon = Horizon::take(&mut *conn).await?;
+        if self.pending.back().is_none_or(|last| last.position != horizon.position) {
+            if self.pending.len() == MAX_PENDING_HORIZONS {
+                self.pending.pop_front();
+            }
+            self.pending.push_back(horizon);
+        }
+        let oldest_running = oldest_running_xid(&mut *conn).await?;
+        while let Some(front) = self.pending.front().filter(|h| h.is_settled(oldest_running)) {
+            self.settled = self.settled.max(front.position);
+            self.pending.pop_front();
+        }
+        Ok(self.settled)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
@@ -151,8 +182,10 @@ impl Relay {
         tracing::info!(relay = %self.settings.name, cursor, "relaying from cursor");
         let mut backlog_refreshed = Instant::now() - Duration::from_secs(60);
         let mut held_back_delay = HELD_BACK_FIRST_RETRY;
+        let mut horizons = Horizons::default();
         while !shutdown.is_triggered() {
-            let batch = read_all_committed(conn, cursor, self.settings.batch_size).await?;
+            let settled = horizons.advance(conn).await?;
+            let batch = read_settled(conn, cursor, settled, self.settings.batch_size).await?;
             if batch.is_empty() {
                 let backlog = self.refresh_backlog(conn, cursor).await?;
                 backlog_refreshed = Instant::now();

@@ -2,7 +2,11 @@
 //! set-based insert of the events; after the commit the relay is notified (see
 //! `notifier`). Schema validation happens before anything touches the database.
 
-use std::{fmt, sync::Arc, time::Instant};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -163,6 +167,8 @@ impl EventStore {
         }
         let topic = self.check_events(&stream_id, &events)?;
         let count = events.len() as i64;
+        // Writes the stream row before the events take their positions, so the
+        // transaction holds an id by then (`settled_position` relies on it).
         let new_version = advance_stream_version(conn, &stream_id, expected, count).await?;
         let first_version = new_version - count + 1;
 
@@ -276,12 +282,13 @@ impl EventStore {
         read_stream(&mut *self.pool.acquire().await?, stream_id, from_version).await
     }
 
-    /// Up to `limit` events after `after_position`, in global order, whose writing
-    /// transactions are finished for every observer. Following `global_position`
-    /// alone would skip events whose transaction commits after a later one; this
-    /// never does: an event still being written holds back everything after it.
+    /// Up to `limit` events after `after_position`, in global order, up to a settled
+    /// position (see [`settled_position`]). Following `global_position` alone would
+    /// skip events whose transaction commits after a later one; this never does: an
+    /// event still being written holds back everything after it. Empty when no
+    /// position settles within a short wait.
     pub async fn read_all_committed(&self, after_position: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
-        read_all_committed(&mut *self.pool.acquire().await?, after_position, limit).await
+        read_all_committed(&mut *self.pool.acquire().await?, after_position, limit, Duration::from_millis(200)).await
     }
 
     /// Deletes idempotency records past their expiry; returns how many.
@@ -308,19 +315,88 @@ pub(crate) async fn read_stream(
     rows.iter().map(recorded_event_from_row).collect()
 }
 
-/// See [`EventStore::read_all_committed`]. `tx_id < xmin` of a fresh snapshot means
-/// the writing transaction is no longer running for anyone, so every row at or below
-/// the returned positions that will ever be visible is visible now.
-pub(crate) async fn read_all_committed(
+/// A point in the allocation of global positions: the sequence's last value, read
+/// before `next_xid`, the next transaction id to be assigned. Positions are taken by
+/// transactions that already hold an id (an append writes its stream row first), so
+/// once every transaction below `next_xid` has ended, every position up to `position`
+/// belongs to an ended transaction: the horizon is settled, and every event at or below
+/// it that will ever be visible is visible.
+///
+/// (Filtering rows by `tx_id < xmin` alone is not enough: a transaction with an older id
+/// can commit a higher position while a younger one still holds a lower position, which
+/// would then be skipped.) Holds only if the sequence does not cache values per session
+/// (CACHE 1, the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Horizon {
+    pub position: i64,
+    pub next_xid: i64,
+}
+
+impl Horizon {
+    /// Two statements: the transaction id must be read after the sequence.
+    pub async fn take(conn: &mut PgConnection) -> Result<Self, StoreError> {
+        let position: i64 =
+            sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_global_position_seq")
+                .fetch_one(&mut *conn)
+                .await?;
+        let next_xid: i64 = sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(Self { position, next_xid })
+    }
+
+    /// Every transaction below `oldest_running` has ended.
+    pub fn is_settled(&self, oldest_running: i64) -> bool {
+        self.next_xid <= oldest_running
+    }
+}
+
+/// The oldest transaction id still running anywhere on the server.
+pub(crate) async fn oldest_running_xid(conn: &mut PgConnection) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetch_one(conn).await?)
+}
+
+/// A position settled now: takes a horizon and waits, up to `wait`, for it to settle.
+async fn settled_position(conn: &mut PgConnection, wait: Duration) -> Result<Option<i64>, StoreError> {
+    let horizon = Horizon::take(&mut *conn).await?;
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    while !horizon.is_settled(oldest_running_xid(&mut *conn).await?) {
+        if started.elapsed() >= wait {
+            return Ok(None);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+    Ok(Some(horizon.position))
+}
+
+/// See [`EventStore::read_all_committed`].
+async fn read_all_committed(
     conn: &mut PgConnection,
     after_position: i64,
     limit: i64,
+    settle_wait: Duration,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    match settled_position(&mut *conn, settle_wait).await? {
+        Some(settled) => read_settled(conn, after_position, settled, limit).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Up to `limit` events after `after_position` and at or below the settled position
+/// `settled`, in global order.
+pub(crate) async fn read_settled(
+    conn: &mut PgConnection,
+    after_position: i64,
+    settled: i64,
+    limit: i64,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = sqlx::query(&format!(
-        "{SELECT_EVENT} WHERE global_position > $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY global_position LIMIT $2"
+        "{SELECT_EVENT} WHERE global_position > $1 AND global_position <= $2 ORDER BY global_position LIMIT $3"
     ))
     .bind(after_position)
+    .bind(settled)
     .bind(limit)
     .fetch_all(conn)
     .await?;

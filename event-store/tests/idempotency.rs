@@ -220,6 +220,36 @@ async fn an_open_transaction_holds_back_later_commits_until_it_ends(pool: PgPool
     );
 }
 
+/// The case a `tx_id < xmin` filter gets wrong: B takes its transaction id first, A a
+/// later one; A then takes the lower position and stays open while B commits the
+/// higher one. B's event must wait for A's, or A's would be skipped for good.
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn a_lower_position_held_by_a_younger_transaction_holds_back_an_older_ones_commit(pool: PgPool) {
+    let store = store(pool.clone());
+    let done = StoredResponse { status: 201, content_type: "application/json".into(), body: b"{}".to_vec() };
+    // Claiming an idempotency key writes a row, which assigns the transaction id.
+    let IdempotencyBegin::Fresh(mut older) = store.begin_idempotent(key("b"), b"b", DAY).await.expect("B") else {
+        panic!("fresh")
+    };
+    let IdempotencyBegin::Fresh(mut younger) = store.begin_idempotent(key("a"), b"a", DAY).await.expect("A") else {
+        panic!("fresh")
+    };
+    let low = younger.append(confirm(Uuid::now_v7())).await.expect("A appends").events[0].envelope.clone();
+    let high = older.append(confirm(Uuid::now_v7())).await.expect("B appends").events[0].envelope.clone();
+    assert!(low.global_position < high.global_position);
+    older.complete(&done).await.expect("B commits");
+
+    let visible = store.read_all_committed(0, 100).await.expect("read");
+    assert!(
+        visible.iter().all(|e| e.envelope.global_position < low.global_position),
+        "B's event showed while A's lower position was still open: {:?}",
+        visible.iter().map(|e| e.envelope.global_position).collect::<Vec<_>>()
+    );
+    younger.complete(&done).await.expect("A commits");
+    let visible: Vec<_> = read_all_committed_eventually(&store, 2).await.iter().map(|e| e.envelope.event_id).collect();
+    assert_eq!(visible, [low.event_id, high.event_id]);
+}
+
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn an_aborted_transaction_stops_holding_back_later_commits(pool: PgPool) {
     let store = store(pool.clone());
