@@ -316,11 +316,16 @@ pub(crate) async fn read_stream(
 }
 
 /// A point in the allocation of global positions: the sequence's last value, read
-/// before `next_xid`, the next transaction id to be assigned. Positions are taken by
+/// before `next_xid`, a transaction id assigned afterwards. Positions are taken by
 /// transactions that already hold an id (an append writes its stream row first), so
 /// once every transaction below `next_xid` has ended, every position up to `position`
 /// belongs to an ended transaction: the horizon is settled, and every event at or below
 /// it that will ever be visible is visible.
+///
+/// `next_xid` comes from `pg_current_xact_id()` in a statement of its own (so a
+/// transaction of its own, which takes an id and ends at once). A snapshot's `xmax`
+/// would not do: it is one past the latest *completed* id, and transactions running
+/// with higher ids are in no snapshot field at all.
 ///
 /// (Filtering rows by `tx_id < xmin` alone is not enough: a transaction with an older id
 /// can commit a higher position while a younger one still holds a lower position, which
@@ -339,13 +344,13 @@ impl Horizon {
             sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_global_position_seq")
                 .fetch_one(&mut *conn)
                 .await?;
-        let next_xid: i64 = sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
-            .fetch_one(&mut *conn)
-            .await?;
+        let next_xid: i64 =
+            sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint").fetch_one(&mut *conn).await?;
         Ok(Self { position, next_xid })
     }
 
-    /// Every transaction below `oldest_running` has ended.
+    /// Settled when the oldest running transaction (taken from a snapshot started after
+    /// `next_xid` ended, so every older running id is in it) is not older than `next_xid`.
     pub fn is_settled(&self, oldest_running: i64) -> bool {
         self.next_xid <= oldest_running
     }

@@ -158,13 +158,13 @@ async fn killed_and_restarted_projectors_lose_nothing_and_apply_nothing_twice(po
     let handler = CommandHandler::new(event_store(pool.clone()));
     let relay = RelayHandle::start(pool.clone(), &kafka, 200);
     let metrics = ProjectorMetrics::default();
-    // About 20,000 events from one writer. (With four, one event in ~20,000 has twice
-    // failed to reach the topic while projectors were being killed; the relay test with
-    // concurrent writers passes, so the cause — relay or broker — is still open.)
-    let writers = [{
-        let handler = handler.clone();
-        tokio::spawn(async move { account_workload(&handler, 8_400).await })
-    }];
+    // Four writers, about 20,000 events in all.
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let handler = handler.clone();
+            tokio::spawn(async move { account_workload(&handler, 2_100).await })
+        })
+        .collect();
     // Kill the projector 20 times at varying points while events keep arriving.
     for round in 0..20u64 {
         let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;

@@ -339,14 +339,14 @@ async fn provisioning_is_idempotent_and_reports_partition_mismatches() {
     assert!(!again.is_consistent());
 }
 
-/// Four writers appending at once, many events per stream: every committed event
+/// Eight writers appending at once, many events per stream: every committed event
 /// reaches the topics, once.
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn with_concurrent_writers_every_committed_event_reaches_the_topics(pool: PgPool) {
     let kafka = fresh_topics().await.expect("topics");
     let store = event_store(pool.clone());
     let relay = RelayHandle::start(pool.clone(), &kafka, 200);
-    let writers: Vec<_> = (0..4)
+    let writers: Vec<_> = (0..8)
         .map(|_| {
             let store = store.clone();
             tokio::spawn(async move {
