@@ -431,6 +431,7 @@ async fn the_projectors_process_projects_and_serves_metrics_and_readiness(pool: 
     let mut settings = ProjectorsSettings::from_env().expect("settings");
     settings.store.kafka = kafka.clone();
     settings.ops_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    settings.lag_interval = Duration::from_millis(200);
     let shutdown = vectis_runtime::Shutdown::new();
     let process = ProjectorsProcess::build_with_pool(settings, pool.clone(), shutdown.clone()).await.expect("builds");
     let addr = process.ops_addr();
@@ -443,8 +444,23 @@ async fn the_projectors_process_projects_and_serves_metrics_and_readiness(pool: 
     assert_eq!(http_get(addr, "/health").await.0, 200);
     let (status, ready) = http_get(addr, "/ready").await;
     assert_eq!(status, 200, "{ready}");
-    let (_, metrics) = http_get(addr, "/metrics").await;
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
+    // Caught up: every partition of every projection at lag 0, in events and seconds.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = http_get(addr, "/metrics").await;
+        let lag_events: Vec<&str> =
+            metrics.lines().filter(|l| l.starts_with("vectis_projection_lag_events{")).collect();
+        let caught_up = lag_events.len() == 18
+            && lag_events.iter().all(|l| l.ends_with(" 0"))
+            && metrics.contains(r#"vectis_projection_lag_seconds{projection="accounts"} 0.0"#);
+        if caught_up {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "lag never reported 0 for 3 × 6 partitions:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, metrics) = http_get(addr, "/metrics").await;
     for line in [
         format!(r#"vectis_projection_events_applied_total{{projection="accounts"}} {events}"#),
         "vectis_projection_end_to_end_latency_seconds_bucket".to_string(),
