@@ -30,6 +30,9 @@ pub struct ProjectorsSettings {
     pub instance_id: Option<String>,
     /// `PROJECTOR_MAX_BATCH` (default 5000).
     pub max_batch: usize,
+    /// `PROJECTOR_FETCH_WAIT_MS`: the longest the broker may hold an empty fetch
+    /// (default 20; see [`ProjectorSettings::fetch_wait`]).
+    pub fetch_wait: Duration,
     /// `PROJECTOR_LAG_INTERVAL_MS`: how often lag is measured for `/metrics`
     /// (default 5000).
     pub lag_interval: Duration,
@@ -48,12 +51,15 @@ impl ProjectorsSettings {
         }
         let max_batch = env_parse("PROJECTOR_MAX_BATCH", 5000usize)?;
         anyhow::ensure!((1..=100_000).contains(&max_batch), "PROJECTOR_MAX_BATCH must be 1 to 100000");
+        let fetch_wait = env_parse("PROJECTOR_FETCH_WAIT_MS", 20u64)?;
+        anyhow::ensure!((1..=10_000).contains(&fetch_wait), "PROJECTOR_FETCH_WAIT_MS must be 1 to 10000");
         Ok(Self {
             store: StoreSettings::from_env("vectis-projectors")?,
             ops_addr: env_parse("PROJECTORS_OPS_ADDR", SocketAddr::from(([0, 0, 0, 0], 8002)))?,
             projections,
             instance_id: std::env::var("PROJECTOR_INSTANCE_ID").ok().filter(|v| !v.trim().is_empty()),
             max_batch,
+            fetch_wait: Duration::from_millis(fetch_wait),
             lag_interval: Duration::from_millis(env_parse("PROJECTOR_LAG_INTERVAL_MS", 5000u64)?.max(100)),
         })
     }
@@ -92,6 +98,7 @@ impl ProjectorsProcess {
                 .with_context(|| format!("installing the {} read model", projection.name()))?;
             let mut projector_settings = ProjectorSettings::new(settings.store.kafka.clone());
             projector_settings.max_batch = settings.max_batch;
+            projector_settings.fetch_wait = settings.fetch_wait;
             projector_settings.group_instance_id =
                 settings.instance_id.as_ref().map(|id| format!("{id}.{}", projection.name()));
             let name = projection.name();

@@ -43,11 +43,23 @@ pub struct ProjectorSettings {
     pub max_batch: usize,
     /// How long one poll waits for the first record of a batch.
     pub poll_wait: Duration,
+    /// `fetch.wait.max.ms`: the longest the broker may hold a fetch that found no new
+    /// records. Kafka and Redpanda answer a waiting fetch as soon as records arrive,
+    /// so there it only paces idle polling; Tansu 0.6 holds it the whole time, so it
+    /// adds directly to end-to-end latency (librdkafka's default of 500 ms gave a
+    /// p50 of 416 ms in `scripts/bench read-side`).
+    pub fetch_wait: Duration,
 }
 
 impl ProjectorSettings {
     pub fn new(kafka: KafkaSettings) -> Self {
-        Self { kafka, group_instance_id: None, max_batch: 5_000, poll_wait: Duration::from_millis(100) }
+        Self {
+            kafka,
+            group_instance_id: None,
+            max_batch: 5_000,
+            poll_wait: Duration::from_millis(100),
+            fetch_wait: Duration::from_millis(20),
+        }
     }
 }
 
@@ -213,7 +225,8 @@ impl Projector {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000");
+            .set("heartbeat.interval.ms", "1000")
+            .set("fetch.wait.max.ms", self.settings.fetch_wait.as_millis().to_string());
         if let Some(instance) = &self.settings.group_instance_id {
             config.set("group.instance.id", instance);
         }

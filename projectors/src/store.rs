@@ -73,7 +73,9 @@ pub async fn create_tables(
     Ok(())
 }
 
-/// Points every `read.<table>` view of the projection at `target`'s tables.
+/// Points every `read.<table>` view of the projection at `target`'s tables. Drop and
+/// create rather than `CREATE OR REPLACE`, which refuses a new version whose columns
+/// differ; within the caller's transaction readers see the old view or the new one.
 pub async fn point_views(
     conn: &mut PgConnection,
     projection: &dyn Projection,
@@ -81,7 +83,9 @@ pub async fn point_views(
 ) -> Result<(), sqlx::Error> {
     let schema = target.schema();
     for table in projection.tables() {
-        sqlx::raw_sql(&format!("CREATE OR REPLACE VIEW read.{table} AS SELECT * FROM {schema}.{table}"))
+        sqlx::raw_sql(&format!(
+            "DROP VIEW IF EXISTS read.{table}; CREATE VIEW read.{table} AS SELECT * FROM {schema}.{table}"
+        ))
             .execute(&mut *conn)
             .await?;
     }

@@ -2,6 +2,8 @@
 //! broker come from `scripts/test` (DATABASE_URL, KAFKA_BROKERS). Each test gets its
 //! own database (`sqlx::test`) and its own topics (a random prefix).
 
+pub mod bench;
+
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::Context;

@@ -15,36 +15,19 @@ use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::FutureRecord,
 };
-use sqlx::{postgres::PgPoolOptions, Executor, PgPool};
+use sqlx::{Executor, PgPool};
 use uuid::Uuid;
-use vectis_event_store::{AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, MIGRATOR};
+use vectis_event_store::{AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent};
 use vectis_schemas::samples;
-use vectis_tests::{event_store, fresh_topics, RelayHandle};
+use vectis_tests::{
+    bench::{create_database, drop_database, env_number, Figures},
+    event_store, fresh_topics, RelayHandle,
+};
 
 const WRITER_COUNTS: [usize; 3] = [1, 8, 32];
 
 fn phase_duration() -> Duration {
-    std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).map_or(Duration::from_secs(5), Duration::from_secs)
-}
-
-struct Figures {
-    operations: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-impl Figures {
-    fn per_second(&self) -> f64 {
-        self.operations as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn percentile_ms(&self, p: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return 0.0;
-        }
-        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies[index].as_secs_f64() * 1000.0
-    }
+    Duration::from_secs(env_number("BENCH_SECONDS", 5))
 }
 
 /// Runs `writers` tasks calling `operation` until `duration` has passed.
@@ -74,29 +57,14 @@ where
     for task in tasks {
         latencies.extend(task.await??);
     }
-    let elapsed = started.elapsed();
-    latencies.sort_unstable();
-    Ok(Figures { operations: latencies.len(), elapsed, latencies })
+    Ok(Figures::new(latencies.len(), started.elapsed(), latencies))
 }
 
 async fn bench_database() -> anyhow::Result<(PgPool, String)> {
-    let url = std::env::var("DATABASE_URL").context("DATABASE_URL")?;
-    let admin = PgPoolOptions::new().max_connections(1).connect(&url).await?;
-    let name = format!("vectis_bench_{}", Uuid::new_v4().simple());
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await?;
-    let (base, _) = url.rsplit_once('/').context("DATABASE_URL has no database name")?;
-    let pool = PgPoolOptions::new().max_connections(40).connect(&format!("{base}/{name}")).await?;
-    MIGRATOR.run(&pool).await?;
+    let (pool, name) = create_database(40).await?;
     pool.execute("CREATE TABLE bare_rows (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, data jsonb NOT NULL, metadata jsonb NOT NULL)")
         .await?;
     Ok((pool, name))
-}
-
-async fn drop_database(name: &str) -> anyhow::Result<()> {
-    let url = std::env::var("DATABASE_URL")?;
-    let admin = PgPoolOptions::new().max_connections(1).connect(&url).await?;
-    admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await?;
-    Ok(())
 }
 
 fn order_event(order_id: Uuid) -> NewEvent {
@@ -168,7 +136,7 @@ async fn bench_appends(pool: &PgPool, store: &EventStore) -> anyhow::Result<f64>
 }
 
 async fn bench_relay(pool: &PgPool, store: &EventStore) -> anyhow::Result<()> {
-    let events: usize = std::env::var("BENCH_RELAY_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let events = env_number("BENCH_RELAY_EVENTS", 20_000) as usize;
     // Fill: 100 events per append, committed before the relay starts.
     let already: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await?;
     for chunk in 0..events / 100 {
@@ -374,14 +342,7 @@ async fn bench_commands(pool: &PgPool, append_ceiling: f64) -> anyhow::Result<()
     for task in tasks {
         latencies.extend(task.await??);
     }
-    let figures = Figures {
-        operations: latencies.len(),
-        elapsed: started.elapsed(),
-        latencies: {
-            latencies.sort_unstable();
-            latencies
-        },
-    };
+    let figures = Figures::new(latencies.len(), started.elapsed(), latencies);
     shutdown.trigger();
     serving.await??;
 

@@ -1,0 +1,614 @@
+//! Read-side benchmark: prints figures, asserts nothing.
+//!
+//! In one run, from `BENCH_READ_EVENTS` (default 200,000) events appended through the
+//! event store and relayed to fresh topics (every event type of every topic):
+//! * catch-up: each projection's projector reading its topics from the beginning, next
+//!   to a bare consumer (same client settings, its own group) that reads the same
+//!   topics and writes nothing — the broker's ceiling;
+//! * in memory: the same records applied by the projector runtime from memory in
+//!   batches (decode, duplicate filter, set-based SQL, stream versions, checkpoints —
+//!   the PostgreSQL-bound rate), next to the same runtime applying one record per
+//!   transaction, as a per-message projector would;
+//! * end to end: append → visible in the `read` views at a steady rate
+//!   (`BENCH_E2E_RATE`, default 500 events/s, for `BENCH_E2E_SECONDS`, default 20).
+//!
+//! Run with `scripts/bench read-side`. While it runs, `vectis projections status`
+//! against the database and topic prefix it prints shows the projectors' live lag.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use chrono::Utc;
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    message::Message,
+};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+use vectis_event_store::{kafka::KafkaSettings, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent};
+use vectis_projectors::{
+    lag::LagProbe,
+    metrics::ProjectorMetrics,
+    projection::Projection,
+    read_models,
+    runtime::{Projector, ProjectorSettings, Record},
+    store::{self, Target},
+};
+use vectis_schemas::{
+    events::{
+        AccountEvent, ApprovalThresholdChanged, CreditLimitChanged, InventoryEvent, Money, OrderApprovalRequested,
+        OrderApproved, OrderCancelled, OrderDelivered, OrderEvent, OrderShipped, ReservationCommitted,
+        ReservationReleased, StockAdjusted, StockReserved,
+    },
+    samples,
+};
+use vectis_tests::{
+    bench::{create_database, drop_database, env_number, Figures},
+    event_store, fresh_topics, RelayHandle,
+};
+
+/// Concurrent appenders while filling.
+const FILL_WRITERS: usize = 8;
+/// Records per batch, as the projectors process runs by default.
+const BATCH: usize = 5_000;
+
+fn account(event: impl Into<AccountEvent>) -> NewEvent {
+    event.into().into()
+}
+
+fn inventory(event: impl Into<InventoryEvent>) -> NewEvent {
+    event.into().into()
+}
+
+fn order(event: impl Into<OrderEvent>) -> NewEvent {
+    event.into().into()
+}
+
+/// The streams of one workload unit: every event type the read models handle but the
+/// rejections, in orders a real command flow produces.
+fn unit_streams(unit: usize) -> Vec<(String, Vec<NewEvent>)> {
+    let eur = |minor| Money::new(minor, "EUR");
+    let account_id = Uuid::now_v7();
+    let sku = format!("BENCH-{unit:06}");
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    let (kept, released) = (Uuid::now_v7(), Uuid::now_v7());
+    let account_events = vec![
+        account(samples::account_registered(account_id, &format!("Bench buyer {unit}"))),
+        account(samples::account_approved(account_id)),
+        account(CreditLimitChanged {
+            account_id,
+            previous_credit_limit: eur(10_000_000),
+            credit_limit: eur(20_000_000),
+        }),
+        account(ApprovalThresholdChanged {
+            account_id,
+            previous_approval_threshold: eur(1_000_000),
+            approval_threshold: eur(2_000),
+        }),
+    ];
+    let expires_at = Utc::now() + chrono::Duration::minutes(15);
+    let inventory_events = vec![
+        inventory(samples::item_created(&sku)),
+        inventory(samples::stock_received(&sku, 100)),
+        inventory(StockReserved { sku: sku.clone(), reservation_id: kept, order_id: first, quantity: 2, expires_at }),
+        inventory(ReservationCommitted { sku: sku.clone(), reservation_id: kept, order_id: first, quantity: 2 }),
+        inventory(StockReserved {
+            sku: sku.clone(),
+            reservation_id: released,
+            order_id: second,
+            quantity: 3,
+            expires_at,
+        }),
+        inventory(ReservationReleased {
+            sku: sku.clone(),
+            reservation_id: released,
+            order_id: second,
+            quantity: 3,
+            reason: Some("order cancelled".into()),
+        }),
+        inventory(StockAdjusted {
+            sku: sku.clone(),
+            delta: -1,
+            reason: vectis_schemas::events::AdjustmentReason::Damaged,
+            note: None,
+        }),
+        inventory(samples::stock_received(&sku, 50)),
+    ];
+    let shipped = vec![
+        order(samples::order_placed(first, account_id, &sku, 2)),
+        order(samples::order_confirmed(first)),
+        order(OrderShipped { order_id: first, carrier: "DHL".into(), tracking_number: format!("TRK{unit}") }),
+        order(OrderDelivered { order_id: first }),
+    ];
+    let cancelled = vec![
+        order(samples::order_placed(second, account_id, &sku, 3)),
+        order(OrderApprovalRequested {
+            order_id: second,
+            account_id,
+            total: eur(3_750),
+            approval_threshold: eur(2_000),
+        }),
+        order(OrderApproved { order_id: second, approved_by: "staff:bench".into() }),
+        order(OrderCancelled { order_id: second, reason: "customer changed their mind".into() }),
+    ];
+    vec![
+        (samples::account_stream(account_id), account_events),
+        (samples::inventory_stream(&sku), inventory_events),
+        (samples::order_stream(first), shipped),
+        (samples::order_stream(second), cancelled),
+    ]
+}
+
+/// Appends and returns the last event's global position.
+async fn append(store: &EventStore, stream_id: String, events: Vec<NewEvent>) -> anyhow::Result<i64> {
+    let outcome = store
+        .append(AppendRequest {
+            stream_id,
+            expected: ExpectedVersion::NoStream,
+            events,
+            metadata: EventMetadata::default(),
+        })
+        .await?;
+    outcome.events.last().map(|e| e.envelope.global_position).context("an append records its events")
+}
+
+/// Appends `units` workload units with a few concurrent writers, then relays every
+/// event to the topics and waits for the last acknowledgement.
+async fn fill(pool: &PgPool, store: &EventStore, kafka: &KafkaSettings, units: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let writers: Vec<_> = (0..FILL_WRITERS)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for unit in (writer..units).step_by(FILL_WRITERS) {
+                    for (stream, events) in unit_streams(unit) {
+                        append(&store, stream, events).await?;
+                    }
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await??;
+    }
+    let appended = started.elapsed();
+    let last: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events").fetch_one(pool).await?;
+    let started = Instant::now();
+    let relay = RelayHandle::start(pool.clone(), kafka, 1000);
+    loop {
+        let cursor: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM relay_cursors").fetch_one(pool).await?;
+        if cursor >= last {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.stop().await;
+    println!(
+        "{last} events appended in {:.1} s ({FILL_WRITERS} writers, one stream per append) and relayed in {:.1} s",
+        appended.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A consumer with the projector's client settings, in a group of its own.
+fn bare_consumer(kafka: &KafkaSettings, topics: &[&str]) -> anyhow::Result<BaseConsumer> {
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", format!("{}bench.bare.{}", kafka.naming.prefix(), Uuid::new_v4().simple()))
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    let physical: Vec<String> = topics.iter().map(|t| kafka.naming.physical(t)).collect();
+    consumer.subscribe(&physical.iter().map(String::as_str).collect::<Vec<_>>())?;
+    Ok(consumer)
+}
+
+/// A catch-up measured from the end of the first batch to the last event, so joining
+/// the group (the same for both readers) is left out.
+struct CatchUp {
+    events: i64,
+    first_batch: i64,
+    steady: Duration,
+}
+
+impl CatchUp {
+    fn per_second(&self) -> f64 {
+        (self.events - self.first_batch) as f64 / self.steady.as_secs_f64()
+    }
+}
+
+/// Reads every record of `topics` (`expected` in all) and keeps them: the ceiling's
+/// figure and the in-memory phase's input.
+async fn bare_catch_up(
+    kafka: &KafkaSettings,
+    topics: &'static [&'static str],
+    expected: usize,
+) -> anyhow::Result<(CatchUp, Vec<Record>)> {
+    let kafka = kafka.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer = bare_consumer(&kafka, topics)?;
+        let mut records = Vec::with_capacity(expected);
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut first_batch = None;
+        while records.len() < expected {
+            anyhow::ensure!(Instant::now() < deadline, "only {} of {expected} records arrived", records.len());
+            // As the projector polls: wait for one record, then take what is fetched.
+            let mut timeout = Duration::from_millis(100);
+            let before = records.len();
+            while records.len() - before < BATCH {
+                match consumer.poll(timeout) {
+                    None => break,
+                    Some(message) => {
+                        let message = message?;
+                        records.push(Record {
+                            topic: message.topic().to_string(),
+                            partition: message.partition(),
+                            offset: message.offset(),
+                            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                            payload: message.payload().unwrap_or_default().to_vec(),
+                        });
+                    }
+                }
+                timeout = Duration::ZERO;
+            }
+            if first_batch.is_none() && !records.is_empty() {
+                first_batch = Some((records.len() as i64, Instant::now()));
+            }
+        }
+        let (first, since) = first_batch.context("no records")?;
+        Ok((CatchUp { events: records.len() as i64, first_batch: first, steady: since.elapsed() }, records))
+    })
+    .await?
+}
+
+/// The checkpoints of a projection version, summed over its partitions: on fresh
+/// topics, the number of records it has done.
+async fn checkpointed(pool: &PgPool, target: &Target) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(sum(next_offset), 0)::bigint FROM projection_checkpoints WHERE projection = $1 AND version = $2",
+    )
+    .bind(target.projection)
+    .bind(target.version)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// The projectors-process projector from the beginning until it has checkpointed
+/// `expected` records; prints its lag every few seconds as `vectis projections status`
+/// measures it.
+async fn projector_catch_up(
+    pool: &PgPool,
+    kafka: &KafkaSettings,
+    projection: Arc<dyn Projection>,
+    expected: i64,
+) -> anyhow::Result<CatchUp> {
+    let version = store::install(pool, projection.as_ref()).await?;
+    let target = Target { projection: projection.name(), version };
+    let topics = projection.topics();
+    let running = Projector::new(
+        pool.clone(),
+        projection,
+        version,
+        ProjectorSettings::new(kafka.clone()),
+        ProjectorMetrics::default(),
+    )
+    .start()?;
+    let probe = LagProbe::new(kafka)?;
+    let mut first_batch = None;
+    let mut next_report = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let done = checkpointed(pool, &target).await?;
+        if first_batch.is_none() && done > 0 {
+            first_batch = Some((done, Instant::now()));
+        }
+        if done >= expected {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{} stuck at {done} of {expected}", target.projection);
+        if Instant::now() >= next_report {
+            let lag = probe.measure(pool, &target, topics).await?;
+            println!(
+                "  … {} v{}: {done} applied, lag {} events / {:.1} s",
+                target.projection,
+                target.version,
+                lag.events(),
+                lag.seconds()
+            );
+            next_report = Instant::now() + Duration::from_secs(2);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (first, since) = first_batch.context("no batch")?;
+    let steady = since.elapsed();
+    running.stop().await?;
+    Ok(CatchUp { events: expected, first_batch: first, steady })
+}
+
+/// Applies `records` from memory in batches of `batch` through the projector runtime,
+/// into a database of its own; returns records per second.
+async fn apply_from_memory(
+    kafka: &KafkaSettings,
+    projection: Arc<dyn Projection>,
+    records: &[Record],
+    batch: usize,
+) -> anyhow::Result<f64> {
+    let (pool, database) = create_database(4).await?;
+    let outcome = async {
+        let version = store::install(&pool, projection.as_ref()).await?;
+        let projector = Projector::new(
+            pool.clone(),
+            projection,
+            version,
+            ProjectorSettings::new(kafka.clone()),
+            ProjectorMetrics::default(),
+        );
+        let started = Instant::now();
+        for chunk in records.chunks(batch) {
+            projector.apply_batch(chunk, false).await?;
+        }
+        anyhow::Ok(records.len() as f64 / started.elapsed().as_secs_f64())
+    }
+    .await;
+    pool.close().await;
+    drop_database(&database).await?;
+    outcome
+}
+
+/// One appended event awaiting its row in a `read` view.
+struct Pending {
+    view: View,
+    id: String,
+    position: i64,
+    committed: Instant,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum View {
+    Accounts,
+    InventoryItems,
+    Orders,
+}
+
+impl View {
+    /// Which of `ids` have their row.
+    fn query(self) -> &'static str {
+        match self {
+            Self::Accounts => "SELECT account_id::text FROM read.accounts WHERE account_id::text = ANY($1)",
+            Self::InventoryItems => "SELECT sku FROM read.inventory_items WHERE sku = ANY($1)",
+            Self::Orders => "SELECT order_id::text FROM read.orders WHERE order_id::text = ANY($1)",
+        }
+    }
+}
+
+struct EndToEnd {
+    appends: Figures,
+    on_topic: Figures,
+    visible: Figures,
+}
+
+/// Appends one row-creating event per tick at `rate`/s, rotating over the three
+/// topics, while every projector and the relay run; measures commit → visible.
+async fn end_to_end(
+    pool: &PgPool,
+    store: &EventStore,
+    kafka: &KafkaSettings,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<EndToEnd> {
+    let metrics = ProjectorMetrics::default();
+    let mut running = Vec::new();
+    for projection in read_models::all() {
+        let version = store::install(pool, projection.as_ref()).await?;
+        running.push(
+            Projector::new(pool.clone(), projection, version, ProjectorSettings::new(kafka.clone()), metrics.clone())
+                .start()?,
+        );
+    }
+    let relay = RelayHandle::start(pool.clone(), kafka, 1000);
+    // Let the groups settle before the clock starts.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let total = (rate * seconds) as usize;
+
+    let (sent, mut received) = mpsc::unbounded_channel::<(Pending, Duration)>();
+    let generator = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let started = Instant::now();
+            let mut appends = Vec::with_capacity(total);
+            for n in 0..total {
+                ticker.tick().await;
+                let (store, sent) = (store.clone(), sent.clone());
+                appends.push(tokio::spawn(async move {
+                    let (view, id, stream, event) = match n % 3 {
+                        0 => {
+                            let id = Uuid::now_v7();
+                            let event = account(samples::account_registered(id, "Latency probe"));
+                            (View::Accounts, id.to_string(), samples::account_stream(id), event)
+                        }
+                        1 => {
+                            let sku = format!("E2E-{n:07}");
+                            let event = inventory(samples::item_created(&sku));
+                            (View::InventoryItems, sku.clone(), samples::inventory_stream(&sku), event)
+                        }
+                        _ => {
+                            let id = Uuid::now_v7();
+                            let event = order(samples::order_placed(id, Uuid::from_u128(1), "E2E", 1));
+                            (View::Orders, id.to_string(), samples::order_stream(id), event)
+                        }
+                    };
+                    let asked = Instant::now();
+                    let position = append(&store, stream, vec![event]).await?;
+                    let committed = Instant::now();
+                    let _ = sent.send((Pending { view, id, position, committed }, committed - asked));
+                    anyhow::Ok(())
+                }));
+            }
+            for append in appends {
+                append.await??;
+            }
+            anyhow::Ok(started.elapsed())
+        })
+    };
+
+    let mut pending: HashMap<View, Vec<Pending>> = HashMap::new();
+    let mut visible = Vec::with_capacity(total);
+    let mut append_latencies = Vec::with_capacity(total);
+    // Committed, not yet acknowledged by the broker: (position, committed at).
+    let mut unacknowledged = std::collections::VecDeque::new();
+    let mut on_topic = Vec::with_capacity(total);
+    let deadline = Instant::now() + Duration::from_secs(seconds + 60);
+    while visible.len() < total {
+        anyhow::ensure!(Instant::now() < deadline, "only {} of {total} events became visible", visible.len());
+        while let Ok((item, append_latency)) = received.try_recv() {
+            append_latencies.push(append_latency);
+            unacknowledged.push_back((item.position, item.committed));
+            pending.entry(item.view).or_default().push(item);
+        }
+        // The relay moves its cursor once the broker has acknowledged every record up
+        // to it.
+        let cursor: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM relay_cursors").fetch_one(pool).await?;
+        let now = Instant::now();
+        unacknowledged.make_contiguous().sort_unstable_by_key(|(position, _)| *position);
+        while let Some((_, committed)) = unacknowledged.front().filter(|(position, _)| *position <= cursor) {
+            on_topic.push(now - *committed);
+            unacknowledged.pop_front();
+        }
+        for (view, waiting) in pending.iter_mut().filter(|(_, w)| !w.is_empty()) {
+            let ids: Vec<String> = waiting.iter().map(|p| p.id.clone()).collect();
+            let found: Vec<String> = sqlx::query_scalar(view.query()).bind(&ids).fetch_all(pool).await?;
+            let now = Instant::now();
+            waiting.retain(|p| {
+                let seen = found.contains(&p.id);
+                if seen {
+                    visible.push(now - p.committed);
+                }
+                !seen
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let generating = generator.await??;
+    on_topic.extend(unacknowledged.iter().map(|(_, committed)| committed.elapsed()));
+    relay.stop().await;
+    for projector in running {
+        projector.stop().await?;
+    }
+    Ok(EndToEnd {
+        appends: Figures::new(total, generating, append_latencies),
+        on_topic: Figures::new(on_topic.len(), generating, on_topic),
+        visible: Figures::new(total, generating, visible),
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let wanted = env_number("BENCH_READ_EVENTS", 200_000) as usize;
+    let units = wanted.div_ceil(unit_streams(0).iter().map(|(_, events)| events.len()).sum());
+    let (pool, database) = create_database(20).await?;
+    let kafka = fresh_topics().await?;
+    println!("# Vectis read-side benchmark");
+    println!("PostgreSQL database {database}; broker {}; topic prefix {}", vectis_tests::brokers(), kafka.naming.prefix());
+    println!(
+        "Live lag from another terminal: DATABASE_URL={} VECTIS_TOPIC_PREFIX={} vectis projections status",
+        vectis_tests::bench::database_url(&database)?,
+        kafka.naming.prefix()
+    );
+    let outcome = run(&pool, &kafka, units).await;
+    pool.close().await;
+    drop_database(&database).await?;
+    outcome
+}
+
+async fn run(pool: &PgPool, kafka: &KafkaSettings, units: usize) -> anyhow::Result<()> {
+    let store = event_store(pool.clone());
+    println!("\n## Fill");
+    fill(pool, &store, kafka, units).await?;
+
+    println!("\n## Catch-up from the earliest offset (steady rate: first batch to last event)");
+    let mut in_memory_input = Vec::new();
+    let mut rows = Vec::new();
+    for projection in read_models::all() {
+        let expected = units * events_per_unit_on(projection.topics());
+        let (bare, records) = bare_catch_up(kafka, projection.topics(), expected).await?;
+        let projector = projector_catch_up(pool, kafka, projection.clone(), expected as i64).await?;
+        rows.push((projection.name(), projector, bare));
+        in_memory_input.push((projection, records));
+    }
+    println!("| projection | events | projector events/s | bare consumer events/s | projector / bare |");
+    println!("|---|---|---|---|---|");
+    for (name, projector, bare) in &rows {
+        println!(
+            "| {name} | {} | {:.0} | {:.0} | {:.0} % |",
+            projector.events,
+            projector.per_second(),
+            bare.per_second(),
+            100.0 * projector.per_second() / bare.per_second()
+        );
+    }
+
+    let row_sample = env_number("BENCH_ROW_SAMPLE", 5_000) as usize;
+    println!(
+        "\n## Apply from memory (decode, filter, apply, checkpoint; each projection into an empty database; \
+         row-at-a-time on the first {row_sample} records)"
+    );
+    println!("| projection | events | batched ({BATCH}/transaction) events/s | one per transaction events/s | batched / one |");
+    println!("|---|---|---|---|---|");
+    for (projection, records) in &in_memory_input {
+        let batched = apply_from_memory(kafka, projection.clone(), records, BATCH).await?;
+        let sample = &records[..row_sample.min(records.len())];
+        let single = apply_from_memory(kafka, projection.clone(), sample, 1).await?;
+        println!(
+            "| {} | {} | {batched:.0} | {single:.0} | {:.1}× |",
+            projection.name(),
+            records.len(),
+            batched / single
+        );
+    }
+
+    let (rate, seconds) = (env_number("BENCH_E2E_RATE", 500), env_number("BENCH_E2E_SECONDS", 20));
+    println!(
+        "\n## End to end at a steady {rate} events/s for {seconds} s \
+         (append committed → row visible in read.*; relay and all projectors running)"
+    );
+    let figures = end_to_end(pool, &store, kafka, rate, seconds).await?;
+    println!("| path | events | achieved events/s | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|---|");
+    for (path, figures) in [
+        ("append call (event store)", &figures.appends),
+        ("committed → acknowledged by the broker (relay cursor)", &figures.on_topic),
+        ("committed → visible in read.* (relay + projector)", &figures.visible),
+    ] {
+        println!(
+            "| {path} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            figures.operations,
+            figures.per_second(),
+            figures.percentile_ms(0.5),
+            figures.percentile_ms(0.99),
+            figures.percentile_ms(1.0)
+        );
+    }
+    Ok(())
+}
+
+/// How many of a unit's events land on `topics`.
+fn events_per_unit_on(topics: &[&str]) -> usize {
+    unit_streams(0)
+        .iter()
+        .flat_map(|(_, events)| events)
+        .filter_map(|event| vectis_schemas::topics::topic_for_event_type(&event.event_type))
+        .filter(|topic| topics.contains(&topic.name))
+        .count()
+}
