@@ -3,7 +3,8 @@
 //! own checkpoints, while the active version keeps serving and updating. Once the new
 //! version has applied at least everything the active one has, one transaction points
 //! the `read` views at it and makes it active; the old version's projectors notice on
-//! their next batch and move over, and its tables are dropped.
+//! their next batch (or idle check) and move over, its tables are dropped and its
+//! consumer group deleted.
 //!
 //! The state lives in `projections.building_version`, so a rebuild that is interrupted
 //! resumes where its checkpoints stopped when run again.
@@ -13,13 +14,19 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rdkafka::{
+    admin::{AdminClient, AdminOptions},
+    client::DefaultClientContext,
+    types::RDKafkaErrorCode,
+};
 use sqlx::PgPool;
+use vectis_event_store::kafka::KafkaSettings;
 
 use crate::{
     lag::{LagError, LagProbe, ProjectionLag},
     metrics::ProjectorMetrics,
     projection::Projection,
-    runtime::{Projector, ProjectorSettings},
+    runtime::{group_id, Projector, ProjectorSettings, IDLE_RETIREMENT_CHECK},
     store::{self, RowLock, Target},
 };
 
@@ -188,6 +195,7 @@ pub async fn run(
 ) -> Result<i32, RebuildError> {
     let target = begin(pool, projection.as_ref()).await?;
     let probe = LagProbe::new(&settings.kafka)?;
+    let kafka = settings.kafka.clone();
     // The rebuild's own metrics are not exported: its latencies are replay, not service.
     let projector =
         Projector::new(pool.clone(), projection.clone(), target.version, settings, ProjectorMetrics::default())
@@ -228,8 +236,49 @@ pub async fn run(
     };
     // The projectors process now serves the new version; this one leaves its group.
     projector.stop().await?;
-    let retired = outcome?;
-    drop_version(pool, &Target { projection: projection.name(), version: retired }).await?;
-    tracing::info!(projection = projection.name(), version = target.version, retired, "rebuild finished");
+    let retired = Target { projection: projection.name(), version: outcome? };
+    drop_version(pool, &retired).await?;
+    delete_retired_group(&kafka, &group_id(&kafka, &retired)).await;
+    tracing::info!(
+        projection = projection.name(),
+        version = target.version,
+        retired = retired.version,
+        "rebuild finished"
+    );
     Ok(target.version)
+}
+
+/// Deletes a retired version's consumer group, so Kafka tools stop showing a group
+/// whose lag only grows. Its members leave at their next batch or idle check, so this
+/// first gives them time to (Tansu deletes a group that still has members, which they
+/// would then recreate); Kafka and Redpanda refuse while members remain, so it retries
+/// for a while, then leaves the group with a warning: it holds nothing the system needs.
+async fn delete_retired_group(kafka: &KafkaSettings, group: &str) {
+    tokio::time::sleep(IDLE_RETIREMENT_CHECK * 2).await;
+    let admin: AdminClient<DefaultClientContext> = match kafka.client_config().create() {
+        Ok(admin) => admin,
+        Err(error) => {
+            tracing::warn!(group, %error, "cannot delete the retired consumer group");
+            return;
+        }
+    };
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let outcome = admin.delete_groups(&[group], &options).await.map(|mut results| results.pop());
+        match outcome {
+            Ok(Some(Ok(_))) => {
+                tracing::info!(group, "retired consumer group deleted");
+                return;
+            }
+            Ok(Some(Err((_, RDKafkaErrorCode::GroupIdNotFound)))) => return,
+            Ok(Some(Err((_, RDKafkaErrorCode::NonEmptyGroup)))) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => {
+                tracing::warn!(group, outcome = ?other, "the retired consumer group is left; delete it with Kafka tools");
+                return;
+            }
+        }
+    }
 }

@@ -20,7 +20,7 @@ use rdkafka::{
     error::KafkaError,
     message::Message,
     types::RDKafkaRespErr,
-    ClientContext, Offset, TopicPartitionList,
+    ClientConfig, ClientContext, Offset, TopicPartitionList,
 };
 use sqlx::{PgConnection, PgPool};
 use tokio::{runtime::Handle, sync::watch, task::JoinHandle};
@@ -63,6 +63,9 @@ impl ProjectorSettings {
     }
 }
 
+/// How often an idle projector looks whether a rebuild retired its version.
+pub const IDLE_RETIREMENT_CHECK: Duration = Duration::from_secs(2);
+
 /// The consumer group of a projection version.
 pub fn group_id(kafka: &KafkaSettings, target: &Target) -> String {
     let base = format!("{}vectis.projection.{}", kafka.naming.prefix(), target.projection);
@@ -71,6 +74,26 @@ pub fn group_id(kafka: &KafkaSettings, target: &Target) -> String {
     } else {
         format!("{base}.v{}", target.version)
     }
+}
+
+/// The client settings of a projector's consumer in `group`: cooperative-sticky
+/// assignment, no automatic commits (PostgreSQL holds the checkpoints), a fresh group
+/// starts at the earliest offset.
+pub fn consumer_config(settings: &ProjectorSettings, group: &str) -> ClientConfig {
+    let mut config = settings.kafka.client_config();
+    config
+        .set("group.id", group)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("fetch.wait.max.ms", settings.fetch_wait.as_millis().to_string());
+    if let Some(instance) = &settings.group_instance_id {
+        config.set("group.instance.id", instance);
+    }
+    config
 }
 
 /// One record as polled.
@@ -217,19 +240,7 @@ impl Projector {
 
     fn consumer(&self) -> Result<Arc<ProjectorConsumer>, KafkaError> {
         let kafka = &self.settings.kafka;
-        let mut config = kafka.client_config();
-        config
-            .set("group.id", group_id(kafka, &self.target))
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
-            .set("fetch.wait.max.ms", self.settings.fetch_wait.as_millis().to_string());
-        if let Some(instance) = &self.settings.group_instance_id {
-            config.set("group.instance.id", instance);
-        }
+        let config = consumer_config(&self.settings, &group_id(kafka, &self.target));
         let context =
             RebalanceContext { pool: self.pool.clone(), runtime: Handle::current(), target: self.target.clone() };
         let consumer: ProjectorConsumer = config.create_with_context(context)?;
@@ -248,6 +259,7 @@ impl Projector {
 
     async fn run(mut self, mut consumer: Arc<ProjectorConsumer>, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
         tracing::info!(projection = self.target.projection, version = self.target.version, "projector started");
+        let mut retirement_checked = Instant::now();
         while !*stopped.borrow() {
             let polling = consumer.clone();
             let (max, wait) = (self.settings.max_batch, self.settings.poll_wait);
@@ -257,6 +269,16 @@ impl Projector {
             let records: Vec<Record> =
                 records.into_iter().filter(|r| assigned.contains(&(r.topic.clone(), r.partition))).collect();
             if records.is_empty() {
+                // Batches notice a retirement; a quiet log has none, so look now and
+                // then, leaving the retired version's group promptly (a rebuild then
+                // deletes it, and Kafka tools stop showing it).
+                if retirement_checked.elapsed() >= IDLE_RETIREMENT_CHECK {
+                    retirement_checked = Instant::now();
+                    if self.is_retired().await {
+                        let retired = std::mem::replace(&mut consumer, self.follow_active_version().await?);
+                        leave_group(retired).await?;
+                    }
+                }
                 continue;
             }
             if self.apply_until_done(&records, &stopped).await? {
@@ -271,6 +293,22 @@ impl Projector {
         leave_group(consumer).await?;
         tracing::info!(projection = self.target.projection, "projector stopped");
         Ok(())
+    }
+
+    /// Whether a rebuild retired this version. A failed look counts as not retired:
+    /// the next batch looks again, under its lock.
+    async fn is_retired(&self) -> bool {
+        let state = async {
+            let mut conn = self.pool.acquire().await?;
+            store::state(&mut conn, self.target.projection).await
+        };
+        match state.await {
+            Ok(state) => !state.is_some_and(|s| s.has_version(self.target.version)),
+            Err(error) => {
+                tracing::warn!(projection = self.target.projection, %error, "cannot read the projection's state");
+                false
+            }
+        }
     }
 
     async fn follow_active_version(&mut self) -> anyhow::Result<Arc<ProjectorConsumer>> {

@@ -86,8 +86,8 @@ pub async fn point_views(
         sqlx::raw_sql(&format!(
             "DROP VIEW IF EXISTS read.{table}; CREATE VIEW read.{table} AS SELECT * FROM {schema}.{table}"
         ))
-            .execute(&mut *conn)
-            .await?;
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -273,6 +273,13 @@ pub struct ProjectionState {
     pub active_version: i32,
     pub building_version: Option<i32>,
     pub building_started_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl ProjectionState {
+    /// Whether `version` is active or being built (not retired).
+    pub fn has_version(&self, version: i32) -> bool {
+        self.active_version == version || self.building_version == Some(version)
+    }
 }
 
 const STATE_COLUMNS: &str = "name, active_version, building_version, building_started_at";

@@ -7,6 +7,8 @@ use sqlx::{postgres::PgPoolOptions, Executor, PgPool};
 use uuid::Uuid;
 use vectis_event_store::MIGRATOR;
 
+use crate::database_url;
+
 /// Operations done, how long they took in all, and each one's latency.
 pub struct Figures {
     pub operations: usize,
@@ -44,13 +46,6 @@ pub async fn create_database(max_connections: u32) -> anyhow::Result<(PgPool, St
     let pool = PgPoolOptions::new().max_connections(max_connections).connect(&database_url(&name)?).await?;
     MIGRATOR.run(&pool).await?;
     Ok((pool, name))
-}
-
-/// DATABASE_URL with its database name replaced by `name`.
-pub fn database_url(name: &str) -> anyhow::Result<String> {
-    let url = std::env::var("DATABASE_URL").context("DATABASE_URL")?;
-    let (base, _) = url.rsplit_once('/').context("DATABASE_URL has no database name")?;
-    Ok(format!("{base}/{name}"))
 }
 
 pub async fn drop_database(name: &str) -> anyhow::Result<()> {

@@ -208,3 +208,46 @@ pub async fn start_projector(
     settings.max_batch = 500;
     Projector::new(pool.clone(), projection, version, settings, metrics.clone()).start().expect("projector starts")
 }
+
+/// Sends raw records (key, value) to a logical topic, as an outside producer would:
+/// duplicates and poison for the projectors to cope with.
+pub async fn produce(kafka: &KafkaSettings, logical_topic: &str, records: &[(String, Vec<u8>)]) {
+    use rdkafka::producer::FutureRecord;
+    let producer = kafka.idempotent_producer().expect("producer");
+    let topic = kafka.naming.physical(logical_topic);
+    for (key, payload) in records {
+        producer
+            .send(FutureRecord::to(&topic).key(key).payload(payload), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+    }
+}
+
+/// DATABASE_URL with its database name replaced by `name`: how a child process (the
+/// `vectis` CLI, a benchmark) reaches a test's own database.
+pub fn database_url(name: &str) -> anyhow::Result<String> {
+    let url = std::env::var("DATABASE_URL").context("DATABASE_URL")?;
+    let (base, _) = url.rsplit_once('/').context("DATABASE_URL has no database name")?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// The offsets `group` has committed on the partitions of a logical topic, as Kafka
+/// tools show them (`None`: nothing committed, or no such group).
+pub async fn committed_offsets(kafka: &KafkaSettings, group: &str, logical_topic: &str) -> Vec<Option<i64>> {
+    let mut config = kafka.client_config();
+    config.set("group.id", group).set("enable.auto.commit", "false");
+    let topic = kafka.naming.physical(logical_topic);
+    let partitions = vectis_schemas::topics::topic(logical_topic).expect("known topic").partitions;
+    tokio::task::spawn_blocking(move || {
+        let consumer: rdkafka::consumer::BaseConsumer = config.create().expect("client");
+        let mut wanted = TopicPartitionList::new();
+        for partition in 0..partitions {
+            wanted.add_partition(&topic, partition);
+        }
+        let committed = consumer.committed_offsets(wanted, Duration::from_secs(10)).expect("offset fetch");
+        committed.elements().iter().map(|e| e.offset().to_raw().filter(|o| *o >= 0)).collect()
+    })
+    .await
+    .expect("joined")
+}

@@ -16,7 +16,7 @@ use vectis_command_api::{
     },
     handling::CommandHandler,
 };
-use vectis_event_store::{kafka::KafkaSettings, EventMetadata};
+use vectis_event_store::EventMetadata;
 use vectis_projectors::{
     metrics::ProjectorMetrics,
     read_models::{
@@ -28,7 +28,7 @@ use vectis_schemas::{
     events::{AdjustmentReason, Money},
     samples::{account_stream, inventory_stream, order_stream},
 };
-use vectis_tests::{event_store, fresh_topics, http_get, start_projector, RelayHandle};
+use vectis_tests::{event_store, fresh_topics, http_get, produce, start_projector, RelayHandle};
 
 /// Runs account commands: `count` registrations, then approvals, suspensions,
 /// rejections and limit changes on some of them. Returns the account ids.
@@ -475,19 +475,6 @@ async fn the_projectors_process_projects_and_serves_metrics_and_readiness(pool: 
 }
 
 /// Produces records as-is (same key, so the same partition as the relay's).
-async fn produce(kafka: &KafkaSettings, records: &[(String, Vec<u8>)]) {
-    use rdkafka::producer::FutureRecord;
-    let producer = kafka.idempotent_producer().expect("producer");
-    let topic = kafka.naming.physical(vectis_schemas::topics::ACCOUNTS.name);
-    for (key, payload) in records {
-        producer
-            .send(FutureRecord::to(&topic).key(key).payload(payload), Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)
-            .expect("delivered");
-    }
-}
-
 async fn read_model_snapshot(pool: &PgPool) -> Vec<AccountRow> {
     sqlx::query_as("SELECT * FROM read.accounts ORDER BY account_id").fetch_all(pool).await.expect("rows")
 }
@@ -513,7 +500,7 @@ async fn republished_duplicates_change_nothing(pool: PgPool) {
         .iter()
         .map(|r| (r.key.clone().expect("key"), r.payload.clone()))
         .collect();
-    produce(&kafka, &copies).await;
+    produce(&kafka, vectis_schemas::topics::ACCOUNTS.name, &copies).await;
     let label = ProjectorMetrics::label("accounts");
     vectis_tests::eventually(Duration::from_secs(30), "every copy skipped", || {
         metrics.duplicates.get_or_create(&label).get() == events as u64
@@ -537,7 +524,7 @@ async fn a_poison_record_parks_its_stream_and_other_streams_go_on(pool: PgPool) 
     let (poisoned, healthy) = (ids[0], ids[1]);
 
     // A record of the first account's stream that is not an event at all...
-    produce(&kafka, &[(account_stream(poisoned), b"{not json".to_vec())]).await;
+    produce(&kafka, vectis_schemas::topics::ACCOUNTS.name, &[(account_stream(poisoned), b"{not json".to_vec())]).await;
     // ...then real events for both accounts.
     let metadata = EventMetadata::default();
     let mut store = handler.store().clone();

@@ -28,7 +28,7 @@ use vectis_projectors::{
     store::{self, Target},
 };
 use vectis_schemas::{events::Money, samples::account_stream};
-use vectis_tests::{event_store, fresh_topics, start_projector, RelayHandle};
+use vectis_tests::{committed_offsets, event_store, fresh_topics, start_projector, RelayHandle};
 
 /// Registers `count` accounts, approving every other one. Returns the ids.
 async fn register_accounts(handler: &CommandHandler, count: usize) -> Vec<Uuid> {
@@ -329,6 +329,12 @@ async fn a_rebuild_under_traffic_switches_readers_atomically_to_tables_equal_to_
             .await
             .expect("count");
     assert_eq!(old_checkpoints, 0);
+    // Kafka tools no longer show offsets of the retired version's group (deleted), and
+    // do show the new version's. (Tansu 0.6 cannot list or describe groups.)
+    let v1 = format!("{}vectis.projection.accounts", kafka.naming.prefix());
+    let accounts = vectis_schemas::topics::ACCOUNTS.name;
+    assert!(committed_offsets(&kafka, &v1, accounts).await.iter().all(Option::is_none), "v1's group is deleted");
+    assert!(committed_offsets(&kafka, &format!("{v1}.v2"), accounts).await.iter().any(Option::is_some));
     projector.stop().await.expect("clean stop");
     relay.stop().await;
 }
