@@ -15,7 +15,7 @@ use vectis_runtime::{
 };
 use vectis_schemas::{topics, SchemaCatalog};
 
-use crate::read_side::{self, DlqCommand, ProjectionsCommand};
+use crate::read_side::{self, DlqCommand, ProjectionsCommand, SearchCommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "vectis", about = "Operate the Vectis event backbone", version)]
@@ -50,6 +50,10 @@ enum Command {
     /// Events the projections parked (dead letters): list, show, retry, discard.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Search indexes (Meilisearch when MEILI_URL is set, else embedded): query,
+    /// zero-downtime reindex.
+    #[command(subcommand)]
+    Search(SearchCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,7 +201,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(command) => return keys(ApiKeys::new(settings()?.pool()?), command).await,
         Command::RateLimits(command) => return rate_limits(&settings()?.pool()?, command).await,
         Command::Projections(command) => return read_side::projections(settings()?, command).await,
-        Command::Dlq(command) => return read_side::dlq(&settings()?.pool()?, command).await,
+        Command::Dlq(command) => return read_side::dlq(&settings()?, command).await,
+        Command::Search(command) => return read_side::search(settings()?, command).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,10 +10,15 @@ use vectis_event_store::settings::StoreSettings;
 use vectis_projectors::{
     dead_letters::{self, DeadLetterError},
     lag::LagProbe,
+    process::all_projections,
     projection::Projection,
-    read_models,
     rebuild::{self, Progress, RebuildError},
     runtime::ProjectorSettings,
+    search::{
+        declaration::{Filter, SearchRequest, Sort},
+        metrics::SearchMetrics,
+        SearchEngine, SearchSettings,
+    },
     store::{self, Target},
 };
 use vectis_runtime::Shutdown;
@@ -26,7 +31,8 @@ pub enum ProjectionsCommand {
     /// while the current one serves, switch readers once caught up, drop the old one.
     /// Interrupted (Ctrl-C), it resumes where it stopped when run again.
     Rebuild {
-        /// accounts, inventory or orders.
+        /// accounts, inventory, orders, or a search index's projection
+        /// (search_orders, search_accounts, search_products).
         name: String,
         /// Most records per batch.
         #[arg(long, default_value_t = 5000)]
@@ -56,8 +62,17 @@ pub enum DlqCommand {
     Discard { id: i64 },
 }
 
-fn projection_named(name: &str) -> anyhow::Result<Arc<dyn Projection>> {
-    let all = read_models::all();
+/// The search engine the projectors process uses, from the same environment.
+pub fn search_engine(settings: &StoreSettings) -> anyhow::Result<SearchEngine> {
+    Ok(SearchEngine::new(&SearchSettings::from_env(), settings.kafka.naming.prefix(), SearchMetrics::default())?)
+}
+
+fn all(settings: &StoreSettings) -> anyhow::Result<Vec<Arc<dyn Projection>>> {
+    Ok(all_projections(&search_engine(settings)?))
+}
+
+fn projection_named(settings: &StoreSettings, name: &str) -> anyhow::Result<Arc<dyn Projection>> {
+    let all = all(settings)?;
     let known: Vec<&str> = all.iter().map(|p| p.name()).collect::<Vec<_>>();
     let known = known.join(", ");
     all.into_iter().find(|p| p.name() == name).ok_or_else(|| anyhow::anyhow!("no projection {name:?}; known: {known}"))
@@ -68,34 +83,47 @@ pub async fn projections(settings: StoreSettings, command: ProjectionsCommand) -
     match command {
         ProjectionsCommand::Status => status(&pool, &settings).await,
         ProjectionsCommand::Rebuild { name, max_batch, progress_every } => {
-            anyhow::ensure!((1..=100_000).contains(&max_batch), "--max-batch must be 1 to 100000");
-            anyhow::ensure!(progress_every >= 0.1, "--progress-every must be at least 0.1 s");
-            let projection = projection_named(&name)?;
-            let mut projector_settings = ProjectorSettings::new(settings.kafka.clone());
-            projector_settings.max_batch = max_batch;
-            let shutdown = Shutdown::new();
-            shutdown.trigger_on_signals();
-            let outcome = rebuild::run(
-                &pool,
-                projection,
-                projector_settings,
-                Duration::from_secs_f64(progress_every),
-                print_progress,
-                shutdown.wait(),
-            )
-            .await;
-            match outcome {
-                Ok(version) => {
-                    println!("{name}: readers now use version {version}; the old version is dropped");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(error @ RebuildError::Interrupted(_)) => {
-                    eprintln!("{name}: {error}");
-                    Ok(ExitCode::from(130))
-                }
-                Err(error) => Err(error).context("rebuilding"),
-            }
+            let projection = projection_named(&settings, &name)?;
+            rebuild_to_the_end(&pool, &settings, projection, max_batch, progress_every).await
         }
+    }
+}
+
+/// Runs a rebuild with progress lines until readers switched (exit 0) or Ctrl-C
+/// (exit 130; running it again resumes).
+pub async fn rebuild_to_the_end(
+    pool: &PgPool,
+    settings: &StoreSettings,
+    projection: Arc<dyn Projection>,
+    max_batch: usize,
+    progress_every: f64,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!((1..=100_000).contains(&max_batch), "--max-batch must be 1 to 100000");
+    anyhow::ensure!(progress_every >= 0.1, "--progress-every must be at least 0.1 s");
+    let name = projection.name();
+    let mut projector_settings = ProjectorSettings::new(settings.kafka.clone());
+    projector_settings.max_batch = max_batch;
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    let outcome = rebuild::run(
+        pool,
+        projection,
+        projector_settings,
+        Duration::from_secs_f64(progress_every),
+        print_progress,
+        shutdown.wait(),
+    )
+    .await;
+    match outcome {
+        Ok(version) => {
+            println!("{name}: readers now use version {version}; the old version is dropped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error @ RebuildError::Interrupted(_)) => {
+            eprintln!("{name}: {error}");
+            Ok(ExitCode::from(130))
+        }
+        Err(error) => Err(error).context("rebuilding"),
     }
 }
 
@@ -126,12 +154,12 @@ async fn status(pool: &PgPool, settings: &StoreSettings) -> anyhow::Result<ExitC
     }
     let mut code = ExitCode::SUCCESS;
     println!(
-        "{:<12} {:>7}  {:<22} {:>10} {:>11} {:>7}",
+        "{:<16} {:>7}  {:<22} {:>10} {:>11} {:>7}",
         "projection", "version", "state", "lag_events", "lag_seconds", "parked"
     );
     for state in states {
-        let Ok(projection) = projection_named(&state.name) else {
-            println!("{:<12} {:>7}  unknown to this build", state.name, state.active_version);
+        let Ok(projection) = projection_named(settings, &state.name) else {
+            println!("{:<16} {:>7}  unknown to this build", state.name, state.active_version);
             continue;
         };
         let mut versions = vec![(state.active_version, "serving".to_string())];
@@ -149,13 +177,14 @@ async fn status(pool: &PgPool, settings: &StoreSettings) -> anyhow::Result<ExitC
                     ("?".into(), "?".into())
                 }
             };
-            println!("{:<12} {:>7}  {:<22} {:>10} {:>11} {:>7}", state.name, version, label, events, seconds, parked);
+            println!("{:<16} {:>7}  {:<22} {:>10} {:>11} {:>7}", state.name, version, label, events, seconds, parked);
         }
     }
     Ok(code)
 }
 
-pub async fn dlq(pool: &PgPool, command: DlqCommand) -> anyhow::Result<ExitCode> {
+pub async fn dlq(settings: &StoreSettings, command: DlqCommand) -> anyhow::Result<ExitCode> {
+    let pool = &settings.pool()?;
     let outcome = match command {
         DlqCommand::List { projection, all } => {
             let letters = dead_letters::list(pool, projection.as_deref(), all).await?;
@@ -199,7 +228,7 @@ pub async fn dlq(pool: &PgPool, command: DlqCommand) -> anyhow::Result<ExitCode>
             println!("error:          {}", l.error);
             println!("payload:\n{payload}");
         }),
-        DlqCommand::Retry { id } => dead_letters::retry(pool, &read_models::all(), id).await.map(|outcome| {
+        DlqCommand::Retry { id } => dead_letters::retry(pool, &all(settings)?, id).await.map(|outcome| {
             println!(
                 "applied {}, already applied {}, still parked {}",
                 outcome.applied, outcome.already_applied, outcome.still_parked
@@ -221,6 +250,73 @@ pub async fn dlq(pool: &PgPool, command: DlqCommand) -> anyhow::Result<ExitCode>
         Err(error) => {
             eprintln!("refused: {error}");
             Ok(ExitCode::from(2))
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SearchCommand {
+    /// Search an index as the query side does: typo-tolerant, the last word as a
+    /// prefix. Prints total, then one line per hit: id, highlights.
+    Query {
+        /// orders, accounts or products.
+        index: String,
+        /// Words to find; empty matches every document.
+        #[arg(default_value = "")]
+        text: String,
+        /// field=value, field=a,b (any of), field>=n, field<=n; repeatable (AND).
+        #[arg(long = "filter")]
+        filters: Vec<String>,
+        /// field or field:desc.
+        #[arg(long)]
+        sort: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// Print the results as JSON (hits with their documents).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild an index from the earliest offset beside the live one and switch
+    /// readers to it once caught up (zero downtime); then drop the old one.
+    Reindex {
+        /// orders, accounts or products.
+        index: String,
+        #[arg(long, default_value_t = 5000)]
+        max_batch: usize,
+        #[arg(long, default_value_t = 2.0)]
+        progress_every: f64,
+    },
+}
+
+pub async fn search(settings: StoreSettings, command: SearchCommand) -> anyhow::Result<ExitCode> {
+    let pool = settings.pool()?;
+    let engine = search_engine(&settings)?;
+    match command {
+        SearchCommand::Query { index, text, filters, sort, limit, offset, json } => {
+            let mut request = SearchRequest::new(text);
+            request.filters = filters.iter().map(|f| Filter::parse(f)).collect::<Result<_, _>>()?;
+            request.sort = sort.as_deref().map(Sort::parse).transpose()?.into_iter().collect();
+            request.limit = limit;
+            request.offset = offset;
+            let results = engine.search(&pool, &index, &request).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{} found", results.total);
+            for hit in results.hits {
+                let highlights: Vec<String> =
+                    hit.highlights.iter().map(|(field, text)| format!("{field}: {text}")).collect();
+                println!("{}\t{}", hit.id, highlights.join("\t"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SearchCommand::Reindex { index, max_batch, progress_every } => {
+            let declaration = vectis_projectors::search::declaration(&index)?;
+            let projection = projection_named(&settings, declaration.projection)?;
+            rebuild_to_the_end(&pool, &settings, projection, max_batch, progress_every).await
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`rebuild`]: blue/green rebuild of a projection into a new version.
 //! - [`dead_letters`]: parked events for operators: list, retry, discard.
 //! - [`read_models`]: accounts, inventory, orders.
+//! - [`search`]: the search indexes and their projectors (Meilisearch or embedded).
 
 pub mod dead_letters;
 pub mod event;
@@ -21,4 +22,5 @@ pub mod projection;
 pub mod read_models;
 pub mod rebuild;
 pub mod runtime;
+pub mod search;
 pub mod store;

@@ -15,6 +15,7 @@ use crate::{
     projection::Projection,
     read_models,
     runtime::{Projector, ProjectorSettings, RunningProjector},
+    search::{self, metrics::SearchMetrics, SearchEngine, SearchSettings},
     store::{self, Target},
 };
 
@@ -23,8 +24,12 @@ pub struct ProjectorsSettings {
     pub store: StoreSettings,
     /// `PROJECTORS_OPS_ADDR` (default `0.0.0.0:8002`).
     pub ops_addr: SocketAddr,
-    /// `PROJECTIONS`: comma-separated names to run (default: every read model).
+    /// `PROJECTIONS`: comma-separated names to run (default: every read model and
+    /// every search index: `search_orders`, `search_accounts`, `search_products`).
     pub projections: Vec<String>,
+    /// `MEILI_URL` / `MEILI_MASTER_KEY`, else the embedded engine under
+    /// `VECTIS_DATA_DIR`.
+    pub search: SearchSettings,
     /// `PROJECTOR_INSTANCE_ID`: enables static group membership; each projection's
     /// consumer gets `<id>.<projection>` as `group.instance.id`.
     pub instance_id: Option<String>,
@@ -40,7 +45,7 @@ pub struct ProjectorsSettings {
 
 impl ProjectorsSettings {
     pub fn from_env() -> anyhow::Result<Self> {
-        let known: Vec<&str> = read_models::all().iter().map(|p| p.name()).collect();
+        let known = known_projections();
         let projections: Vec<String> = env_or("PROJECTIONS", &known.join(","))
             .split(',')
             .map(|s| s.trim().to_string())
@@ -57,12 +62,24 @@ impl ProjectorsSettings {
             store: StoreSettings::from_env("vectis-projectors")?,
             ops_addr: env_parse("PROJECTORS_OPS_ADDR", SocketAddr::from(([0, 0, 0, 0], 8002)))?,
             projections,
+            search: SearchSettings::from_env(),
             instance_id: std::env::var("PROJECTOR_INSTANCE_ID").ok().filter(|v| !v.trim().is_empty()),
             max_batch,
             fetch_wait: Duration::from_millis(fetch_wait),
             lag_interval: Duration::from_millis(env_parse("PROJECTOR_LAG_INTERVAL_MS", 5000u64)?.max(100)),
         })
     }
+}
+
+/// Every projection the process can run: the read models, then the search indexes.
+pub fn known_projections() -> Vec<&'static str> {
+    let read_models = read_models::all().into_iter().map(|p| p.name());
+    read_models.chain(search::declarations().into_iter().map(|d| d.projection)).collect()
+}
+
+/// Every projection, search ones writing to `engine`.
+pub fn all_projections(engine: &SearchEngine) -> Vec<Arc<dyn Projection>> {
+    read_models::all().into_iter().chain(engine.projections()).collect()
 }
 
 pub struct ProjectorsProcess {
@@ -89,8 +106,14 @@ impl ProjectorsProcess {
         let mut registry = Registry::default();
         let metrics = ProjectorMetrics::register(&mut registry);
         registry.register_collector(Box::new(PoolCollector::new(pool.clone())));
-        let projections: Vec<Arc<dyn Projection>> =
-            read_models::all().into_iter().filter(|p| settings.projections.iter().any(|n| n == p.name())).collect();
+        let search_metrics = SearchMetrics::register(&mut registry);
+        let engine = SearchEngine::new(&settings.search, settings.store.kafka.naming.prefix(), search_metrics)
+            .context("configuring search")?;
+        tracing::info!(engine = engine.backend().kind(), "search engine");
+        let projections: Vec<Arc<dyn Projection>> = all_projections(&engine)
+            .into_iter()
+            .filter(|p| settings.projections.iter().any(|n| n == p.name()))
+            .collect();
         let mut running = Vec::new();
         for projection in projections.clone() {
             let version = store::install(&pool, projection.as_ref())
@@ -112,10 +135,12 @@ impl ProjectorsProcess {
             probe,
             projections,
             metrics,
+            engine.clone(),
             settings.lag_interval,
             shutdown.clone(),
         ));
-        let checks = vectis_event_store::readiness::checks(&pool, &settings.store.kafka);
+        let mut checks = vectis_event_store::readiness::checks(&pool, &settings.store.kafka);
+        checks.extend(engine.readiness_check());
         let (ops_addr, ops_task) =
             vectis_runtime::serve_ops(settings.ops_addr, OpsState::new(registry, checks), shutdown.clone()).await?;
         Ok(Self { running, ops_addr, ops_task, lag_task, shutdown })
@@ -143,20 +168,36 @@ impl ProjectorsProcess {
 }
 
 /// Measures the lag of each projection's active version every `interval` and
-/// publishes it as metrics, until shutdown.
+/// publishes it as metrics, until shutdown; for a search index also its freshness
+/// (the same measure: how old the oldest event not yet searchable is) and its size.
 async fn report_lag(
     pool: PgPool,
     probe: LagProbe,
     projections: Vec<Arc<dyn Projection>>,
     metrics: ProjectorMetrics,
+    engine: SearchEngine,
     interval: Duration,
     shutdown: Shutdown,
 ) {
     loop {
         for projection in &projections {
+            let index = SearchEngine::index_of(projection.name());
             match active_lag(&pool, &probe, projection.as_ref()).await {
-                Ok(lag) => metrics.record_lag(&lag),
+                Ok(lag) => {
+                    metrics.record_lag(&lag);
+                    if let Some(index) = index {
+                        engine.metrics().freshness.get_or_create(&SearchMetrics::label(index.name)).set(lag.seconds());
+                    }
+                }
                 Err(error) => tracing::warn!(projection = projection.name(), %error, "cannot measure lag"),
+            }
+            if let Some(index) = index {
+                match engine.document_count(&pool, index).await {
+                    Ok(count) => {
+                        engine.metrics().documents.get_or_create(&SearchMetrics::label(index.name)).set(count as i64);
+                    }
+                    Err(error) => tracing::warn!(index = index.name, %error, "cannot count the index's documents"),
+                }
             }
         }
         tokio::select! {

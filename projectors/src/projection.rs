@@ -1,10 +1,44 @@
 //! What a read model implements. The runtime does the rest: consuming, decoding,
 //! skipping duplicates, parking gaps and poison, checkpointing.
 
-use futures::future::BoxFuture;
+use futures::{future::BoxFuture, FutureExt};
 use sqlx::PgConnection;
 
 use crate::event::ProjectedEvent;
+
+/// Why applying a batch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// The search engine refused or failed the write (a search projection).
+    #[error("search engine: {message}")]
+    Engine { message: String, transient: bool },
+}
+
+impl ApplyError {
+    /// Failures that go away by themselves: retried for as long as it takes, never
+    /// parked. Others are retried a few times, then the failing streams park.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(error) => is_transient_database_error(error),
+            Self::Engine { transient, .. } => *transient,
+        }
+    }
+}
+
+/// Lost connections, an exhausted pool, serialization failures and deadlocks, a
+/// server shutting down.
+pub fn is_transient_database_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            matches!(code.as_ref(), "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300") || code.starts_with("08")
+        }
+        _ => false,
+    }
+}
 
 /// A PostgreSQL read model.
 pub trait Projection: Send + Sync + 'static {
@@ -30,10 +64,34 @@ pub trait Projection: Send + Sync + 'static {
         conn: &'a mut PgConnection,
         schema: &'a str,
         events: &'a [ProjectedEvent],
-    ) -> BoxFuture<'a, Result<(), sqlx::Error>>;
+    ) -> BoxFuture<'a, Result<(), ApplyError>>;
+
+    /// Makes what the projection writes outside PostgreSQL ready for `version` (a
+    /// search index with its settings). Idempotent; called when a projector starts.
+    fn prepare_version(&self, version: i32) -> BoxFuture<'_, Result<(), ApplyError>> {
+        let _ = version;
+        async { Ok(()) }.boxed()
+    }
+
+    /// Lets go of what this process holds open for `version` outside PostgreSQL (the
+    /// embedded search index's writer lock): its projector stopped or moved on.
+    fn release_version(&self, version: i32) {
+        let _ = version;
+    }
+
+    /// Removes what the projection wrote outside PostgreSQL for a retired `version`.
+    fn drop_version_outside(&self, version: i32) -> BoxFuture<'_, Result<(), ApplyError>> {
+        let _ = version;
+        async { Ok(()) }.boxed()
+    }
 }
 
 /// Schema holding version `version` of `projection`'s tables.
 pub fn schema_name(projection: &str, version: i32) -> String {
     format!("proj_{projection}_v{version}")
+}
+
+/// The version a schema named by [`schema_name`] holds.
+pub fn version_of_schema(schema: &str) -> Option<i32> {
+    schema.rsplit_once("_v").and_then(|(_, version)| version.parse().ok())
 }

@@ -103,7 +103,7 @@ pub async fn begin(pool: &PgPool, projection: &dyn Projection) -> Result<Target,
     .fetch_all(pool)
     .await?;
     for version in leftovers {
-        drop_version(pool, &Target { projection: projection.name(), version }).await?;
+        drop_version(pool, projection, &Target { projection: projection.name(), version }).await?;
     }
     Ok(target)
 }
@@ -161,9 +161,10 @@ pub async fn try_switch(
     Ok(Some(state.active_version))
 }
 
-/// Drops a retired version: its tables, checkpoints and dead letters. Its projectors
-/// stop touching it at their next batch (they find it retired under the row lock).
-pub async fn drop_version(pool: &PgPool, retired: &Target) -> Result<(), sqlx::Error> {
+/// Drops a retired version: its tables, checkpoints and dead letters, and what it wrote
+/// outside PostgreSQL (a search index). Its projectors stop touching it at their next
+/// batch (they find it retired under the row lock).
+pub async fn drop_version(pool: &PgPool, projection: &dyn Projection, retired: &Target) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     if store::lock_current(&mut tx, retired, RowLock::Exclusive).await? {
         // Still in use: never drop what readers or a rebuild may need.
@@ -178,6 +179,10 @@ pub async fn drop_version(pool: &PgPool, retired: &Target) -> Result<(), sqlx::E
             .await?;
     }
     tx.commit().await?;
+    if let Err(error) = projection.drop_version_outside(retired.version).await {
+        // Nothing reads it any more; it only takes space until an operator removes it.
+        tracing::warn!(projection = retired.projection, version = retired.version, %error, "cannot remove the retired version's search index");
+    }
     Ok(())
 }
 
@@ -237,7 +242,7 @@ pub async fn run(
     // The projectors process now serves the new version; this one leaves its group.
     projector.stop().await?;
     let retired = Target { projection: projection.name(), version: outcome? };
-    drop_version(pool, &retired).await?;
+    drop_version(pool, projection.as_ref(), &retired).await?;
     delete_retired_group(&kafka, &group_id(&kafka, &retired)).await;
     tracing::info!(
         projection = projection.name(),

@@ -29,7 +29,7 @@ use vectis_event_store::kafka::KafkaSettings;
 use crate::{
     event::{decode, ProjectedEvent},
     metrics::ProjectorMetrics,
-    projection::Projection,
+    projection::{ApplyError, Projection},
     store::{self, DeadLetter, RowLock, Target},
 };
 
@@ -259,6 +259,7 @@ impl Projector {
 
     async fn run(mut self, mut consumer: Arc<ProjectorConsumer>, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
         tracing::info!(projection = self.target.projection, version = self.target.version, "projector started");
+        self.prepare_version().await;
         let mut retirement_checked = Instant::now();
         while !*stopped.borrow() {
             let polling = consumer.clone();
@@ -275,8 +276,10 @@ impl Projector {
                 if retirement_checked.elapsed() >= IDLE_RETIREMENT_CHECK {
                     retirement_checked = Instant::now();
                     if self.is_retired().await {
+                        let retired_version = self.target.version;
                         let retired = std::mem::replace(&mut consumer, self.follow_active_version().await?);
                         leave_group(retired).await?;
+                        self.projection.release_version(retired_version);
                     }
                 }
                 continue;
@@ -286,13 +289,25 @@ impl Projector {
             } else {
                 // A rebuild switched readers to a new version: project that one, in
                 // its own group from its own checkpoints.
+                let retired_version = self.target.version;
                 let retired = std::mem::replace(&mut consumer, self.follow_active_version().await?);
                 leave_group(retired).await?;
+                self.projection.release_version(retired_version);
             }
         }
         leave_group(consumer).await?;
+        self.projection.release_version(self.target.version);
         tracing::info!(projection = self.target.projection, "projector stopped");
         Ok(())
+    }
+
+    /// Readies what the projection writes outside PostgreSQL (a search index's
+    /// settings). A failure is only logged: the first batch prepares again, and its
+    /// failure is retried like any other.
+    async fn prepare_version(&self) {
+        if let Err(error) = self.projection.prepare_version(self.target.version).await {
+            tracing::warn!(projection = self.target.projection, version = self.target.version, %error, "cannot prepare the version; the first batch tries again");
+        }
     }
 
     /// Whether a rebuild retired this version. A failed look counts as not retired:
@@ -323,6 +338,7 @@ impl Projector {
             "version retired by a rebuild; following the active version"
         );
         self.target.version = state.active_version;
+        self.prepare_version().await;
         Ok(self.consumer()?)
     }
 
@@ -354,11 +370,11 @@ impl Projector {
                 }
                 Err(error) => {
                     self.metrics.retries.get_or_create(&label).inc();
-                    if !is_transient(&error) {
+                    if !error.is_transient() {
                         failures += 1;
                     }
                     tracing::warn!(projection = self.target.projection, %error, failures, "batch failed; retrying");
-                    if *stopped.borrow() && is_transient(&error) {
+                    if *stopped.borrow() && error.is_transient() {
                         anyhow::bail!("stopped while PostgreSQL was unavailable: {error}");
                     }
                     tokio::time::sleep(backoff).await;
@@ -377,11 +393,11 @@ impl Projector {
         &'a self,
         records: &'a [Record],
         isolate: bool,
-    ) -> BoxFuture<'a, Result<BatchOutcome, sqlx::Error>> {
+    ) -> BoxFuture<'a, Result<BatchOutcome, ApplyError>> {
         self.apply_batch_inner(records, isolate).boxed()
     }
 
-    async fn apply_batch_inner(&self, records: &[Record], isolate: bool) -> Result<BatchOutcome, sqlx::Error> {
+    async fn apply_batch_inner(&self, records: &[Record], isolate: bool) -> Result<BatchOutcome, ApplyError> {
         let naming = &self.settings.kafka.naming;
         let mut tx = self.pool.begin().await?;
         if !store::lock_current(&mut tx, &self.target, RowLock::Share).await? {
@@ -466,7 +482,7 @@ impl Projector {
         records: &'a [Record],
         to_apply: Vec<(usize, ProjectedEvent)>,
         letters: &'a mut Vec<DeadLetter>,
-    ) -> BoxFuture<'a, Result<Vec<ProjectedEvent>, sqlx::Error>> {
+    ) -> BoxFuture<'a, Result<Vec<ProjectedEvent>, ApplyError>> {
         async move {
             let mut by_stream: Vec<(String, Vec<(usize, ProjectedEvent)>)> = Vec::new();
             for (index, event) in to_apply {
@@ -484,7 +500,7 @@ impl Projector {
                         sqlx::query("RELEASE SAVEPOINT stream").execute(&mut *conn).await?;
                         applied.extend(plain);
                     }
-                    Err(error) if is_transient(&error) => return Err(error),
+                    Err(error) if error.is_transient() => return Err(error),
                     Err(error) => {
                         sqlx::query("ROLLBACK TO SAVEPOINT stream").execute(&mut *conn).await?;
                         tracing::error!(projection = self.target.projection, %stream, %error, "apply keeps failing: parked");
@@ -502,19 +518,6 @@ impl Projector {
             Ok(applied)
         }
         .boxed()
-    }
-}
-
-/// Failures that go away by themselves: lost connections, an exhausted pool,
-/// serialization failures and deadlocks, a server shutting down.
-pub fn is_transient(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            matches!(code.as_ref(), "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300") || code.starts_with("08")
-        }
-        _ => false,
     }
 }
 

@@ -40,3 +40,8 @@ pub const HTTP_RATE_LIMITED: &str = "vectis_http_rate_limited";
 pub const DB_POOL_IN_USE: &str = "vectis_db_pool_connections_in_use";
 pub const DB_POOL_IDLE: &str = "vectis_db_pool_connections_idle";
 pub const DB_POOL_MAX: &str = "vectis_db_pool_connections_max";
+
+// Search projectors (label `index`).
+pub const SEARCH_FRESHNESS_SECONDS: &str = "vectis_search_freshness_seconds";
+pub const SEARCH_DOCUMENTS_INDEXED: &str = "vectis_search_documents_indexed";
+pub const SEARCH_DOCUMENTS: &str = "vectis_search_documents";

@@ -432,6 +432,8 @@ async fn the_projectors_process_projects_and_serves_metrics_and_readiness(pool: 
     settings.store.kafka = kafka.clone();
     settings.ops_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.lag_interval = Duration::from_millis(200);
+    let search_dir = std::env::temp_dir().join(format!("vectis-process-test-{}", Uuid::now_v7().simple()));
+    settings.search = vectis_projectors::search::SearchSettings::Embedded { root: search_dir.clone() };
     let shutdown = vectis_runtime::Shutdown::new();
     let process = ProjectorsProcess::build_with_pool(settings, pool.clone(), shutdown.clone()).await.expect("builds");
     let addr = process.ops_addr();
@@ -445,19 +447,24 @@ async fn the_projectors_process_projects_and_serves_metrics_and_readiness(pool: 
     let (status, ready) = http_get(addr, "/ready").await;
     assert_eq!(status, 200, "{ready}");
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
-    // Caught up: every partition of every projection at lag 0, in events and seconds.
+    // Caught up: every partition of every projection at lag 0, in events and seconds:
+    // 3 read models and 3 search indexes on 6 partitions per topic (search orders
+    // reads orders and accounts).
+    let partitions = 6 * (3 + 2 + 1 + 1);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let (_, metrics) = http_get(addr, "/metrics").await;
         let lag_events: Vec<&str> =
             metrics.lines().filter(|l| l.starts_with("vectis_projection_lag_events{")).collect();
-        let caught_up = lag_events.len() == 18
+        let caught_up = lag_events.len() == partitions
             && lag_events.iter().all(|l| l.ends_with(" 0"))
-            && metrics.contains(r#"vectis_projection_lag_seconds{projection="accounts"} 0.0"#);
+            && metrics.contains(r#"vectis_projection_lag_seconds{projection="accounts"} 0.0"#)
+            && metrics.contains(r#"vectis_search_freshness_seconds{index="accounts"} 0.0"#)
+            && metrics.contains(r#"vectis_search_documents{index="accounts"} 5"#);
         if caught_up {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "lag never reported 0 for 3 × 6 partitions:\n{metrics}");
+        assert!(tokio::time::Instant::now() < deadline, "lag never reported 0 for {partitions} partitions:\n{metrics}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (_, metrics) = http_get(addr, "/metrics").await;
@@ -466,12 +473,15 @@ async fn the_projectors_process_projects_and_serves_metrics_and_readiness(pool: 
         "vectis_projection_end_to_end_latency_seconds_bucket".to_string(),
         "vectis_projection_batch_duration_seconds_count".to_string(),
         "vectis_db_pool_connections_in_use".to_string(),
+        r#"vectis_search_documents_indexed_total{index="accounts"}"#.to_string(),
+        r#"vectis_search_documents{index="products"} 0"#.to_string(),
     ] {
         assert!(metrics.contains(&line), "/metrics lacks {line}:\n{metrics}");
     }
     shutdown.trigger();
     tokio::time::timeout(Duration::from_secs(30), running).await.expect("stops").expect("task").expect("clean exit");
     relay.stop().await;
+    let _ = std::fs::remove_dir_all(search_dir);
 }
 
 /// Produces records as-is (same key, so the same partition as the relay's).

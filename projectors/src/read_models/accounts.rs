@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use futures::{future::BoxFuture, FutureExt};
+use futures::{future::BoxFuture, FutureExt, TryFutureExt};
 use sqlx::PgConnection;
 use uuid::Uuid;
 use vectis_schemas::events::AccountEvent;
 
 use crate::{
     event::{DomainEvent, ProjectedEvent},
-    projection::Projection,
+    projection::{ApplyError, Projection},
 };
 
 pub struct Accounts;
@@ -48,6 +48,17 @@ CREATE TABLE IF NOT EXISTS {schema}.accounts (
 CREATE INDEX IF NOT EXISTS accounts_status ON {schema}.accounts (status, account_id);
 ";
 
+/// The status an account is in after `event`, when the event sets one.
+pub fn status_after(event: &AccountEvent) -> Option<&'static str> {
+    match event {
+        AccountEvent::AccountRegistered(_) => Some("pending_approval"),
+        AccountEvent::AccountApproved(_) | AccountEvent::AccountReinstated(_) => Some("approved"),
+        AccountEvent::AccountRejected(_) => Some("rejected"),
+        AccountEvent::AccountSuspended(_) => Some("suspended"),
+        AccountEvent::CreditLimitChanged(_) | AccountEvent::ApprovalThresholdChanged(_) => None,
+    }
+}
+
 /// Folds one event into the row it concerns (`None` before registration).
 pub fn evolve(row: Option<AccountRow>, event: &AccountEvent, version: i64, at: DateTime<Utc>) -> Option<AccountRow> {
     if let AccountEvent::AccountRegistered(e) = event {
@@ -55,7 +66,7 @@ pub fn evolve(row: Option<AccountRow>, event: &AccountEvent, version: i64, at: D
             account_id: e.account_id,
             name: e.name.clone(),
             email: e.email.clone(),
-            status: "pending_approval".into(),
+            status: status_after(event).unwrap_or("pending_approval").into(),
             credit_limit_minor: e.credit_limit.amount_minor,
             credit_limit_currency: e.credit_limit.currency.clone(),
             approval_threshold_minor: e.approval_threshold.amount_minor,
@@ -67,10 +78,11 @@ pub fn evolve(row: Option<AccountRow>, event: &AccountEvent, version: i64, at: D
     }
     let mut row = row?;
     match event {
-        AccountEvent::AccountRegistered(_) => {}
-        AccountEvent::AccountApproved(_) | AccountEvent::AccountReinstated(_) => row.status = "approved".into(),
-        AccountEvent::AccountRejected(_) => row.status = "rejected".into(),
-        AccountEvent::AccountSuspended(_) => row.status = "suspended".into(),
+        AccountEvent::AccountRegistered(_)
+        | AccountEvent::AccountApproved(_)
+        | AccountEvent::AccountReinstated(_)
+        | AccountEvent::AccountRejected(_)
+        | AccountEvent::AccountSuspended(_) => {}
         AccountEvent::CreditLimitChanged(e) => {
             row.credit_limit_minor = e.credit_limit.amount_minor;
             row.credit_limit_currency = e.credit_limit.currency.clone();
@@ -79,6 +91,9 @@ pub fn evolve(row: Option<AccountRow>, event: &AccountEvent, version: i64, at: D
             row.approval_threshold_minor = e.approval_threshold.amount_minor;
             row.approval_threshold_currency = e.approval_threshold.currency.clone();
         }
+    }
+    if let Some(status) = status_after(event) {
+        row.status = status.into();
     }
     row.updated_at = at;
     row.version = version;
@@ -159,7 +174,7 @@ impl Projection for Accounts {
         conn: &'a mut PgConnection,
         schema: &'a str,
         events: &'a [ProjectedEvent],
-    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
-        apply(conn, schema, events).boxed()
+    ) -> BoxFuture<'a, Result<(), ApplyError>> {
+        apply(conn, schema, events).map_err(ApplyError::from).boxed()
     }
 }

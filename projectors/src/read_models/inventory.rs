@@ -5,19 +5,19 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use futures::{future::BoxFuture, FutureExt};
+use futures::{future::BoxFuture, FutureExt, TryFutureExt};
 use sqlx::PgConnection;
 use uuid::Uuid;
 use vectis_schemas::events::InventoryEvent;
 
 use crate::{
     event::{DomainEvent, ProjectedEvent},
-    projection::Projection,
+    projection::{ApplyError, Projection},
 };
 
 pub struct Inventory;
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct ItemRow {
     pub sku: String,
     pub name: String,
@@ -31,7 +31,7 @@ pub struct ItemRow {
     pub version: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct ReservationRow {
     pub reservation_id: Uuid,
     pub sku: String,
@@ -162,7 +162,7 @@ impl InventoryState {
     }
 }
 
-fn sku_of(event: &InventoryEvent) -> &str {
+pub fn sku_of(event: &InventoryEvent) -> &str {
     match event {
         InventoryEvent::ItemCreated(e) => &e.sku,
         InventoryEvent::StockReceived(e) => &e.sku,
@@ -175,7 +175,8 @@ fn sku_of(event: &InventoryEvent) -> &str {
     }
 }
 
-fn reservation_of(event: &InventoryEvent) -> Option<Uuid> {
+/// The reservation an event settles (released, expired, committed).
+pub fn reservation_of(event: &InventoryEvent) -> Option<Uuid> {
     match event {
         InventoryEvent::ReservationReleased(e) => Some(e.reservation_id),
         InventoryEvent::ReservationExpired(e) => Some(e.reservation_id),
@@ -280,7 +281,7 @@ impl Projection for Inventory {
         conn: &'a mut PgConnection,
         schema: &'a str,
         events: &'a [ProjectedEvent],
-    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
-        apply(conn, schema, events).boxed()
+    ) -> BoxFuture<'a, Result<(), ApplyError>> {
+        apply(conn, schema, events).map_err(ApplyError::from).boxed()
     }
 }

@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use futures::{future::BoxFuture, FutureExt};
+use futures::{future::BoxFuture, FutureExt, TryFutureExt};
 use sqlx::PgConnection;
 use uuid::Uuid;
 use vectis_schemas::events::OrderEvent;
 
 use crate::{
     event::{DomainEvent, ProjectedEvent},
-    projection::Projection,
+    projection::{ApplyError, Projection},
 };
 
 pub struct Orders;
@@ -247,7 +247,7 @@ impl Projection for Orders {
         conn: &'a mut PgConnection,
         schema: &'a str,
         events: &'a [ProjectedEvent],
-    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
-        apply(conn, schema, events).boxed()
+    ) -> BoxFuture<'a, Result<(), ApplyError>> {
+        apply(conn, schema, events).map_err(ApplyError::from).boxed()
     }
 }

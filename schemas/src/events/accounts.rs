@@ -69,3 +69,18 @@ topic_events!(
     CreditLimitChanged,
     ApprovalThresholdChanged,
 });
+
+impl AccountEvent {
+    /// The account the event belongs to (its stream is `account-<id>`).
+    pub fn account_id(&self) -> Uuid {
+        match self {
+            Self::AccountRegistered(e) => e.account_id,
+            Self::AccountApproved(e) => e.account_id,
+            Self::AccountRejected(e) => e.account_id,
+            Self::AccountSuspended(e) => e.account_id,
+            Self::AccountReinstated(e) => e.account_id,
+            Self::CreditLimitChanged(e) => e.account_id,
+            Self::ApprovalThresholdChanged(e) => e.account_id,
+        }
+    }
+}

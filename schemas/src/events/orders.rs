@@ -84,3 +84,19 @@ topic_events!(
     OrderShipped,
     OrderDelivered,
 });
+
+impl OrderEvent {
+    /// The order the event belongs to (its stream is `order-<id>`).
+    pub fn order_id(&self) -> Uuid {
+        match self {
+            Self::OrderPlaced(e) => e.order_id,
+            Self::OrderApprovalRequested(e) => e.order_id,
+            Self::OrderApproved(e) => e.order_id,
+            Self::OrderRejected(e) => e.order_id,
+            Self::OrderConfirmed(e) => e.order_id,
+            Self::OrderCancelled(e) => e.order_id,
+            Self::OrderShipped(e) => e.order_id,
+            Self::OrderDelivered(e) => e.order_id,
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! A search index as a projection: the runtime consumes, orders and checkpoints as for
+//! any read model; this folds each batch over the documents it touches, keeps their
+//! state in PostgreSQL (table `documents` of the version's schema, in the batch's
+//! transaction) and writes what changed to the engine before returning. So the
+//! checkpoint commits only after the engine confirmed the write; if the commit then
+//! fails, the replay recomputes the same documents from the old state and writes them
+//! again, which changes nothing.
+
+use std::{collections::HashSet, sync::Arc};
+
+use futures::{future::BoxFuture, FutureExt};
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use super::{
+    backend::{EngineError, SearchBackend},
+    documents::{Body, DocKey, DocumentModel, Documents},
+    engine_index_name,
+    metrics::SearchMetrics,
+};
+use crate::{
+    event::ProjectedEvent,
+    projection::{version_of_schema, ApplyError, Projection},
+};
+
+pub struct SearchProjection {
+    model: Arc<dyn DocumentModel>,
+    backend: Arc<dyn SearchBackend>,
+    namespace: String,
+    metrics: SearchMetrics,
+}
+
+impl From<EngineError> for ApplyError {
+    fn from(error: EngineError) -> Self {
+        Self::Engine { transient: error.is_transient(), message: error.to_string() }
+    }
+}
+
+impl SearchProjection {
+    pub fn new(
+        model: Arc<dyn DocumentModel>,
+        backend: Arc<dyn SearchBackend>,
+        namespace: String,
+        metrics: SearchMetrics,
+    ) -> Self {
+        Self { model, backend, namespace, metrics }
+    }
+
+    /// The engine's name for `version` of this index.
+    pub fn engine_index(&self, version: i32) -> String {
+        engine_index_name(&self.namespace, self.model.declaration().name, version)
+    }
+
+    async fn apply_events(
+        &self,
+        conn: &mut PgConnection,
+        schema: &str,
+        events: &[ProjectedEvent],
+    ) -> Result<(), ApplyError> {
+        let version = version_of_schema(schema)
+            .ok_or_else(|| ApplyError::Engine { message: format!("unversioned schema {schema}"), transient: false })?;
+        let declaration = self.model.declaration();
+        let mut docs = load(conn, schema, events.iter().flat_map(|e| self.model.touches(e))).await?;
+        for event in events {
+            self.model.apply(&mut docs, event);
+        }
+        save(conn, schema, docs.changed_state()).await?;
+        let changes = docs.engine_changes(declaration);
+        if !changes.is_empty() {
+            self.backend.write(&self.engine_index(version), declaration, &changes).await?;
+            self.metrics.indexed.get_or_create(&SearchMetrics::label(declaration.name)).inc_by(changes.len() as u64);
+        }
+        Ok(())
+    }
+}
+
+/// The documents `keys` name, as stored.
+async fn load(
+    conn: &mut PgConnection,
+    schema: &str,
+    keys: impl Iterator<Item = DocKey>,
+) -> Result<Documents, sqlx::Error> {
+    let (mut ids, mut patterns) = (HashSet::new(), HashSet::new());
+    for key in keys {
+        match key {
+            DocKey::Id(id) => {
+                ids.insert(id);
+            }
+            DocKey::FieldEquals(field, value) => {
+                patterns.insert(serde_json::json!({ field: value }).to_string());
+            }
+        }
+    }
+    let ids: Vec<String> = ids.into_iter().collect();
+    let patterns: Vec<String> = patterns.into_iter().collect();
+    // By id, and by containment (`body @> pattern`, served by the GIN index) for an
+    // event that updates every document with a field value (an account's orders).
+    let rows: Vec<(String, Value)> = sqlx::query_as(&format!(
+        "SELECT doc_id, body FROM {schema}.documents WHERE doc_id = ANY($1)
+         UNION
+         SELECT d.doc_id, d.body FROM UNNEST($2::jsonb[]) AS p(pattern) JOIN {schema}.documents d ON d.body @> p.pattern"
+    ))
+    .bind(&ids)
+    .bind(&patterns)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Documents::loaded(rows.into_iter().filter_map(|(id, body)| match body {
+        Value::Object(body) => Some((id, body)),
+        _ => None,
+    })))
+}
+
+async fn save(conn: &mut PgConnection, schema: &str, changed: Vec<(String, Option<Body>)>) -> Result<(), sqlx::Error> {
+    let (mut upsert_ids, mut bodies, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, body) in changed {
+        match body {
+            Some(body) => {
+                upsert_ids.push(id);
+                bodies.push(Value::Object(body));
+            }
+            None => deleted.push(id),
+        }
+    }
+    if !upsert_ids.is_empty() {
+        sqlx::query(&format!(
+            "INSERT INTO {schema}.documents (doc_id, body) SELECT * FROM UNNEST($1::text[], $2::jsonb[])
+             ON CONFLICT (doc_id) DO UPDATE SET body = EXCLUDED.body"
+        ))
+        .bind(&upsert_ids)
+        .bind(&bodies)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !deleted.is_empty() {
+        sqlx::query(&format!("DELETE FROM {schema}.documents WHERE doc_id = ANY($1)"))
+            .bind(&deleted)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Projection for SearchProjection {
+    fn name(&self) -> &'static str {
+        let declaration = self.model.declaration();
+        declaration.projection
+    }
+
+    fn topics(&self) -> &'static [&'static str] {
+        self.model.topics()
+    }
+
+    fn tables_ddl(&self) -> &'static str {
+        "CREATE TABLE IF NOT EXISTS {schema}.documents (doc_id text PRIMARY KEY, body jsonb NOT NULL);
+         CREATE INDEX IF NOT EXISTS documents_body ON {schema}.documents USING gin (body jsonb_path_ops);"
+    }
+
+    /// None: readers search the engine, not PostgreSQL.
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        schema: &'a str,
+        events: &'a [ProjectedEvent],
+    ) -> BoxFuture<'a, Result<(), ApplyError>> {
+        self.apply_events(conn, schema, events).boxed()
+    }
+
+    fn prepare_version(&self, version: i32) -> BoxFuture<'_, Result<(), ApplyError>> {
+        async move { Ok(self.backend.prepare(&self.engine_index(version), self.model.declaration()).await?) }.boxed()
+    }
+
+    fn drop_version_outside(&self, version: i32) -> BoxFuture<'_, Result<(), ApplyError>> {
+        async move { Ok(self.backend.delete_index(&self.engine_index(version)).await?) }.boxed()
+    }
+
+    fn release_version(&self, version: i32) {
+        self.backend.release(&self.engine_index(version));
+    }
+}

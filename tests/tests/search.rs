@@ -1,0 +1,486 @@
+//! Search end to end: commands → event store → relay → broker → search projectors →
+//! engine → the query side's search interface, against the real PostgreSQL, broker
+//! and engine.
+//!
+//! One conformance suite runs against each engine: the embedded one always, and
+//! Meilisearch when `MEILI_URL` (and `MEILI_MASTER_KEY`) is set.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+use vectis_command_api::{
+    domain::{Account, AccountCommand, InventoryCommand, InventoryItem, Order, OrderCommand, OrderLineRequest},
+    handling::CommandHandler,
+};
+use vectis_event_store::{kafka::KafkaSettings, EventMetadata};
+use vectis_projectors::{
+    event::decode,
+    metrics::ProjectorMetrics,
+    runtime::RunningProjector,
+    search::{
+        declaration::{Filter, FilterValue, Hit, SearchRequest, SearchResults, Sort},
+        documents::{self, engine_document, Documents},
+        metrics::SearchMetrics,
+        SearchEngine, SearchSettings,
+    },
+};
+use vectis_schemas::{
+    events::Money,
+    samples::{account_stream, inventory_stream, order_stream},
+};
+use vectis_tests::{event_store, fresh_topics, start_projector, RelayHandle, TopicReader};
+
+/// A data directory of the test's own, removed when dropped.
+struct DataDir(PathBuf);
+
+impl DataDir {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!("vectis-search-test-{}", Uuid::now_v7().simple())))
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Commands as the command API runs them.
+struct Shop {
+    handler: CommandHandler,
+    metadata: EventMetadata,
+}
+
+impl Shop {
+    fn new(pool: &PgPool) -> Self {
+        Self { handler: CommandHandler::new(event_store(pool.clone())), metadata: EventMetadata::default() }
+    }
+
+    async fn account(&self, name: &str, email: &str, commands: Vec<AccountCommand>) -> Uuid {
+        let id = Uuid::now_v7();
+        let mut store = self.handler.store().clone();
+        let register = AccountCommand::Register {
+            account_id: id,
+            name: name.into(),
+            email: email.into(),
+            credit_limit: Money::new(10_000_000, "EUR"),
+            approval_threshold: Money::new(5_000_000, "EUR"),
+        };
+        for command in std::iter::once(register).chain(commands) {
+            self.handler
+                .execute::<Account, _>(&mut store, &account_stream(id), None, &self.metadata, |_| command.clone())
+                .await
+                .expect("account command");
+        }
+        id
+    }
+
+    async fn inventory(&self, sku: &str, commands: Vec<InventoryCommand>) {
+        let mut store = self.handler.store().clone();
+        for command in commands {
+            self.handler
+                .execute::<InventoryItem, _>(&mut store, &inventory_stream(sku), None, &self.metadata, |_| {
+                    command.clone()
+                })
+                .await
+                .expect("inventory command");
+        }
+    }
+
+    async fn product(&self, sku: &str, name: &str, description: &str, price: i64, stock: i64) {
+        let create = InventoryCommand::Create {
+            sku: sku.into(),
+            name: name.into(),
+            description: description.into(),
+            unit_price: Money::new(price, "EUR"),
+        };
+        self.inventory(sku, vec![create, InventoryCommand::Receive { quantity: stock, reference: None }]).await;
+    }
+
+    async fn order(&self, account_id: Uuid, lines: &[(&str, i64)], then: Vec<OrderCommand>) -> Uuid {
+        let mut store = self.handler.store().clone();
+        let account = self.handler.load::<Account>(&account_stream(account_id)).await.expect("account").state;
+        let mut catalogue = BTreeMap::new();
+        for (sku, _) in lines {
+            let item = self.handler.load::<InventoryItem>(&inventory_stream(sku)).await.expect("item").state;
+            catalogue.insert(sku.to_string(), item.expect("the product exists"));
+        }
+        let lines = lines.iter().map(|(sku, quantity)| OrderLineRequest { sku: sku.to_string(), quantity: *quantity });
+        let order_id = Uuid::now_v7();
+        let place = OrderCommand::Place { order_id, account_id, account, lines: lines.collect(), catalogue };
+        for command in std::iter::once(place).chain(then) {
+            self.handler
+                .execute::<Order, _>(&mut store, &order_stream(order_id), None, &self.metadata, |_| command.clone())
+                .await
+                .expect("order command");
+        }
+        order_id
+    }
+}
+
+/// The three search projectors, writing to `engine`.
+async fn start_search_projectors(pool: &PgPool, kafka: &KafkaSettings, engine: &SearchEngine) -> Vec<RunningProjector> {
+    let metrics = ProjectorMetrics::default();
+    let mut running = Vec::new();
+    for projection in engine.projections() {
+        running.push(start_projector(pool, kafka, projection, &metrics).await);
+    }
+    running
+}
+
+fn request(query: &str) -> SearchRequest {
+    SearchRequest::new(query)
+}
+
+fn text(value: &str) -> FilterValue {
+    FilterValue::Text(value.into())
+}
+
+fn ids(results: &SearchResults) -> Vec<&str> {
+    results.hits.iter().map(|hit| hit.id.as_str()).collect()
+}
+
+/// Ids of the hits, sorted: for results whose order is not what is asserted.
+fn sorted_ids(results: &SearchResults) -> Vec<String> {
+    let mut ids: Vec<String> = results.hits.iter().map(|hit| hit.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(ids: &[String]) -> Vec<String> {
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids
+}
+
+fn hit<'a>(results: &'a SearchResults, id: &str) -> &'a Hit {
+    results.hits.iter().find(|h| h.id == id).unwrap_or_else(|| panic!("no hit {id} in {results:#?}"))
+}
+
+/// Searches until `accept` holds: indexing is asynchronous to the commands.
+async fn until(
+    engine: &SearchEngine,
+    pool: &PgPool,
+    index: &str,
+    request: &SearchRequest,
+    what: &str,
+    accept: impl Fn(&SearchResults) -> bool,
+) -> SearchResults {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let results = engine.search(pool, index, request).await.expect("search answers");
+        if accept(&results) {
+            return results;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: never got there; last results {results:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn conformance(pool: PgPool, settings: SearchSettings) {
+    let kafka = fresh_topics().await.expect("topics");
+    let engine = SearchEngine::new(&settings, kafka.naming.prefix(), SearchMetrics::default()).expect("engine");
+    let relay = RelayHandle::start(pool.clone(), &kafka, 500);
+    let projectors = start_search_projectors(&pool, &kafka, &engine).await;
+    let shop = Shop::new(&pool);
+    let approve = || vec![AccountCommand::Approve { by: "key:staff".into() }];
+
+    let acme = shop.account("Acme Fasteners", "purchasing@acme.example", approve()).await;
+    let northwind = shop.account("Northwind Traders", "buyers@northwind.example", approve()).await;
+    let _suspended = shop
+        .account(
+            "Bolt & Nut Supply",
+            "orders@boltnut.example",
+            vec![
+                AccountCommand::Approve { by: "key:staff".into() },
+                AccountCommand::Suspend { by: "key:staff".into(), reason: "late payments".into() },
+            ],
+        )
+        .await;
+    shop.product("BOLT-M8", "Hex bolt M8", "Zinc-plated steel hex bolt, 40 mm", 120, 500).await;
+    shop.product("WASHER-M8", "Flat washer M8", "Stainless steel washer", 15, 2_000).await;
+    shop.product("SPRING-10", "Compression spring", "Music wire spring, 10 mm", 340, 50).await;
+    shop.product("NUT.M8", "Hex nut M8", "Zinc-plated steel nut", 30, 1_000).await;
+    let placed = shop.order(acme, &[("BOLT-M8", 10), ("NUT.M8", 10)], vec![]).await;
+    let cancelled =
+        shop.order(northwind, &[("SPRING-10", 2)], vec![OrderCommand::Cancel { reason: "changed mind".into() }]).await;
+    let confirmed = shop.order(acme, &[("WASHER-M8", 100)], vec![OrderCommand::Confirm]).await;
+
+    // Everything indexed: 4 products, 3 accounts, 3 orders with their final state.
+    until(&engine, &pool, "products", &request(""), "all products", |r| r.total == 4).await;
+    until(&engine, &pool, "accounts", &request(""), "all accounts", |r| r.total == 3).await;
+    let mut cancelled_orders = request("");
+    cancelled_orders.filters = vec![Filter::Equals { field: "status".into(), value: text("cancelled") }];
+    let found = until(&engine, &pool, "orders", &cancelled_orders, "the cancelled order", |r| r.total == 1).await;
+
+    // A cancelled state is reflected, by filter and by words.
+    assert_eq!(ids(&found), [cancelled.to_string()]);
+    let by_word = engine.search(&pool, "orders", &request("cancelled")).await.expect("search");
+    assert_eq!(ids(&by_word), [cancelled.to_string()], "status is searchable");
+
+    // Exact match, highlighted.
+    let washer = engine.search(&pool, "products", &request("washer")).await.expect("search");
+    assert_eq!(ids(&washer), ["WASHER-M8"]);
+    assert_eq!(hit(&washer, "WASHER-M8").highlights["name"], "Flat <em>washer</em> M8");
+    assert_eq!(hit(&washer, "WASHER-M8").document["sku"], "WASHER-M8", "hits carry their document");
+
+    // Typos: one in a 5–8 letter word, two in a longer one; none allowed in short words.
+    let typo = engine.search(&pool, "products", &request("compresion sprnig")).await.expect("search");
+    assert_eq!(ids(&typo), ["SPRING-10"]);
+    let typo = engine.search(&pool, "accounts", &request("fastners")).await.expect("search");
+    assert_eq!(ids(&typo), [acme.to_string()]);
+    assert!(hit(&typo, &acme.to_string()).highlights["name"].contains("<em>Fasteners</em>"));
+    let short = engine.search(&pool, "products", &request("nit")).await.expect("search");
+    assert!(short.hits.is_empty(), "no typo allowed in a 3-letter word: {short:#?}");
+
+    // Prefix: the last word as typed so far.
+    let prefix = engine.search(&pool, "products", &request("compr")).await.expect("search");
+    assert_eq!(ids(&prefix), ["SPRING-10"]);
+    let prefix = engine.search(&pool, "accounts", &request("north")).await.expect("search");
+    assert_eq!(ids(&prefix), [northwind.to_string()]);
+    let words = engine.search(&pool, "products", &request("zinc steel")).await.expect("search");
+    assert_eq!(sorted_ids(&words), ["BOLT-M8", "NUT.M8"], "every word must match");
+
+    // Filters: keyword, any-of, numeric ranges, combined with words.
+    let mut approved = request("");
+    approved.filters = vec![Filter::Equals { field: "status".into(), value: text("approved") }];
+    let approved = engine.search(&pool, "accounts", &approved).await.expect("search");
+    assert_eq!(sorted_ids(&approved), sorted(&[acme.to_string(), northwind.to_string()]));
+    let mut cheap_steel = request("steel");
+    cheap_steel.filters = vec![Filter::Range { field: "unit_price_minor".into(), min: None, max: Some(50) }];
+    let cheap = engine.search(&pool, "products", &cheap_steel).await.expect("search");
+    assert_eq!(sorted_ids(&cheap), ["NUT.M8", "WASHER-M8"]);
+    let mut by_sku = request("");
+    by_sku.filters = vec![Filter::AnyOf { field: "skus".into(), values: vec![text("NUT.M8"), text("SPRING-10")] }];
+    let with_skus = engine.search(&pool, "orders", &by_sku).await.expect("search");
+    assert_eq!(sorted_ids(&with_skus), sorted(&[placed.to_string(), cancelled.to_string()]));
+    let invalid = engine
+        .search(
+            &pool,
+            "products",
+            &SearchRequest {
+                filters: vec![Filter::Equals { field: "description".into(), value: text("x") }],
+                ..request("")
+            },
+        )
+        .await;
+    assert!(
+        matches!(&invalid, Err(e) if e.to_string().contains("not filterable")),
+        "filtering on an undeclared field is the caller's error: {invalid:?}"
+    );
+
+    // Sort and pagination: pages are disjoint and together the full sorted list.
+    let mut by_price = request("");
+    by_price.sort = vec![Sort { field: "unit_price_minor".into(), descending: true }];
+    let all = engine.search(&pool, "products", &by_price).await.expect("search");
+    assert_eq!(ids(&all), ["SPRING-10", "BOLT-M8", "NUT.M8", "WASHER-M8"]);
+    by_price.limit = 3;
+    let first = engine.search(&pool, "products", &by_price).await.expect("search");
+    by_price.offset = 3;
+    let second = engine.search(&pool, "products", &by_price).await.expect("search");
+    assert_eq!((first.total, second.total), (4, 4), "the total counts every match, not the page");
+    assert_eq!([ids(&first), ids(&second)].concat(), ids(&all));
+    let mut by_name = request("");
+    by_name.sort = vec![Sort { field: "name".into(), descending: false }];
+    let names = engine.search(&pool, "products", &by_name).await.expect("search");
+    assert_eq!(ids(&names), ["SPRING-10", "WASHER-M8", "BOLT-M8", "NUT.M8"]);
+
+    // A document updated by a later event: stock received changes what is available,
+    // an order's status moves on.
+    shop.inventory("SPRING-10", vec![InventoryCommand::Receive { quantity: 950, reference: None }]).await;
+    let mut plenty = request("spring");
+    plenty.filters = vec![Filter::Range { field: "available".into(), min: Some(1_000), max: None }];
+    let updated = until(&engine, &pool, "products", &plenty, "the received stock", |r| r.total == 1).await;
+    assert_eq!(hit(&updated, "SPRING-10").document["available"], 1_000);
+    let order_store = shop.handler.store().clone();
+    let mut store = order_store.clone();
+    shop.handler
+        .execute::<Order, _>(&mut store, &order_stream(confirmed), None, &shop.metadata, |_| OrderCommand::Ship {
+            carrier: "DHL".into(),
+            tracking_number: "T1".into(),
+        })
+        .await
+        .expect("ship");
+    let mut shipped = request("");
+    shipped.filters = vec![Filter::Equals { field: "status".into(), value: text("shipped") }];
+    let shipped = until(&engine, &pool, "orders", &shipped, "the shipped order", |r| r.total == 1).await;
+    assert_eq!(ids(&shipped), [confirmed.to_string()]);
+    // Orders carry their account's name (another stream, another topic).
+    let acme_orders = engine.search(&pool, "orders", &request("acme")).await.expect("search");
+    assert_eq!(sorted_ids(&acme_orders), sorted(&[placed.to_string(), confirmed.to_string()]));
+
+    for projector in projectors {
+        projector.stop().await.expect("clean stop");
+    }
+    relay.stop().await;
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn the_embedded_engine_passes_the_search_conformance_suite(pool: PgPool) {
+    let dir = DataDir::new();
+    conformance(pool, SearchSettings::Embedded { root: dir.0.clone() }).await;
+}
+
+/// Runs when `MEILI_URL` is set (README: "Search against a local Meilisearch");
+/// otherwise there is no Meilisearch to test and it says so.
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn meilisearch_passes_the_search_conformance_suite(pool: PgPool) {
+    let settings = SearchSettings::from_env();
+    if !matches!(settings, SearchSettings::Meilisearch { .. }) {
+        eprintln!("MEILI_URL is not set: the Meilisearch run of the conformance suite is skipped");
+        return;
+    }
+    conformance(pool, settings).await;
+}
+
+/// Every visible document of `index` in the engine, by id.
+async fn engine_documents(engine: &SearchEngine, pool: &PgPool, index: &str) -> HashMap<String, Value> {
+    let mut documents = HashMap::new();
+    let mut page = request("");
+    page.limit = 100;
+    loop {
+        let results = engine.search(pool, index, &page).await.expect("search");
+        for hit in &results.hits {
+            documents.insert(hit.document["id"].as_str().expect("id").to_string(), Value::Object(hit.document.clone()));
+        }
+        page.offset += page.limit;
+        if page.offset >= results.total {
+            return documents;
+        }
+    }
+}
+
+/// What an uninterrupted run produces: every event on the topics, folded once, in
+/// stream order, by the same document models.
+async fn expected_documents(kafka: &KafkaSettings, events: usize) -> HashMap<&'static str, HashMap<String, Value>> {
+    let mut reader = TopicReader::new(kafka).expect("reader");
+    let records = reader.read_at_least(events, Duration::from_secs(60)).await.to_vec();
+    let mut expected = HashMap::new();
+    for model in documents::all() {
+        let mut docs = Documents::default();
+        let mut versions: HashMap<String, i64> = HashMap::new();
+        for record in &records {
+            let topic = record.topic.strip_prefix(kafka.naming.prefix()).unwrap_or(&record.topic);
+            if !model.topics().contains(&topic) {
+                continue;
+            }
+            let event = decode(topic, record.key.as_deref(), &record.payload).expect("decodes");
+            let version = versions.entry(event.stream_id.clone()).or_default();
+            if event.stream_version != *version + 1 {
+                continue; // a duplicate from the relay's at-least-once publishing
+            }
+            *version = event.stream_version;
+            model.apply(&mut docs, &event);
+        }
+        let declaration = model.declaration();
+        let visible = docs
+            .changed_state()
+            .into_iter()
+            .filter(|(key, _)| !key.starts_with('~'))
+            .filter_map(|(key, body)| {
+                body.map(|b| (key.clone(), Value::Object(engine_document(declaration, &key, &b))))
+            })
+            .collect();
+        expected.insert(declaration.name, visible);
+    }
+    expected
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn killed_and_restarted_search_projectors_converge_to_an_uninterrupted_run(pool: PgPool) {
+    let dir = DataDir::new();
+    let kafka = fresh_topics().await.expect("topics");
+    let engine = SearchEngine::new(
+        &SearchSettings::Embedded { root: dir.0.clone() },
+        kafka.naming.prefix(),
+        SearchMetrics::default(),
+    )
+    .expect("engine");
+    let relay = RelayHandle::start(pool.clone(), &kafka, 50);
+    let shop = Arc::new(Shop::new(&pool));
+
+    // The workload runs, paced, while the projectors are killed and restarted under it.
+    let pace = Duration::from_millis(10);
+    let workload = {
+        let shop = shop.clone();
+        tokio::spawn(async move {
+            let mut accounts = Vec::new();
+            for n in 0..60 {
+                tokio::time::sleep(pace).await;
+                let commands =
+                    if n % 3 == 0 { vec![] } else { vec![AccountCommand::Approve { by: "key:staff".into() }] };
+                accounts
+                    .push((n, shop.account(&format!("Buyer {n} Ltd"), &format!("b{n}@example.com"), commands).await));
+            }
+            for n in 0..20 {
+                tokio::time::sleep(pace).await;
+                let sku = format!("PART-{n}");
+                shop.product(&sku, &format!("Part {n}"), "Steel part", 100 + n, 50 + n).await;
+                let adjust = InventoryCommand::Adjust {
+                    delta: -1,
+                    reason: vectis_schemas::events::AdjustmentReason::Damaged,
+                    note: None,
+                };
+                shop.inventory(&sku, vec![adjust]).await;
+            }
+            for (n, account) in accounts.iter().filter(|(n, _)| n % 3 != 0) {
+                tokio::time::sleep(pace).await;
+                let then = match n % 3 {
+                    1 => vec![OrderCommand::Cancel { reason: "changed mind".into() }],
+                    _ => vec![OrderCommand::Confirm],
+                };
+                let sku = format!("PART-{}", n % 20);
+                shop.order(*account, &[(sku.as_str(), 1 + *n as i64 % 4)], then).await;
+            }
+        })
+    };
+    let mut kills = 0;
+    while !workload.is_finished() {
+        let projectors = start_search_projectors(&pool, &kafka, &engine).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        for projector in projectors {
+            projector.kill().await;
+        }
+        // A crash ends the process's threads too; here an engine write already handed to
+        // a blocking thread outlives the aborted task, so let it finish as a dead
+        // process's would never start again.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        kills += 1;
+    }
+    workload.await.expect("workload");
+    assert!(kills >= 3, "the projectors were killed mid-stream ({kills} times)");
+    let projectors = start_search_projectors(&pool, &kafka, &engine).await;
+
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
+    let expected = expected_documents(&kafka, events as usize).await;
+    let sizes: BTreeMap<&str, usize> = expected.iter().map(|(index, docs)| (*index, docs.len())).collect();
+    assert_eq!(sizes, BTreeMap::from([("accounts", 60), ("orders", 40), ("products", 20)]));
+    for (index, expected) in expected {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let actual = engine_documents(&engine, &pool, index).await;
+            if actual == expected {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{index}: {} documents in the engine, {} expected; first difference: {:?}",
+                actual.len(),
+                expected.len(),
+                expected.iter().find(|(id, doc)| actual.get(*id) != Some(doc))
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for projector in projectors {
+        projector.stop().await.expect("clean stop");
+    }
+    relay.stop().await;
+}
