@@ -484,6 +484,31 @@ async fn the_projectors_process_projects_and_serves_metrics_and_readiness(pool: 
     let _ = std::fs::remove_dir_all(search_dir);
 }
 
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn ready_reports_a_configured_meilisearch_that_does_not_answer(pool: PgPool) {
+    use vectis_projectors::{
+        process::{ProjectorsProcess, ProjectorsSettings},
+        search::SearchSettings,
+    };
+    let kafka = fresh_topics().await.expect("topics");
+    let mut settings = ProjectorsSettings::from_env().expect("settings");
+    settings.store.kafka = kafka.clone();
+    settings.ops_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    settings.projections = vec!["accounts".into()];
+    // Nothing listens on the discard port.
+    settings.search = SearchSettings::Meilisearch { url: "http://127.0.0.1:9".into(), master_key: None };
+    let shutdown = vectis_runtime::Shutdown::new();
+    let process = ProjectorsProcess::build_with_pool(settings, pool.clone(), shutdown.clone()).await.expect("builds");
+    let (status, body) = http_get(process.ops_addr(), "/ready").await;
+    assert_eq!(status, 503, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(body["checks"]["meilisearch"]["status"], "failing", "{body}");
+    assert_eq!(body["checks"]["postgres"]["status"], "ok", "{body}");
+    let running = tokio::spawn(process.run_until_stopped());
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(30), running).await.expect("stops").expect("task").expect("clean exit");
+}
+
 /// Produces records as-is (same key, so the same partition as the relay's).
 async fn read_model_snapshot(pool: &PgPool) -> Vec<AccountRow> {
     sqlx::query_as("SELECT * FROM read.accounts ORDER BY account_id").fetch_all(pool).await.expect("rows")
