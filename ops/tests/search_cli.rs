@@ -2,7 +2,6 @@
 //! database, topics and embedded index directory, with a search projector running.
 
 use std::{
-    path::PathBuf,
     process::Command,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -82,7 +81,7 @@ async fn until_total(engine: &SearchEngine, pool: &PgPool, query: &str, total: u
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn an_operator_searches_and_reindexes_without_downtime(pool: PgPool) {
-    let data_dir = PathBuf::from(std::env::temp_dir()).join(format!("vectis-search-cli-{}", Uuid::now_v7().simple()));
+    let data_dir = std::env::temp_dir().join(format!("vectis-search-cli-{}", Uuid::now_v7().simple()));
     let kafka = fresh_topics().await.expect("topics");
     // The projectors process's view: the same data directory as the CLI's.
     let settings = SearchSettings::Embedded { root: data_dir.join("search") };
