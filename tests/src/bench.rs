@@ -1,13 +1,30 @@
 //! What the benchmark binaries share: a database of their own, percentiles.
 
-use std::time::Duration;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
 use sqlx::{postgres::PgPoolOptions, Executor, PgPool};
 use uuid::Uuid;
-use vectis_event_store::MIGRATOR;
+use vectis_event_store::{
+    kafka::KafkaSettings, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, MIGRATOR,
+};
+use vectis_projectors::{
+    lag::LagProbe,
+    metrics::ProjectorMetrics,
+    projection::Projection,
+    runtime::{Projector, ProjectorSettings},
+    store::{self, Target},
+};
 
-use crate::database_url;
+use crate::{database_url, RelayHandle};
+
+/// Concurrent appenders while filling.
+pub const FILL_WRITERS: usize = 8;
+/// Records per batch, as the projectors process runs by default.
+pub const BATCH: usize = 5_000;
 
 /// Operations done, how long they took in all, and each one's latency.
 pub struct Figures {
@@ -58,4 +75,142 @@ pub async fn drop_database(name: &str) -> anyhow::Result<()> {
 /// `name` as a whole number from the environment, or `default`.
 pub fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+/// Appends and returns the last event's global position.
+pub async fn append(store: &EventStore, stream_id: String, events: Vec<NewEvent>) -> anyhow::Result<i64> {
+    let outcome = store
+        .append(AppendRequest {
+            stream_id,
+            expected: ExpectedVersion::NoStream,
+            events,
+            metadata: EventMetadata::default(),
+        })
+        .await?;
+    outcome.events.last().map(|e| e.envelope.global_position).context("an append records its events")
+}
+
+/// Appends `units` workload units (`unit_streams(unit)`: new streams with their events) with a few concurrent writers, then relays every
+/// event to the topics and waits for the last acknowledgement.
+pub async fn fill(
+    pool: &PgPool,
+    store: &EventStore,
+    kafka: &KafkaSettings,
+    units: usize,
+    unit_streams: fn(usize) -> Vec<(String, Vec<NewEvent>)>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let writers: Vec<_> = (0..FILL_WRITERS)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for unit in (writer..units).step_by(FILL_WRITERS) {
+                    for (stream, events) in unit_streams(unit) {
+                        append(&store, stream, events).await?;
+                    }
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await??;
+    }
+    let appended = started.elapsed();
+    let last: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events").fetch_one(pool).await?;
+    let started = Instant::now();
+    let relay = RelayHandle::start(pool.clone(), kafka, 1000);
+    loop {
+        let cursor: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM relay_cursors").fetch_one(pool).await?;
+        if cursor >= last {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.stop().await;
+    println!(
+        "{last} events appended in {:.1} s ({FILL_WRITERS} writers, one stream per append) and relayed in {:.1} s",
+        appended.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A catch-up measured from the end of the first batch to the last event, so joining
+/// the group (the same for both readers) is left out.
+pub struct CatchUp {
+    pub events: i64,
+    pub first_batch: i64,
+    pub steady: Duration,
+}
+
+impl CatchUp {
+    pub fn per_second(&self) -> f64 {
+        (self.events - self.first_batch) as f64 / self.steady.as_secs_f64()
+    }
+}
+
+/// The checkpoints of a projection version, summed over its partitions: on fresh
+/// topics, the number of records it has done.
+pub async fn checkpointed(pool: &PgPool, target: &Target) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(sum(next_offset), 0)::bigint FROM projection_checkpoints WHERE projection = $1 AND version = $2",
+    )
+    .bind(target.projection)
+    .bind(target.version)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// The projectors-process projector from the beginning until it has checkpointed
+/// `expected` records; prints its lag every few seconds as `vectis projections status`
+/// measures it.
+pub async fn projector_catch_up(
+    pool: &PgPool,
+    kafka: &KafkaSettings,
+    projection: Arc<dyn Projection>,
+    expected: i64,
+) -> anyhow::Result<CatchUp> {
+    let version = store::install(pool, projection.as_ref()).await?;
+    let target = Target { projection: projection.name(), version };
+    let topics = projection.topics();
+    let running = Projector::new(
+        pool.clone(),
+        projection,
+        version,
+        ProjectorSettings::new(kafka.clone()),
+        ProjectorMetrics::default(),
+    )
+    .start()?;
+    let probe = LagProbe::new(kafka)?;
+    let mut first_batch = None;
+    let mut next_report = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let done = checkpointed(pool, &target).await?;
+        if first_batch.is_none() && done > 0 {
+            first_batch = Some((done, Instant::now()));
+        }
+        if done >= expected {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{} stuck at {done} of {expected}", target.projection);
+        if Instant::now() >= next_report {
+            let lag = probe.measure(pool, &target, topics).await?;
+            println!(
+                "  … {} v{}: {done} applied, lag {} events / {:.1} s",
+                target.projection,
+                target.version,
+                lag.events(),
+                lag.seconds()
+            );
+            next_report = Instant::now() + Duration::from_secs(2);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (first, since) = first_batch.context("no batch")?;
+    let steady = since.elapsed();
+    running.stop().await?;
+    Ok(CatchUp { events: expected, first_batch: first, steady })
 }

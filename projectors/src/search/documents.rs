@@ -30,8 +30,9 @@ pub type Body = Map<String, Value>;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum DocKey {
     Id(String),
-    /// Every document whose body has this field equal to this value.
-    FieldEquals(&'static str, String),
+    /// Every document linked to this value: whose [`DocumentModel::link_field`]
+    /// holds it (an account's orders).
+    Linked(String),
 }
 
 /// The documents one batch works on: as loaded, and as the batch leaves them.
@@ -139,6 +140,12 @@ pub trait DocumentModel: Send + Sync + 'static {
     /// The logical topics it reads.
     fn topics(&self) -> &'static [&'static str];
 
+    /// The body field other streams' events reach documents by ([`DocKey::Linked`]);
+    /// the projection indexes it.
+    fn link_field(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The documents `event` reads or writes.
     fn touches(&self, event: &ProjectedEvent) -> Vec<DocKey>;
 
@@ -215,6 +222,10 @@ impl DocumentModel for OrderDocuments {
         &[vectis_schemas::topics::ORDERS.name, vectis_schemas::topics::ACCOUNTS.name]
     }
 
+    fn link_field(&self) -> Option<&'static str> {
+        Some("account_id")
+    }
+
     fn touches(&self, event: &ProjectedEvent) -> Vec<DocKey> {
         match &event.event {
             DomainEvent::Order(OrderEvent::OrderPlaced(e)) => {
@@ -222,7 +233,7 @@ impl DocumentModel for OrderDocuments {
             }
             DomainEvent::Order(e) => vec![DocKey::Id(e.order_id().to_string())],
             DomainEvent::Account(AccountEvent::AccountRegistered(e)) => {
-                vec![DocKey::FieldEquals("account_id", e.account_id.to_string())]
+                vec![DocKey::Linked(e.account_id.to_string())]
             }
             _ => Vec::new(),
         }

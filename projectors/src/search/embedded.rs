@@ -174,7 +174,16 @@ impl EmbeddedBackend {
             .map_err(|error| EngineError::Unavailable(format!("cannot create {}: {error}", dir.display())))?;
         let directory = MmapDirectory::open(&dir)
             .map_err(|error| EngineError::Unavailable(format!("cannot open {}: {error}", dir.display())))?;
-        let index = Index::open_or_create(directory, schema_of(declaration)).map_err(engine_error)?;
+        let index = Index::open_or_create(directory, schema_of(declaration)).map_err(|error| match error {
+            // Built by a build whose declaration differed: never parked (every event
+            // would be), retried until a reindex has built a version with these fields.
+            TantivyError::SchemaError(_) => EngineError::Unavailable(format!(
+                "search index {name} was built with other fields than this build declares; \
+                 run `vectis search reindex {}`",
+                declaration.name
+            )),
+            other => engine_error(other),
+        })?;
         let fields = Fields::of(&index.schema(), declaration)?;
         // Other processes' commits show up within a few hundred milliseconds; this
         // process's own writes reload explicitly after each commit.
@@ -476,5 +485,21 @@ impl SearchBackend for EmbeddedBackend {
                 .map_err(|error| EngineError::Unavailable(format!("cannot use {}: {error}", self.root.display())))
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::documents::{ACCOUNTS, PRODUCTS};
+
+    #[tokio::test]
+    async fn an_index_built_with_other_fields_asks_for_a_reindex_and_parks_nothing() {
+        let root = std::env::temp_dir().join(format!("vectis-embedded-test-{}", uuid::Uuid::now_v7().simple()));
+        EmbeddedBackend::new(&root).prepare("catalogue_v1", &ACCOUNTS).await.expect("created");
+        let error = EmbeddedBackend::new(&root).prepare("catalogue_v1", &PRODUCTS).await.expect_err("other fields");
+        assert!(error.is_transient(), "retried, not parked: {error}");
+        assert!(error.to_string().contains("run `vectis search reindex products`"), "{error}");
+        let _ = std::fs::remove_dir_all(root);
     }
 }

@@ -64,7 +64,7 @@ impl SearchProjection {
         for event in events {
             self.model.apply(&mut docs, event);
         }
-        save(conn, schema, docs.changed_state()).await?;
+        save(conn, schema, self.model.link_field(), docs.changed_state()).await?;
         let changes = docs.engine_changes(declaration);
         if !changes.is_empty() {
             self.backend.write(&self.engine_index(version), declaration, &changes).await?;
@@ -80,28 +80,20 @@ async fn load(
     schema: &str,
     keys: impl Iterator<Item = DocKey>,
 ) -> Result<Documents, sqlx::Error> {
-    let (mut ids, mut patterns) = (HashSet::new(), HashSet::new());
+    let (mut ids, mut links) = (HashSet::new(), HashSet::new());
     for key in keys {
         match key {
-            DocKey::Id(id) => {
-                ids.insert(id);
-            }
-            DocKey::FieldEquals(field, value) => {
-                patterns.insert(serde_json::json!({ field: value }).to_string());
-            }
-        }
+            DocKey::Id(id) => ids.insert(id),
+            DocKey::Linked(value) => links.insert(value),
+        };
     }
     let ids: Vec<String> = ids.into_iter().collect();
-    let patterns: Vec<String> = patterns.into_iter().collect();
-    // By id, and by containment (`body @> pattern`, served by the GIN index) for an
-    // event that updates every document with a field value (an account's orders).
+    let links: Vec<String> = links.into_iter().collect();
     let rows: Vec<(String, Value)> = sqlx::query_as(&format!(
-        "SELECT doc_id, body FROM {schema}.documents WHERE doc_id = ANY($1)
-         UNION
-         SELECT d.doc_id, d.body FROM UNNEST($2::jsonb[]) AS p(pattern) JOIN {schema}.documents d ON d.body @> p.pattern"
+        "SELECT doc_id, body FROM {schema}.documents WHERE doc_id = ANY($1) OR link = ANY($2)"
     ))
     .bind(&ids)
-    .bind(&patterns)
+    .bind(&links)
     .fetch_all(&mut *conn)
     .await?;
     Ok(Documents::loaded(rows.into_iter().filter_map(|(id, body)| match body {
@@ -110,12 +102,18 @@ async fn load(
     })))
 }
 
-async fn save(conn: &mut PgConnection, schema: &str, changed: Vec<(String, Option<Body>)>) -> Result<(), sqlx::Error> {
-    let (mut upsert_ids, mut bodies, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
+async fn save(
+    conn: &mut PgConnection,
+    schema: &str,
+    link_field: Option<&str>,
+    changed: Vec<(String, Option<Body>)>,
+) -> Result<(), sqlx::Error> {
+    let (mut upsert_ids, mut links, mut bodies, mut deleted) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (id, body) in changed {
         match body {
             Some(body) => {
                 upsert_ids.push(id);
+                links.push(link_field.and_then(|f| body.get(f)).and_then(Value::as_str).map(str::to_string));
                 bodies.push(Value::Object(body));
             }
             None => deleted.push(id),
@@ -123,10 +121,12 @@ async fn save(conn: &mut PgConnection, schema: &str, changed: Vec<(String, Optio
     }
     if !upsert_ids.is_empty() {
         sqlx::query(&format!(
-            "INSERT INTO {schema}.documents (doc_id, body) SELECT * FROM UNNEST($1::text[], $2::jsonb[])
-             ON CONFLICT (doc_id) DO UPDATE SET body = EXCLUDED.body"
+            "INSERT INTO {schema}.documents (doc_id, link, body)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::jsonb[])
+             ON CONFLICT (doc_id) DO UPDATE SET link = EXCLUDED.link, body = EXCLUDED.body"
         ))
         .bind(&upsert_ids)
+        .bind(&links)
         .bind(&bodies)
         .execute(&mut *conn)
         .await?;
@@ -151,8 +151,11 @@ impl Projection for SearchProjection {
     }
 
     fn tables_ddl(&self) -> &'static str {
-        "CREATE TABLE IF NOT EXISTS {schema}.documents (doc_id text PRIMARY KEY, body jsonb NOT NULL);
-         CREATE INDEX IF NOT EXISTS documents_body ON {schema}.documents USING gin (body jsonb_path_ops);"
+        // `link`: the value of the model's link field, by which another stream's event
+        // finds the documents it updates (B-tree: a GIN index on the body answered
+        // such lookups in ~0.7 ms each while its pending list grew, 1.5k events/s).
+        "CREATE TABLE IF NOT EXISTS {schema}.documents (doc_id text PRIMARY KEY, link text, body jsonb NOT NULL);
+         CREATE INDEX IF NOT EXISTS documents_link ON {schema}.documents (link) WHERE link IS NOT NULL;"
     }
 
     /// None: readers search the engine, not PostgreSQL.

@@ -30,10 +30,9 @@ use rdkafka::{
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use vectis_event_store::{kafka::KafkaSettings, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent};
+use vectis_event_store::{kafka::KafkaSettings, EventStore, NewEvent};
 use vectis_projectors::{
     event::decode,
-    lag::LagProbe,
     metrics::ProjectorMetrics,
     projection::Projection,
     read_models,
@@ -49,14 +48,9 @@ use vectis_schemas::{
     samples,
 };
 use vectis_tests::{
-    bench::{create_database, drop_database, env_number, Figures},
+    bench::{append, create_database, drop_database, env_number, fill, projector_catch_up, CatchUp, Figures, BATCH},
     event_store, fresh_topics, RelayHandle,
 };
-
-/// Concurrent appenders while filling.
-const FILL_WRITERS: usize = 8;
-/// Records per batch, as the projectors process runs by default.
-const BATCH: usize = 5_000;
 
 fn account(event: impl Into<AccountEvent>) -> NewEvent {
     event.into().into()
@@ -145,60 +139,6 @@ fn unit_streams(unit: usize) -> Vec<(String, Vec<NewEvent>)> {
     ]
 }
 
-/// Appends and returns the last event's global position.
-async fn append(store: &EventStore, stream_id: String, events: Vec<NewEvent>) -> anyhow::Result<i64> {
-    let outcome = store
-        .append(AppendRequest {
-            stream_id,
-            expected: ExpectedVersion::NoStream,
-            events,
-            metadata: EventMetadata::default(),
-        })
-        .await?;
-    outcome.events.last().map(|e| e.envelope.global_position).context("an append records its events")
-}
-
-/// Appends `units` workload units with a few concurrent writers, then relays every
-/// event to the topics and waits for the last acknowledgement.
-async fn fill(pool: &PgPool, store: &EventStore, kafka: &KafkaSettings, units: usize) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let writers: Vec<_> = (0..FILL_WRITERS)
-        .map(|writer| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for unit in (writer..units).step_by(FILL_WRITERS) {
-                    for (stream, events) in unit_streams(unit) {
-                        append(&store, stream, events).await?;
-                    }
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.await??;
-    }
-    let appended = started.elapsed();
-    let last: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events").fetch_one(pool).await?;
-    let started = Instant::now();
-    let relay = RelayHandle::start(pool.clone(), kafka, 1000);
-    loop {
-        let cursor: i64 =
-            sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM relay_cursors").fetch_one(pool).await?;
-        if cursor >= last {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    relay.stop().await;
-    println!(
-        "{last} events appended in {:.1} s ({FILL_WRITERS} writers, one stream per append) and relayed in {:.1} s",
-        appended.as_secs_f64(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
 /// A consumer with the projector's client settings, in a group of its own.
 fn bare_consumer(kafka: &KafkaSettings, topics: &[&str]) -> anyhow::Result<BaseConsumer> {
     let group = format!("{}bench.bare.{}", kafka.naming.prefix(), Uuid::new_v4().simple());
@@ -206,20 +146,6 @@ fn bare_consumer(kafka: &KafkaSettings, topics: &[&str]) -> anyhow::Result<BaseC
     let physical: Vec<String> = topics.iter().map(|t| kafka.naming.physical(t)).collect();
     consumer.subscribe(&physical.iter().map(String::as_str).collect::<Vec<_>>())?;
     Ok(consumer)
-}
-
-/// A catch-up measured from the end of the first batch to the last event, so joining
-/// the group (the same for both readers) is left out.
-struct CatchUp {
-    events: i64,
-    first_batch: i64,
-    steady: Duration,
-}
-
-impl CatchUp {
-    fn per_second(&self) -> f64 {
-        (self.events - self.first_batch) as f64 / self.steady.as_secs_f64()
-    }
 }
 
 /// Reads every record of `topics` (`expected` in all) and keeps them: the ceiling's
@@ -264,70 +190,6 @@ async fn bare_catch_up(
         Ok((CatchUp { events: records.len() as i64, first_batch: first, steady: since.elapsed() }, records))
     })
     .await?
-}
-
-/// The checkpoints of a projection version, summed over its partitions: on fresh
-/// topics, the number of records it has done.
-async fn checkpointed(pool: &PgPool, target: &Target) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT coalesce(sum(next_offset), 0)::bigint FROM projection_checkpoints WHERE projection = $1 AND version = $2",
-    )
-    .bind(target.projection)
-    .bind(target.version)
-    .fetch_one(pool)
-    .await?)
-}
-
-/// The projectors-process projector from the beginning until it has checkpointed
-/// `expected` records; prints its lag every few seconds as `vectis projections status`
-/// measures it.
-async fn projector_catch_up(
-    pool: &PgPool,
-    kafka: &KafkaSettings,
-    projection: Arc<dyn Projection>,
-    expected: i64,
-) -> anyhow::Result<CatchUp> {
-    let version = store::install(pool, projection.as_ref()).await?;
-    let target = Target { projection: projection.name(), version };
-    let topics = projection.topics();
-    let running = Projector::new(
-        pool.clone(),
-        projection,
-        version,
-        ProjectorSettings::new(kafka.clone()),
-        ProjectorMetrics::default(),
-    )
-    .start()?;
-    let probe = LagProbe::new(kafka)?;
-    let mut first_batch = None;
-    let mut next_report = Instant::now() + Duration::from_secs(2);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let done = checkpointed(pool, &target).await?;
-        if first_batch.is_none() && done > 0 {
-            first_batch = Some((done, Instant::now()));
-        }
-        if done >= expected {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "{} stuck at {done} of {expected}", target.projection);
-        if Instant::now() >= next_report {
-            let lag = probe.measure(pool, &target, topics).await?;
-            println!(
-                "  … {} v{}: {done} applied, lag {} events / {:.1} s",
-                target.projection,
-                target.version,
-                lag.events(),
-                lag.seconds()
-            );
-            next_report = Instant::now() + Duration::from_secs(2);
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let (first, since) = first_batch.context("no batch")?;
-    let steady = since.elapsed();
-    running.stop().await?;
-    Ok(CatchUp { events: expected, first_batch: first, steady })
 }
 
 /// Applies `records` from memory in batches of `batch` through the projector runtime,
@@ -567,7 +429,7 @@ async fn main() -> anyhow::Result<()> {
 async fn run(pool: &PgPool, kafka: &KafkaSettings, units: usize) -> anyhow::Result<()> {
     let store = event_store(pool.clone());
     println!("\n## Fill");
-    fill(pool, &store, kafka, units).await?;
+    fill(pool, &store, kafka, units, unit_streams).await?;
 
     println!(
         "\n## Catch-up from the earliest offset (steady rate: first batch to last event; \
