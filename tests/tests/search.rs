@@ -8,10 +8,14 @@
 use std::{
     collections::{BTreeMap, HashMap},
     path::PathBuf,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
+use futures::{future::BoxFuture, FutureExt};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -21,13 +25,19 @@ use vectis_command_api::{
 };
 use vectis_event_store::{kafka::KafkaSettings, EventMetadata};
 use vectis_projectors::{
+    dead_letters,
     event::decode,
     metrics::ProjectorMetrics,
+    projection::Projection,
     runtime::RunningProjector,
     search::{
-        declaration::{Filter, FilterValue, Hit, SearchRequest, SearchResults, Sort},
-        documents::{self, engine_document, Documents},
+        backend::{EngineError, SearchBackend},
+        declaration::{Filter, FilterValue, Hit, IndexDeclaration, SearchRequest, SearchResults, Sort},
+        documents::{self, engine_document, DocumentChange, Documents},
+        embedded::EmbeddedBackend,
         metrics::SearchMetrics,
+        namespace_of,
+        projection::SearchProjection,
         SearchEngine, SearchSettings,
     },
 };
@@ -482,5 +492,123 @@ async fn killed_and_restarted_search_projectors_converge_to_an_uninterrupted_run
     for projector in projectors {
         projector.stop().await.expect("clean stop");
     }
+    relay.stop().await;
+}
+
+/// The real embedded engine, failing on purpose: the first `unavailable` writes as an
+/// unreachable engine does, and every write holding the document `rejected` as a
+/// failed Meilisearch task does (Meilisearch cannot run on this machine; the runtime's
+/// handling is the same for both engines).
+struct FailingEngine {
+    inner: EmbeddedBackend,
+    unavailable: AtomicUsize,
+    rejected: String,
+}
+
+impl SearchBackend for FailingEngine {
+    fn kind(&self) -> &'static str {
+        "failing"
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        index: &'a str,
+        declaration: &'static IndexDeclaration,
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        self.inner.prepare(index, declaration)
+    }
+
+    fn write<'a>(
+        &'a self,
+        index: &'a str,
+        declaration: &'static IndexDeclaration,
+        changes: &'a [DocumentChange],
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        let left = self.unavailable.load(Ordering::SeqCst);
+        if left > 0 {
+            self.unavailable.store(left - 1, Ordering::SeqCst);
+            return async { Err(EngineError::Unavailable("connection refused".into())) }.boxed();
+        }
+        let poisoned = changes.iter().any(|c| matches!(c, DocumentChange::Upsert { id, .. } if *id == self.rejected));
+        if poisoned {
+            let message = format!("Meilisearch task document update failed: document {} is too large", self.rejected);
+            return async move { Err(EngineError::Rejected(message)) }.boxed();
+        }
+        self.inner.write(index, declaration, changes)
+    }
+
+    fn search<'a>(
+        &'a self,
+        index: &'a str,
+        declaration: &'static IndexDeclaration,
+        request: &'a SearchRequest,
+    ) -> BoxFuture<'a, Result<SearchResults, EngineError>> {
+        self.inner.search(index, declaration, request)
+    }
+
+    fn document_count<'a>(
+        &'a self,
+        index: &'a str,
+        declaration: &'static IndexDeclaration,
+    ) -> BoxFuture<'a, Result<u64, EngineError>> {
+        self.inner.document_count(index, declaration)
+    }
+
+    fn delete_index<'a>(&'a self, index: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
+        self.inner.delete_index(index)
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), EngineError>> {
+        self.inner.check()
+    }
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn engine_failures_are_retried_or_parked_never_ignored(pool: PgPool) {
+    let dir = DataDir::new();
+    let kafka = fresh_topics().await.expect("topics");
+    let engine = Arc::new(FailingEngine {
+        inner: EmbeddedBackend::new(dir.0.clone()),
+        unavailable: AtomicUsize::new(3),
+        rejected: "POISON-1".into(),
+    });
+    let namespace = namespace_of(kafka.naming.prefix());
+    let projection: Arc<dyn Projection> = Arc::new(SearchProjection::new(
+        Arc::new(documents::ProductDocuments),
+        engine.clone(),
+        namespace.clone(),
+        SearchMetrics::default(),
+    ));
+    let shop = Shop::new(&pool);
+    shop.product("GOOD-1", "Hex bolt", "Steel", 100, 10).await;
+    shop.product("POISON-1", "Hex nut", "Steel", 100, 10).await;
+    shop.product("GOOD-2", "Flat washer", "Steel", 100, 10).await;
+    let relay = RelayHandle::start(pool.clone(), &kafka, 500);
+    let metrics = ProjectorMetrics::default();
+    let projector = start_projector(&pool, &kafka, projection, &metrics).await;
+
+    // The rejected document's stream parks, with the engine's error; the others are
+    // searchable; the unavailable engine cost retries, not dead letters.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let parked = loop {
+        let parked = dead_letters::list(&pool, Some("search_products"), false).await.expect("dead letters");
+        if !parked.is_empty() {
+            break parked;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the rejected document never parked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(engine.unavailable.load(Ordering::SeqCst), 0, "the unavailable engine was retried");
+    let streams: Vec<&str> = parked.iter().filter_map(|p| p.letter.stream_id.as_deref()).collect();
+    assert!(streams.iter().all(|s| *s == inventory_stream("POISON-1")), "only the rejected stream parks: {streams:?}");
+    assert!(parked[0].letter.error.contains("document POISON-1 is too large"), "{}", parked[0].letter.error);
+    let index = format!("{namespace}products_v1");
+    let declaration = vectis_projectors::search::declaration("products").expect("declared");
+    let all = engine.inner.search(&index, declaration, &request("")).await.expect("search");
+    assert_eq!(sorted_ids(&all), ["GOOD-1", "GOOD-2"]);
+    let label = ProjectorMetrics::label("search_products");
+    assert!(metrics.retries.get_or_create(&label).get() >= 3, "every failure counted as a retry");
+
+    projector.stop().await.expect("clean stop");
     relay.stop().await;
 }
