@@ -374,7 +374,7 @@ async fn expected_documents(kafka: &KafkaSettings, events: usize) -> HashMap<&'s
     let records = reader.read_at_least(events, Duration::from_secs(60)).await.to_vec();
     let mut expected = HashMap::new();
     for model in documents::all() {
-        let mut docs = Documents::default();
+        let mut docs = Documents::loaded([], model.link_field());
         let mut versions: HashMap<String, i64> = HashMap::new();
         for record in &records {
             let topic = record.topic.strip_prefix(kafka.naming.prefix()).unwrap_or(&record.topic);

@@ -40,6 +40,11 @@ pub enum DocKey {
 pub struct Documents {
     loaded: HashMap<String, Body>,
     current: HashMap<String, Option<Body>>,
+    /// The model's link field, and which documents hold each of its values: a batch
+    /// of registrations each updating an account's orders must not scan every
+    /// document per event.
+    link_field: Option<&'static str>,
+    linked: HashMap<String, Vec<String>>,
 }
 
 /// What the engine must do for one document.
@@ -58,10 +63,15 @@ pub enum DocumentChange {
 }
 
 impl Documents {
-    pub fn loaded(docs: impl IntoIterator<Item = (String, Body)>) -> Self {
-        let loaded: HashMap<String, Body> = docs.into_iter().collect();
-        let current = loaded.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
-        Self { loaded, current }
+    /// The documents as stored, indexed by `link_field` (the model's
+    /// [`DocumentModel::link_field`]).
+    pub fn loaded(docs: impl IntoIterator<Item = (String, Body)>, link_field: Option<&'static str>) -> Self {
+        let mut documents = Self { link_field, ..Self::default() };
+        for (key, body) in docs {
+            documents.loaded.insert(key.clone(), body.clone());
+            documents.put(key, body);
+        }
+        documents
     }
 
     pub fn get(&self, key: &str) -> Option<&Body> {
@@ -73,12 +83,28 @@ impl Documents {
     }
 
     pub fn put(&mut self, key: String, body: Body) {
+        if let Some(value) = self.link_field.and_then(|field| body.get(field)).and_then(Value::as_str) {
+            let keys = self.linked.entry(value.to_string()).or_default();
+            if !keys.contains(&key) {
+                keys.push(key.clone());
+            }
+        }
         self.current.insert(key, Some(body));
     }
 
-    /// Documents (visible or not) whose `field` equals `value`.
-    pub fn matching_mut<'a>(&'a mut self, field: &'a str, value: &'a str) -> impl Iterator<Item = &'a mut Body> {
-        self.current.values_mut().flatten().filter(move |body| body.get(field).and_then(Value::as_str) == Some(value))
+    /// Calls `update` on every document (visible or not) whose `field` equals `value`:
+    /// from the index when `field` is the link field, else by looking at each.
+    pub fn update_matching(&mut self, field: &str, value: &str, mut update: impl FnMut(&mut Body)) {
+        let matches = |body: &Body| body.get(field).and_then(Value::as_str) == Some(value);
+        if self.link_field == Some(field) {
+            for key in self.linked.get(value).into_iter().flatten() {
+                if let Some(body) = self.current.get_mut(key).and_then(Option::as_mut).filter(|b| matches(b)) {
+                    update(body);
+                }
+            }
+        } else {
+            self.current.values_mut().flatten().filter(|body| matches(body)).for_each(update);
+        }
     }
 
     /// What changed, for the state table: (key, body or `None` when deleted).
@@ -272,11 +298,11 @@ impl DocumentModel for OrderDocuments {
             DomainEvent::Account(AccountEvent::AccountRegistered(e)) => {
                 let account_id = e.account_id.to_string();
                 docs.put(account_state_key(&account_id), object(json!({ "account_id": account_id, "name": e.name })));
-                for order in docs.matching_mut("account_id", &account_id) {
+                docs.update_matching("account_id", &account_id, |order| {
                     if order.contains_key("order_id") {
                         order.insert("account_name".into(), Value::from(e.name.clone()));
                     }
-                }
+                });
             }
             _ => {}
         }
@@ -425,7 +451,7 @@ mod tests {
             DomainEvent::Order(samples::order_placed(order, account, "BOLT-M8", 2)),
         );
         for events in [[registered.clone(), placed.clone()], [placed, registered]] {
-            let mut docs = Documents::default();
+            let mut docs = Documents::loaded([], OrderDocuments.link_field());
             fold(&OrderDocuments, &mut docs, &events);
             let doc = docs.get(&order.to_string()).expect("indexed");
             assert_eq!(doc["account_name"], "Acme Fasteners");
@@ -447,7 +473,7 @@ mod tests {
         fold(&OrderDocuments, &mut docs, &[placed]);
         let stored: Vec<(String, Body)> =
             docs.changed_state().into_iter().filter_map(|(k, b)| b.map(|b| (k, b))).collect();
-        let mut docs = Documents::loaded(stored);
+        let mut docs = Documents::loaded(stored, OrderDocuments.link_field());
         let confirmed = projected(samples::order_stream(order), 2, DomainEvent::Order(samples::order_confirmed(order)));
         fold(&OrderDocuments, &mut docs, &[confirmed]);
         match docs.engine_changes(&ORDERS).as_slice() {

@@ -60,7 +60,8 @@ impl SearchProjection {
         let version = version_of_schema(schema)
             .ok_or_else(|| ApplyError::Engine { message: format!("unversioned schema {schema}"), transient: false })?;
         let declaration = self.model.declaration();
-        let mut docs = load(conn, schema, events.iter().flat_map(|e| self.model.touches(e))).await?;
+        let touched = events.iter().flat_map(|e| self.model.touches(e));
+        let mut docs = load(conn, schema, self.model.link_field(), touched).await?;
         for event in events {
             self.model.apply(&mut docs, event);
         }
@@ -78,6 +79,7 @@ impl SearchProjection {
 async fn load(
     conn: &mut PgConnection,
     schema: &str,
+    link_field: Option<&'static str>,
     keys: impl Iterator<Item = DocKey>,
 ) -> Result<Documents, sqlx::Error> {
     let (mut ids, mut links) = (HashSet::new(), HashSet::new());
@@ -96,10 +98,11 @@ async fn load(
     .bind(&links)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(Documents::loaded(rows.into_iter().filter_map(|(id, body)| match body {
+    let rows = rows.into_iter().filter_map(|(id, body)| match body {
         Value::Object(body) => Some((id, body)),
         _ => None,
-    })))
+    });
+    Ok(Documents::loaded(rows, link_field))
 }
 
 async fn save(
