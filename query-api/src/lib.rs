@@ -1,3 +1,18 @@
-//! async-graphql schema over the read models and search. Filled by the query-side issue.
+//! The query side (DESIGN.md, "Query side"): a GraphQL service over the read models
+//! (`read.*` views) and search, on axum.
 //!
-//! Nothing lives here yet: see DESIGN.md for what this crate will hold.
+//! - [`schema`]: the GraphQL types and resolvers (orders, accounts, inventory), with
+//!   DataLoaders for every relation ([`schema::loaders`]).
+//! - [`pagination`]: Relay cursor connections: `first` 1–100, opaque keyset cursors.
+//! - [`db`]: the read models' pool; every statement is counted (`/metrics`).
+//! - [`errors`]: GraphQL errors with stable `code` extensions.
+//! - [`http`]: `/graphql` (and GraphiQL outside production) behind API keys with the
+//!   `read` scope, rate limiting and HTTP metrics.
+//! - [`process`]: settings and wiring of the `vectis-query-api` process.
+
+pub mod db;
+pub mod errors;
+pub mod http;
+pub mod pagination;
+pub mod process;
+pub mod schema;

@@ -19,11 +19,8 @@ use futures::{future::BoxFuture, FutureExt};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
-use vectis_command_api::{
-    domain::{Account, AccountCommand, InventoryCommand, InventoryItem, Order, OrderCommand, OrderLineRequest},
-    handling::CommandHandler,
-};
-use vectis_event_store::{kafka::KafkaSettings, EventMetadata};
+use vectis_command_api::domain::{AccountCommand, InventoryCommand, Order, OrderCommand};
+use vectis_event_store::kafka::KafkaSettings;
 use vectis_projectors::{
     dead_letters,
     event::decode,
@@ -41,11 +38,8 @@ use vectis_projectors::{
         SearchEngine, SearchSettings,
     },
 };
-use vectis_schemas::{
-    events::Money,
-    samples::{account_stream, inventory_stream, order_stream},
-};
-use vectis_tests::{event_store, fresh_topics, start_projector, RelayHandle, TopicReader};
+use vectis_schemas::samples::{inventory_stream, order_stream};
+use vectis_tests::{fresh_topics, shop::Shop, start_projector, RelayHandle, TopicReader};
 
 /// A data directory of the test's own, removed when dropped.
 struct DataDir(PathBuf);
@@ -59,79 +53,6 @@ impl DataDir {
 impl Drop for DataDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Commands as the command API runs them.
-struct Shop {
-    handler: CommandHandler,
-    metadata: EventMetadata,
-}
-
-impl Shop {
-    fn new(pool: &PgPool) -> Self {
-        Self { handler: CommandHandler::new(event_store(pool.clone())), metadata: EventMetadata::default() }
-    }
-
-    async fn account(&self, name: &str, email: &str, commands: Vec<AccountCommand>) -> Uuid {
-        let id = Uuid::now_v7();
-        let mut store = self.handler.store().clone();
-        let register = AccountCommand::Register {
-            account_id: id,
-            name: name.into(),
-            email: email.into(),
-            credit_limit: Money::new(10_000_000, "EUR"),
-            approval_threshold: Money::new(5_000_000, "EUR"),
-        };
-        for command in std::iter::once(register).chain(commands) {
-            self.handler
-                .execute::<Account, _>(&mut store, &account_stream(id), None, &self.metadata, |_| command.clone())
-                .await
-                .expect("account command");
-        }
-        id
-    }
-
-    async fn inventory(&self, sku: &str, commands: Vec<InventoryCommand>) {
-        let mut store = self.handler.store().clone();
-        for command in commands {
-            self.handler
-                .execute::<InventoryItem, _>(&mut store, &inventory_stream(sku), None, &self.metadata, |_| {
-                    command.clone()
-                })
-                .await
-                .expect("inventory command");
-        }
-    }
-
-    async fn product(&self, sku: &str, name: &str, description: &str, price: i64, stock: i64) {
-        let create = InventoryCommand::Create {
-            sku: sku.into(),
-            name: name.into(),
-            description: description.into(),
-            unit_price: Money::new(price, "EUR"),
-        };
-        self.inventory(sku, vec![create, InventoryCommand::Receive { quantity: stock, reference: None }]).await;
-    }
-
-    async fn order(&self, account_id: Uuid, lines: &[(&str, i64)], then: Vec<OrderCommand>) -> Uuid {
-        let mut store = self.handler.store().clone();
-        let account = self.handler.load::<Account>(&account_stream(account_id)).await.expect("account").state;
-        let mut catalogue = BTreeMap::new();
-        for (sku, _) in lines {
-            let item = self.handler.load::<InventoryItem>(&inventory_stream(sku)).await.expect("item").state;
-            catalogue.insert(sku.to_string(), item.expect("the product exists"));
-        }
-        let lines = lines.iter().map(|(sku, quantity)| OrderLineRequest { sku: sku.to_string(), quantity: *quantity });
-        let order_id = Uuid::now_v7();
-        let place = OrderCommand::Place { order_id, account_id, account, lines: lines.collect(), catalogue };
-        for command in std::iter::once(place).chain(then) {
-            self.handler
-                .execute::<Order, _>(&mut store, &order_stream(order_id), None, &self.metadata, |_| command.clone())
-                .await
-                .expect("order command");
-        }
-        order_id
     }
 }
 

@@ -1,0 +1,179 @@
+//! `/graphql`: POST runs a query for an API key with the `read` scope; GET serves
+//! GraphiQL outside production. Rate limiting, HTTP metrics and request ids as on the
+//! command API; GraphQL operation counts and durations by operation name.
+
+use std::time::Instant;
+
+use async_graphql::{
+    http::GraphiQLSource,
+    parser::types::{Selection, SelectionSet},
+    ErrorExtensionValues, ServerError,
+};
+use axum::{
+    extract::{DefaultBodyLimit, State},
+    middleware,
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+use vectis_runtime::{
+    auth::{require_scope, ApiKeys, Scope},
+    http_metrics::{track_http, HttpMetrics},
+    rate_limit::{rate_limit, RateLimiter},
+    request_id::request_id,
+};
+
+use crate::{
+    db::ReadDb,
+    errors,
+    schema::{with_loaders, QuerySchema},
+};
+
+/// Largest request body: the query document and its variables.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest query document.
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    pub operation: String,
+}
+
+/// `vectis_graphql_operations_total` and `vectis_graphql_operation_duration_seconds`,
+/// by operation name (`anonymous` when unnamed; `other` when not a plain identifier,
+/// so clients cannot grow the label set without bound).
+#[derive(Clone, Debug)]
+pub struct OperationMetrics {
+    pub operations: Family<OperationLabel, Counter>,
+    pub duration: Family<OperationLabel, Histogram>,
+}
+
+impl OperationMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            operations: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+            }),
+        };
+        registry.register("vectis_graphql_operations", "GraphQL operations executed", metrics.operations.clone());
+        registry.register(
+            "vectis_graphql_operation_duration_seconds",
+            "Time to execute a GraphQL operation",
+            metrics.duration.clone(),
+        );
+        metrics
+    }
+
+    fn label(operation: Option<&str>) -> OperationLabel {
+        let operation = match operation {
+            None => "anonymous",
+            Some(name) if name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => name,
+            Some(_) => "other",
+        };
+        OperationLabel { operation: operation.to_string() }
+    }
+}
+
+#[derive(Clone)]
+pub struct QueryState {
+    pub schema: QuerySchema,
+    pub db: ReadDb,
+    pub metrics: OperationMetrics,
+    /// Introspection allowed (everywhere but production).
+    pub introspection: bool,
+}
+
+pub fn app(
+    state: QueryState,
+    keys: ApiKeys,
+    rate_limiter: RateLimiter,
+    http_metrics: HttpMetrics,
+    graphiql: bool,
+) -> Router {
+    let run = post(graphql).route_layer(middleware::from_fn_with_state((keys, Scope::Read), require_scope));
+    let route = if graphiql { get(graphiql_page).merge(run) } else { run };
+    Router::new()
+        .route("/graphql", route)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route_layer(middleware::from_fn_with_state(rate_limiter, rate_limit))
+        .route_layer(middleware::from_fn_with_state(http_metrics, track_http))
+        .with_state(state)
+        .layer(middleware::from_fn(request_id))
+}
+
+async fn graphiql_page() -> Html<String> {
+    Html(GraphiQLSource::build().endpoint("/graphql").title("Vectis Commerce").finish())
+}
+
+async fn graphql(State(state): State<QueryState>, Json(request): Json<async_graphql::Request>) -> Response {
+    let label = OperationMetrics::label(request.operation_name.as_deref());
+    if request.query.len() > MAX_QUERY_BYTES {
+        let mut error = ServerError::new(format!("the query is over {MAX_QUERY_BYTES} bytes"), None);
+        error.extensions = Some(code(errors::QUERY_TOO_LARGE));
+        return Json(async_graphql::Response::from_errors(vec![error])).into_response();
+    }
+    if !state.introspection && asks_for_the_schema(&request.query) {
+        let mut error = ServerError::new("introspection is disabled in production", None);
+        error.extensions = Some(code(errors::INTROSPECTION_DISABLED));
+        return Json(async_graphql::Response::from_errors(vec![error])).into_response();
+    }
+    let started = Instant::now();
+    let mut response = state.schema.execute(with_loaders(request, &state.db)).await;
+    state.metrics.operations.get_or_create(&label).inc();
+    state.metrics.duration.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+    for error in &mut response.errors {
+        if error.extensions.as_ref().is_none_or(|e| e.get("code").is_none()) {
+            error.extensions = Some(code(classify(&error.message)));
+        }
+    }
+    Json(response).into_response()
+}
+
+/// Whether the document selects `__schema` or `__type` anywhere. (async-graphql's own
+/// switch answers them with null; clients deserve to be told.) Unparsable documents
+/// are left to the executor, which reports them.
+fn asks_for_the_schema(query: &str) -> bool {
+    let Ok(document) = async_graphql::parser::parse_query(query) else { return false };
+    let mut sets: Vec<&SelectionSet> = document.operations.iter().map(|(_, op)| &op.node.selection_set.node).collect();
+    sets.extend(document.fragments.values().map(|fragment| &fragment.node.selection_set.node));
+    while let Some(set) = sets.pop() {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => {
+                    if matches!(field.node.name.node.as_str(), "__schema" | "__type") {
+                        return true;
+                    }
+                    sets.push(&field.node.selection_set.node);
+                }
+                Selection::InlineFragment(fragment) => sets.push(&fragment.node.selection_set.node),
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+    }
+    false
+}
+
+fn code(code: &'static str) -> ErrorExtensionValues {
+    let mut extensions = ErrorExtensionValues::default();
+    extensions.set("code", code);
+    extensions
+}
+
+/// Codes for the errors async-graphql raises itself, by their messages.
+fn classify(message: &str) -> &'static str {
+    if message.contains("nested too deep") {
+        "QUERY_TOO_DEEP"
+    } else if message.contains("too complex") {
+        "QUERY_TOO_COMPLEX"
+    } else if message.starts_with(" --> ") || message.contains("expected") && message.contains("-->") {
+        "GRAPHQL_PARSE_FAILED"
+    } else {
+        "GRAPHQL_VALIDATION_FAILED"
+    }
+}

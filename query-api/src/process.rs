@@ -1,0 +1,102 @@
+//! The query API process: settings, wiring and lifetime. `main` only calls into here,
+//! so tests build the same process on port 0.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use axum::Router;
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
+use vectis_event_store::{readiness, settings::StoreSettings};
+use vectis_runtime::{
+    auth::ApiKeys,
+    env_parse,
+    http_metrics::HttpMetrics,
+    ops_router,
+    pool_metrics::PoolCollector,
+    rate_limit::{RateLimiter, TrustedProxies},
+    Environment, OpsState, Shutdown,
+};
+
+use crate::{
+    db::ReadDb,
+    http::{app, OperationMetrics, QueryState},
+    schema,
+};
+
+#[derive(Debug, Clone)]
+pub struct QueryApiSettings {
+    pub store: StoreSettings,
+    /// `QUERY_API_ADDR` (default `0.0.0.0:8000`).
+    pub addr: SocketAddr,
+    /// `TRUSTED_PROXIES`, as for the command API.
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl QueryApiSettings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            store: StoreSettings::from_env("vectis-query-api")?,
+            addr: env_parse("QUERY_API_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
+            trusted_proxies: env_parse("TRUSTED_PROXIES", TrustedProxies::none())?,
+        })
+    }
+
+    /// Introspection and GraphiQL: everywhere but production.
+    pub fn explorable(&self) -> bool {
+        self.store.environment != Environment::Production
+    }
+}
+
+pub struct QueryApi {
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+}
+
+impl QueryApi {
+    pub async fn build(settings: QueryApiSettings, shutdown: Shutdown) -> anyhow::Result<Self> {
+        let pool = settings.store.pool().context("configuring the PostgreSQL pool")?;
+        Self::build_with_pool(settings, pool, shutdown).await
+    }
+
+    pub async fn build_with_pool(settings: QueryApiSettings, pool: PgPool, shutdown: Shutdown) -> anyhow::Result<Self> {
+        let mut registry = Registry::default();
+        let http_metrics = HttpMetrics::register(&mut registry);
+        let operations = OperationMetrics::register(&mut registry);
+        registry.register_collector(Box::new(PoolCollector::new(pool.clone())));
+        let db = ReadDb::new(pool.clone());
+        db.register(&mut registry);
+        let rate_limiter = RateLimiter::start(pool.clone(), settings.trusted_proxies.clone())
+            .await
+            .context("loading rate-limit policies")?;
+        rate_limiter.register(&mut registry);
+        let explorable = settings.explorable();
+        let state = QueryState {
+            schema: schema::build(db.clone(), explorable),
+            db,
+            metrics: operations,
+            introspection: explorable,
+        };
+        let checks = readiness::checks(&pool, &settings.store.kafka);
+        let router = app(state, ApiKeys::new(pool.clone()), rate_limiter, http_metrics, explorable)
+            .merge(ops_router(OpsState::new(registry, checks)));
+        let listener = tokio::net::TcpListener::bind(settings.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.addr))?;
+        Ok(Self { listener, router, shutdown })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until the shutdown signal, then finishes the requests in flight.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { shutdown.wait().await })
+            .await
+            .context("serving the query API")
+    }
+}

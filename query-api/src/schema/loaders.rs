@@ -1,0 +1,108 @@
+//! DataLoaders for every relation: the keys a query asks for within one tick are
+//! loaded with one statement (`= ANY($1)`), so a page's cost does not grow with it.
+
+use std::collections::HashMap;
+
+use async_graphql::{dataloader::Loader, Error};
+use uuid::Uuid;
+
+use super::{
+    accounts::Account,
+    inventory::Reservation,
+    orders::{OrderLine, StatusChange},
+};
+use crate::db::ReadDb;
+
+/// Accounts by id.
+pub struct Accounts(pub ReadDb);
+/// An order's lines, in line order.
+pub struct OrderLines(pub ReadDb);
+/// An order's status changes, oldest first.
+pub struct StatusHistory(pub ReadDb);
+/// An item's reservations, newest first.
+pub struct Reservations(pub ReadDb);
+
+impl Loader<Uuid> for Accounts {
+    type Value = Account;
+    type Error = Error;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Account>, Error> {
+        let rows: Vec<Account> = self
+            .0
+            .counted(
+                sqlx::query_as(&format!("{} WHERE account_id = ANY($1)", Account::SELECT))
+                    .bind(keys)
+                    .fetch_all(&self.0.pool),
+            )
+            .await?;
+        Ok(rows.into_iter().map(|a| (a.account_id, a)).collect())
+    }
+}
+
+fn grouped<K: std::hash::Hash + Eq, V>(rows: Vec<V>, key: impl Fn(&V) -> K) -> HashMap<K, Vec<V>> {
+    let mut groups: HashMap<K, Vec<V>> = HashMap::new();
+    for row in rows {
+        groups.entry(key(&row)).or_default().push(row);
+    }
+    groups
+}
+
+impl Loader<Uuid> for OrderLines {
+    type Value = Vec<OrderLine>;
+    type Error = Error;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<OrderLine>>, Error> {
+        let rows: Vec<OrderLine> = self
+            .0
+            .counted(
+                sqlx::query_as(
+                    "SELECT order_id, line_no, sku, quantity, unit_price_minor, line_total_minor
+                       FROM read.order_lines WHERE order_id = ANY($1) ORDER BY order_id, line_no",
+                )
+                .bind(keys)
+                .fetch_all(&self.0.pool),
+            )
+            .await?;
+        Ok(grouped(rows, |line| line.order_id))
+    }
+}
+
+impl Loader<Uuid> for StatusHistory {
+    type Value = Vec<StatusChange>;
+    type Error = Error;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<StatusChange>>, Error> {
+        let rows: Vec<StatusChange> = self
+            .0
+            .counted(
+                sqlx::query_as(
+                    "SELECT order_id, stream_version, status, event_type, occurred_at
+                       FROM read.order_status_history WHERE order_id = ANY($1) ORDER BY order_id, stream_version",
+                )
+                .bind(keys)
+                .fetch_all(&self.0.pool),
+            )
+            .await?;
+        Ok(grouped(rows, |change| change.order_id))
+    }
+}
+
+impl Loader<String> for Reservations {
+    type Value = Vec<Reservation>;
+    type Error = Error;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Vec<Reservation>>, Error> {
+        let rows: Vec<Reservation> = self
+            .0
+            .counted(
+                sqlx::query_as(
+                    "SELECT reservation_id, sku, order_id, quantity, status, expires_at, created_at, updated_at
+                       FROM read.inventory_reservations WHERE sku = ANY($1) ORDER BY sku, created_at DESC, reservation_id",
+                )
+                .bind(keys)
+                .fetch_all(&self.0.pool),
+            )
+            .await?;
+        Ok(grouped(rows, |reservation| reservation.sku.clone()))
+    }
+}

@@ -1,0 +1,71 @@
+//! The GraphQL schema: the query root, the read-model types and their relations.
+
+pub mod accounts;
+pub mod inventory;
+pub mod loaders;
+pub mod orders;
+
+use async_graphql::{
+    dataloader::DataLoader, EmptyMutation, EmptySubscription, MergedObject, Object, Request, Schema, SimpleObject,
+};
+
+use crate::db::ReadDb;
+
+pub type QuerySchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+
+/// Deepest selection accepted (`orders → edges → node → account → orders → …`).
+pub const MAX_DEPTH: usize = 12;
+/// Most fields a query may select, each connection counting its page size times its
+/// selection.
+pub const MAX_COMPLEXITY: usize = 20_000;
+
+/// Money in minor units (cents) and its ISO 4217 currency.
+#[derive(SimpleObject, Debug, Clone, PartialEq, Eq)]
+pub struct Money {
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+impl Money {
+    pub fn new(amount_minor: i64, currency: &str) -> Self {
+        Self { amount_minor, currency: currency.to_string() }
+    }
+}
+
+/// Every query field: each area's fields in its own module, merged.
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(HealthQuery, orders::OrderQueries, accounts::AccountQueries, inventory::InventoryQueries);
+
+#[derive(Default)]
+pub struct HealthQuery;
+
+#[Object]
+impl HealthQuery {
+    /// Answers when the service is up.
+    async fn health(&self) -> &'static str {
+        "Vectis Commerce API is healthy"
+    }
+}
+
+/// The schema with its limits; introspection off in production.
+pub fn build(db: ReadDb, introspection: bool) -> QuerySchema {
+    let builder = Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
+        .data(db)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY);
+    if introspection {
+        builder.finish()
+    } else {
+        builder.disable_introspection().finish()
+    }
+}
+
+/// `request` with this request's DataLoaders: each request batches and caches its own
+/// loads, so one page costs a constant number of statements.
+pub fn with_loaders(request: Request, db: &ReadDb) -> Request {
+    request
+        .data(DataLoader::new(loaders::Accounts(db.clone()), tokio::spawn))
+        .data(DataLoader::new(loaders::OrderLines(db.clone()), tokio::spawn))
+        .data(DataLoader::new(loaders::StatusHistory(db.clone()), tokio::spawn))
+        .data(DataLoader::new(loaders::Reservations(db.clone()), tokio::spawn))
+}

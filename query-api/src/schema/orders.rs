@@ -1,0 +1,163 @@
+//! Orders: `order(id)`, `orders(filter, first, after)`, and an order's account, lines
+//! and status history.
+
+use async_graphql::{dataloader::DataLoader, ComplexObject, Context, Error, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{
+    accounts::Account,
+    loaders::{Accounts, OrderLines, StatusHistory},
+    Money,
+};
+use crate::{
+    db::ReadDb,
+    pagination::{self, Page},
+};
+
+#[derive(SimpleObject, sqlx::FromRow, Debug, Clone)]
+#[graphql(complex)]
+pub struct Order {
+    #[graphql(name = "id")]
+    pub order_id: Uuid,
+    pub account_id: Uuid,
+    /// placed, awaiting_approval, approved, rejected, confirmed, cancelled, shipped,
+    /// delivered.
+    pub status: String,
+    #[graphql(skip)]
+    pub currency: String,
+    #[graphql(skip)]
+    pub total_minor: i64,
+    pub line_count: i32,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub placed_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The order stream's version this row reflects.
+    pub version: i64,
+}
+
+impl Order {
+    const SELECT: &'static str = "SELECT order_id, account_id, status, currency, total_minor, line_count, carrier,
+                                         tracking_number, placed_at, updated_at, version FROM read.orders";
+}
+
+#[ComplexObject]
+impl Order {
+    async fn total(&self) -> Money {
+        Money::new(self.total_minor, &self.currency)
+    }
+
+    /// The ordering account (null only if its registration is not projected yet).
+    async fn account(&self, ctx: &Context<'_>) -> Result<Option<Account>, Error> {
+        ctx.data_unchecked::<DataLoader<Accounts>>().load_one(self.account_id).await
+    }
+
+    async fn lines(&self, ctx: &Context<'_>) -> Result<Vec<OrderLine>, Error> {
+        Ok(ctx.data_unchecked::<DataLoader<OrderLines>>().load_one(self.order_id).await?.unwrap_or_default())
+    }
+
+    /// Every status the order went through, oldest first.
+    async fn status_history(&self, ctx: &Context<'_>) -> Result<Vec<StatusChange>, Error> {
+        Ok(ctx.data_unchecked::<DataLoader<StatusHistory>>().load_one(self.order_id).await?.unwrap_or_default())
+    }
+}
+
+/// Amounts in minor units of the order's currency.
+#[derive(SimpleObject, sqlx::FromRow, Debug, Clone)]
+pub struct OrderLine {
+    #[graphql(skip)]
+    pub order_id: Uuid,
+    pub line_no: i32,
+    pub sku: String,
+    pub quantity: i64,
+    pub unit_price_minor: i64,
+    pub line_total_minor: i64,
+}
+
+#[derive(SimpleObject, sqlx::FromRow, Debug, Clone)]
+pub struct StatusChange {
+    #[graphql(skip)]
+    pub order_id: Uuid,
+    pub stream_version: i64,
+    pub status: String,
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Every condition given must hold.
+#[derive(InputObject, Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub account_id: Option<Uuid>,
+    pub status: Option<String>,
+    /// Placed strictly after this instant.
+    pub placed_after: Option<DateTime<Utc>>,
+    /// Placed strictly before this instant.
+    pub placed_before: Option<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+pub struct OrderQueries;
+
+#[Object]
+impl OrderQueries {
+    async fn order(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Order>, Error> {
+        let db = ctx.data_unchecked::<ReadDb>();
+        db.counted(sqlx::query_as(&format!("{} WHERE order_id = $1", Order::SELECT)).bind(id).fetch_optional(&db.pool))
+            .await
+    }
+
+    /// Newest first.
+    #[graphql(complexity = "pagination::complexity(first, child_complexity)")]
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<OrderFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Page<Order>, Error> {
+        orders_page(ctx.data_unchecked::<ReadDb>(), &filter.unwrap_or_default(), first, after.as_deref()).await
+    }
+}
+
+/// A page of orders matching `filter`, newest first (placed_at, then id, descending).
+pub async fn orders_page(
+    db: &ReadDb,
+    filter: &OrderFilter,
+    first: Option<i32>,
+    after: Option<&str>,
+) -> Result<Page<Order>, Error> {
+    const LIST: &str = "orders";
+    let limit = pagination::page_size(first)?;
+    let position: Option<(DateTime<Utc>, Uuid)> = pagination::decode(LIST, after)?;
+    let conditions = "($1::uuid IS NULL OR account_id = $1) AND ($2::text IS NULL OR status = $2)
+                  AND ($3::timestamptz IS NULL OR placed_at > $3) AND ($4::timestamptz IS NULL OR placed_at < $4)";
+    let rows: Vec<Order> = db
+        .counted(
+            sqlx::query_as(&format!(
+                "{} WHERE {conditions} AND ($5::timestamptz IS NULL OR (placed_at, order_id) < ($5, $6))
+                  ORDER BY placed_at DESC, order_id DESC LIMIT $7",
+                Order::SELECT
+            ))
+            .bind(filter.account_id)
+            .bind(filter.status.as_deref())
+            .bind(filter.placed_after)
+            .bind(filter.placed_before)
+            .bind(position.map(|p| p.0))
+            .bind(position.map(|p| p.1))
+            .bind(limit + 1)
+            .fetch_all(&db.pool),
+        )
+        .await?;
+    let total: i64 = db
+        .counted(
+            sqlx::query_scalar(&format!("SELECT count(*) FROM read.orders WHERE {conditions}"))
+                .bind(filter.account_id)
+                .bind(filter.status.as_deref())
+                .bind(filter.placed_after)
+                .bind(filter.placed_before)
+                .fetch_one(&db.pool),
+        )
+        .await?;
+    Ok(pagination::page(LIST, rows, limit, total, position.is_some(), |o| (o.placed_at, o.order_id)))
+}

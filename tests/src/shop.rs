@@ -1,0 +1,91 @@
+//! Commands as the command API runs them (aggregates decide, the event store appends),
+//! for tests that need realistic event streams.
+
+use std::collections::BTreeMap;
+
+use sqlx::PgPool;
+use uuid::Uuid;
+use vectis_command_api::{
+    domain::{Account, AccountCommand, InventoryCommand, InventoryItem, Order, OrderCommand, OrderLineRequest},
+    handling::CommandHandler,
+};
+use vectis_event_store::EventMetadata;
+use vectis_schemas::{
+    events::Money,
+    samples::{account_stream, inventory_stream, order_stream},
+};
+
+use crate::event_store;
+
+/// Commands as the command API runs them.
+pub struct Shop {
+    pub handler: CommandHandler,
+    pub metadata: EventMetadata,
+}
+
+impl Shop {
+    pub fn new(pool: &PgPool) -> Self {
+        Self { handler: CommandHandler::new(event_store(pool.clone())), metadata: EventMetadata::default() }
+    }
+
+    pub async fn account(&self, name: &str, email: &str, commands: Vec<AccountCommand>) -> Uuid {
+        let id = Uuid::now_v7();
+        let mut store = self.handler.store().clone();
+        let register = AccountCommand::Register {
+            account_id: id,
+            name: name.into(),
+            email: email.into(),
+            credit_limit: Money::new(10_000_000, "EUR"),
+            approval_threshold: Money::new(5_000_000, "EUR"),
+        };
+        for command in std::iter::once(register).chain(commands) {
+            self.handler
+                .execute::<Account, _>(&mut store, &account_stream(id), None, &self.metadata, |_| command.clone())
+                .await
+                .expect("account command");
+        }
+        id
+    }
+
+    pub async fn inventory(&self, sku: &str, commands: Vec<InventoryCommand>) {
+        let mut store = self.handler.store().clone();
+        for command in commands {
+            self.handler
+                .execute::<InventoryItem, _>(&mut store, &inventory_stream(sku), None, &self.metadata, |_| {
+                    command.clone()
+                })
+                .await
+                .expect("inventory command");
+        }
+    }
+
+    pub async fn product(&self, sku: &str, name: &str, description: &str, price: i64, stock: i64) {
+        let create = InventoryCommand::Create {
+            sku: sku.into(),
+            name: name.into(),
+            description: description.into(),
+            unit_price: Money::new(price, "EUR"),
+        };
+        self.inventory(sku, vec![create, InventoryCommand::Receive { quantity: stock, reference: None }]).await;
+    }
+
+    pub async fn order(&self, account_id: Uuid, lines: &[(&str, i64)], then: Vec<OrderCommand>) -> Uuid {
+        let mut store = self.handler.store().clone();
+        let account = self.handler.load::<Account>(&account_stream(account_id)).await.expect("account").state;
+        let mut catalogue = BTreeMap::new();
+        for (sku, _) in lines {
+            let item = self.handler.load::<InventoryItem>(&inventory_stream(sku)).await.expect("item").state;
+            catalogue.insert(sku.to_string(), item.expect("the product exists"));
+        }
+        let lines = lines.iter().map(|(sku, quantity)| OrderLineRequest { sku: sku.to_string(), quantity: *quantity });
+        let order_id = Uuid::now_v7();
+        let place = OrderCommand::Place { order_id, account_id, account, lines: lines.collect(), catalogue };
+        for command in std::iter::once(place).chain(then) {
+            self.handler
+                .execute::<Order, _>(&mut store, &order_stream(order_id), None, &self.metadata, |_| command.clone())
+                .await
+                .expect("order command");
+        }
+        order_id
+    }
+}

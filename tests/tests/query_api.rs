@@ -1,0 +1,345 @@
+//! The query side end to end: commands → event store → relay → broker → projectors →
+//! read models → the GraphQL service, over HTTP, as a client sees it.
+
+use std::{net::SocketAddr, time::Duration};
+
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+use vectis_command_api::domain::{AccountCommand, InventoryCommand, OrderCommand};
+use vectis_event_store::kafka::KafkaSettings;
+use vectis_projectors::{metrics::ProjectorMetrics, read_models};
+use vectis_query_api::process::{QueryApi, QueryApiSettings};
+use vectis_runtime::{
+    auth::{ApiKeys, Scope},
+    Environment, Shutdown,
+};
+use vectis_tests::{fresh_topics, http_get, http_request, shop::Shop, start_projector, RelayHandle};
+
+struct Service {
+    addr: SocketAddr,
+    key: String,
+    shutdown: Shutdown,
+}
+
+impl Service {
+    async fn start(pool: &PgPool, kafka: &KafkaSettings, environment: Environment) -> Self {
+        let mut settings = QueryApiSettings::from_env().expect("settings");
+        settings.store.kafka = kafka.clone();
+        settings.store.environment = environment;
+        settings.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let shutdown = Shutdown::new();
+        let api = QueryApi::build_with_pool(settings, pool.clone(), shutdown.clone()).await.expect("builds");
+        let addr = api.addr();
+        tokio::spawn(api.run_until_stopped());
+        let (_, key) = ApiKeys::new(pool.clone()).create("reader", &[Scope::Read]).await.expect("key");
+        Self { addr, key, shutdown }
+    }
+
+    /// Runs `query` with the reader's key; returns the HTTP status and the response.
+    async fn post(&self, key: Option<&str>, body: &Value) -> (u16, Value) {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        let (status, body) = http_request(self.addr, "POST", "/graphql", &headers, Some(&body.to_string())).await;
+        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    }
+
+    /// The `data` of a query that must succeed.
+    async fn data(&self, query: &str, variables: Value) -> Value {
+        let (status, response) = self.post(Some(&self.key), &json!({ "query": query, "variables": variables })).await;
+        assert_eq!(status, 200, "{response}");
+        assert!(response.get("errors").is_none(), "{query}\n{response:#}");
+        response["data"].clone()
+    }
+
+    /// The error codes of a query that must fail.
+    async fn error_codes(&self, query: &str) -> Vec<String> {
+        let (status, response) = self.post(Some(&self.key), &json!({ "query": query })).await;
+        assert_eq!(status, 200, "{response}");
+        let errors = response["errors"].as_array().unwrap_or_else(|| panic!("no errors: {response}"));
+        errors.iter().map(|e| e["extensions"]["code"].as_str().unwrap_or("none").to_string()).collect()
+    }
+
+    async fn statements(&self) -> u64 {
+        let (_, metrics) = http_get(self.addr, "/metrics").await;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("vectis_query_sql_statements_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("statement counter")
+    }
+}
+
+struct World {
+    acme: Uuid,
+    northwind: Uuid,
+    /// Acme's orders, oldest first.
+    orders: Vec<Uuid>,
+    cancelled: Uuid,
+}
+
+/// Accounts, products and orders through the command path, projected.
+async fn world(
+    pool: &PgPool,
+    kafka: &KafkaSettings,
+    acme_orders: usize,
+) -> (World, Vec<vectis_projectors::runtime::RunningProjector>, RelayHandle) {
+    let relay = RelayHandle::start(pool.clone(), kafka, 500);
+    let metrics = ProjectorMetrics::default();
+    let mut projectors = Vec::new();
+    for projection in read_models::all() {
+        projectors.push(start_projector(pool, kafka, projection, &metrics).await);
+    }
+    let shop = Shop::new(pool);
+    let approve = || vec![AccountCommand::Approve { by: "key:staff".into() }];
+    let acme = shop.account("Acme Fasteners", "buyer@acme.example", approve()).await;
+    let northwind = shop.account("Northwind Traders", "buyer@northwind.example", approve()).await;
+    shop.account("Pending Parts", "buyer@pending.example", vec![]).await;
+    shop.product("BOLT-M8", "Hex bolt M8", "Zinc-plated", 120, 5_000).await;
+    shop.product("NUT-M8", "Hex nut M8", "Zinc-plated", 30, 5_000).await;
+    shop.product("SPRING-10", "Compression spring", "Music wire", 340, 12).await;
+    let mut orders = Vec::new();
+    for n in 0..acme_orders {
+        let lines: &[(&str, i64)] = if n % 2 == 0 { &[("BOLT-M8", 2), ("NUT-M8", 2)] } else { &[("NUT-M8", 1)] };
+        orders.push(shop.order(acme, lines, vec![]).await);
+    }
+    let cancelled =
+        shop.order(northwind, &[("SPRING-10", 1)], vec![OrderCommand::Cancel { reason: "changed mind".into() }]).await;
+    shop.inventory(
+        "SPRING-10",
+        vec![InventoryCommand::Adjust {
+            delta: -3,
+            reason: vectis_schemas::events::AdjustmentReason::Damaged,
+            note: None,
+        }],
+    )
+    .await;
+    let expected = acme_orders as i64 + 1;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let projected: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM read.orders) + (SELECT count(*) FROM read.order_status_history WHERE status = 'cancelled')
+                  + (SELECT count(*) FROM read.inventory_items WHERE on_hand = 9)",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0);
+        if projected == expected + 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the read models never caught up ({projected})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (World { acme, northwind, orders, cancelled }, projectors, relay)
+}
+
+async fn stop(projectors: Vec<vectis_projectors::runtime::RunningProjector>, relay: RelayHandle, service: Service) {
+    service.shutdown.trigger();
+    for projector in projectors {
+        projector.stop().await.expect("clean stop");
+    }
+    relay.stop().await;
+}
+
+fn ids(connection: &Value) -> Vec<String> {
+    connection["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn graphql_answers_every_field_from_the_read_models(pool: PgPool) {
+    let kafka = fresh_topics().await.expect("topics");
+    let (world, projectors, relay) = world(&pool, &kafka, 5).await;
+    let service = Service::start(&pool, &kafka, Environment::Development).await;
+
+    let data = service.data("{ health }", json!({})).await;
+    assert_eq!(data["health"], "Vectis Commerce API is healthy");
+
+    // One order with its relations.
+    let order = service
+        .data(
+            "query($id: UUID!) { order(id: $id) { id accountId status lineCount total { amountMinor currency }
+               account { id name status creditLimit { amountMinor currency } }
+               lines { lineNo sku quantity unitPriceMinor lineTotalMinor }
+               statusHistory { streamVersion status eventType } } }",
+            json!({ "id": world.orders[0] }),
+        )
+        .await;
+    let order = &order["order"];
+    assert_eq!(order["id"], world.orders[0].to_string());
+    assert_eq!(order["status"], "placed");
+    assert_eq!(order["total"], json!({ "amountMinor": 300, "currency": "EUR" }));
+    assert_eq!(order["account"]["name"], "Acme Fasteners");
+    assert_eq!(order["account"]["status"], "approved");
+    assert_eq!(
+        order["lines"],
+        json!([
+            { "lineNo": 1, "sku": "BOLT-M8", "quantity": 2, "unitPriceMinor": 120, "lineTotalMinor": 240 },
+            { "lineNo": 2, "sku": "NUT-M8", "quantity": 2, "unitPriceMinor": 30, "lineTotalMinor": 60 },
+        ])
+    );
+    assert_eq!(order["statusHistory"][0]["status"], "placed");
+    let missing = service.data("query($id: UUID!) { order(id: $id) { id } }", json!({ "id": Uuid::now_v7() })).await;
+    assert_eq!(missing["order"], Value::Null);
+
+    // Pagination: newest first, pages of 2, the last page says so.
+    let page =
+        "query($after: String, $account: UUID) { orders(filter: { accountId: $account }, first: 2, after: $after) {
+                  totalCount pageInfo { hasNextPage hasPreviousPage endCursor } edges { cursor node { id } } } }";
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    let mut pages = 0;
+    loop {
+        let data = service.data(page, json!({ "after": after, "account": world.acme })).await;
+        let orders = &data["orders"];
+        assert_eq!(orders["totalCount"], 5, "the total is the filter's, on every page");
+        seen.extend(ids(orders));
+        pages += 1;
+        if !orders["pageInfo"]["hasNextPage"].as_bool().expect("bool") {
+            break;
+        }
+        after = orders["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(pages, 3);
+    let newest_first: Vec<String> = world.orders.iter().rev().map(Uuid::to_string).collect();
+    assert_eq!(seen, newest_first);
+
+    // Filters, an empty result, a cursor from another list.
+    let cancelled = service
+        .data(r#"{ orders(filter: { status: "cancelled" }) { totalCount edges { node { id } } } }"#, json!({}))
+        .await;
+    assert_eq!(ids(&cancelled["orders"]), [world.cancelled.to_string()]);
+    let none = service.data(r#"{ orders(filter: { status: "no-such-status" }) { totalCount pageInfo { hasNextPage } edges { node { id } } } }"#, json!({})).await;
+    assert_eq!(none["orders"], json!({ "totalCount": 0, "pageInfo": { "hasNextPage": false }, "edges": [] }));
+    let later = service
+        .data(
+            "query($after: DateTime) { orders(filter: { placedAfter: $after }) { totalCount } }",
+            json!({ "after": chrono::Utc::now() + chrono::Duration::hours(1) }),
+        )
+        .await;
+    assert_eq!(later["orders"]["totalCount"], 0);
+    let accounts_cursor = service.data("{ accounts(first: 1) { pageInfo { endCursor } } }", json!({})).await;
+    let foreign = accounts_cursor["accounts"]["pageInfo"]["endCursor"].as_str().expect("cursor").to_string();
+    let codes = service.error_codes(&format!(r#"{{ orders(after: "{foreign}") {{ totalCount }} }}"#)).await;
+    assert_eq!(codes, ["INVALID_CURSOR"]);
+    assert_eq!(service.error_codes(r#"{ orders(after: "not-a-cursor") { totalCount } }"#).await, ["INVALID_CURSOR"]);
+
+    // Accounts and their orders.
+    let approved = service
+        .data(r#"{ accounts(filter: { status: "approved" }) { totalCount edges { node { name orders(first: 1) { totalCount } } } } }"#, json!({}))
+        .await;
+    assert_eq!(approved["accounts"]["totalCount"], 2);
+    assert_eq!(
+        approved["accounts"]["edges"][0]["node"],
+        json!({ "name": "Acme Fasteners", "orders": { "totalCount": 5 } })
+    );
+    let northwind = service
+        .data("query($id: UUID!) { account(id: $id) { email approvalThreshold { amountMinor } orders { edges { node { status } } } } }", json!({ "id": world.northwind }))
+        .await;
+    assert_eq!(northwind["account"]["email"], "buyer@northwind.example");
+    assert_eq!(northwind["account"]["orders"]["edges"][0]["node"]["status"], "cancelled");
+
+    // Inventory and reservations.
+    let spring = service
+        .data(r#"{ inventoryItem(sku: "SPRING-10") { name onHand reserved available unitPrice { amountMinor } reservations { status quantity } } }"#, json!({}))
+        .await;
+    assert_eq!(spring["inventoryItem"]["onHand"], 9);
+    assert_eq!(spring["inventoryItem"]["unitPrice"]["amountMinor"], 340);
+    let low = service
+        .data(
+            "{ inventoryItems(filter: { lowStock: true }) { totalCount edges { node { sku available } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        low["inventoryItems"],
+        json!({ "totalCount": 1, "edges": [{ "node": { "sku": "SPRING-10", "available": 9 } }] })
+    );
+    let all = service
+        .data("{ inventoryItems(first: 2) { totalCount pageInfo { hasNextPage } edges { node { sku } } } }", json!({}))
+        .await;
+    assert_eq!(all["inventoryItems"]["totalCount"], 3);
+    assert_eq!(all["inventoryItems"]["pageInfo"]["hasNextPage"], true);
+
+    stop(projectors, relay, service).await;
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn a_page_costs_the_same_statements_whatever_its_size(pool: PgPool) {
+    let kafka = fresh_topics().await.expect("topics");
+    let (_, projectors, relay) = world(&pool, &kafka, 60).await;
+    let service = Service::start(&pool, &kafka, Environment::Development).await;
+    let query = |first: usize| {
+        format!(
+            "{{ orders(first: {first}) {{ totalCount edges {{ node {{ id account {{ name }} lines {{ sku quantity }} statusHistory {{ status }} }} }} }} }}"
+        )
+    };
+    let mut costs = Vec::new();
+    for first in [1, 10, 50] {
+        let before = service.statements().await;
+        let data = service.data(&query(first), json!({})).await;
+        assert_eq!(data["orders"]["edges"].as_array().expect("edges").len(), first);
+        costs.push(service.statements().await - before);
+    }
+    // A page and its count, then one statement per relation (accounts, lines, history).
+    assert_eq!(costs, [5, 5, 5], "statements for pages of 1, 10 and 50 orders with accounts and lines");
+    stop(projectors, relay, service).await;
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn abusive_queries_are_refused_before_they_run(pool: PgPool) {
+    let kafka = fresh_topics().await.expect("topics");
+    let service = Service::start(&pool, &kafka, Environment::Development).await;
+    let before = service.statements().await;
+
+    let deep = "{ orders(first: 1) { edges { node { account { orders(first: 1) { edges { node { account {
+                  orders(first: 1) { edges { node { account { name } } } } } } } } } } } } }";
+    assert_eq!(service.error_codes(deep).await, ["QUERY_TOO_DEEP"]);
+    let complex = "{ orders(first: 100) { edges { node { account { orders(first: 100) { edges { node { lines { sku } } } } } } } } }";
+    assert_eq!(service.error_codes(complex).await, ["QUERY_TOO_COMPLEX"]);
+    assert_eq!(service.error_codes("{ orders(first: 10000) { totalCount } }").await, ["BAD_USER_INPUT"]);
+    assert_eq!(service.error_codes("{ orders(first: 0) { totalCount } }").await, ["BAD_USER_INPUT"]);
+    let huge = format!("{{ health {} }}", " ".repeat(20_000));
+    assert_eq!(service.error_codes(&huge).await, ["QUERY_TOO_LARGE"]);
+    assert_eq!(service.error_codes("{ health").await, ["GRAPHQL_PARSE_FAILED"]);
+    assert_eq!(service.error_codes("{ nope }").await, ["GRAPHQL_VALIDATION_FAILED"]);
+    assert_eq!(service.statements().await, before, "none of them reached the database");
+    let (status, _) =
+        service.post(Some(&service.key), &json!({ "query": "{ health }", "pad": "x".repeat(70_000) })).await;
+    assert_eq!(status, 413, "bodies over 64 KiB are refused");
+    service.shutdown.trigger();
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn reading_needs_a_read_key_and_production_hides_the_schema(pool: PgPool) {
+    let kafka = fresh_topics().await.expect("topics");
+    let development = Service::start(&pool, &kafka, Environment::Development).await;
+    let health = json!({ "query": "{ health }" });
+    assert_eq!(development.post(None, &health).await.0, 401);
+    assert_eq!(development.post(Some("vk_not-a-key"), &health).await.0, 401);
+    let (_, writer) = ApiKeys::new(pool.clone()).create("warehouse", &[Scope::InventoryWrite]).await.expect("key");
+    let (status, body) = development.post(Some(&writer), &health).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.to_string().contains("read scope"), "{body}");
+    let introspection = json!({ "query": "{ __schema { queryType { name } } }" });
+    let (_, answer) = development.post(Some(&development.key), &introspection).await;
+    assert_eq!(answer["data"]["__schema"]["queryType"]["name"], "QueryRoot");
+    let (status, page) = http_get(development.addr, "/graphql").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("graphiql"), "GraphiQL is served in development");
+
+    let production = Service::start(&pool, &kafka, Environment::Production).await;
+    let (_, answer) = production.post(Some(&production.key), &introspection).await;
+    assert_eq!(answer["errors"][0]["extensions"]["code"], "INTROSPECTION_DISABLED", "{answer}");
+    let hidden = json!({ "query": "query { ...f } fragment f on QueryRoot { __type(name: \"Order\") { name } }" });
+    let (_, answer) = production.post(Some(&production.key), &hidden).await;
+    assert_eq!(answer["errors"][0]["extensions"]["code"], "INTROSPECTION_DISABLED", "{answer}");
+    assert_eq!(http_get(production.addr, "/graphql").await.0, 405, "no GraphiQL in production");
+    assert_eq!(production.data("{ health }", json!({})).await["health"], "Vectis Commerce API is healthy");
+    development.shutdown.trigger();
+    production.shutdown.trigger();
+}
