@@ -9,6 +9,8 @@ pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
 pub const INVALID_CURSOR: &str = "INVALID_CURSOR";
 /// A read model or the search engine failed; retry later.
 pub const UNAVAILABLE: &str = "UNAVAILABLE";
+/// `X-Consistency-Token` is not a token a command answered with.
+pub const INVALID_CONSISTENCY_TOKEN: &str = "INVALID_CONSISTENCY_TOKEN";
 /// `__schema` / `__type` asked of a production service.
 pub const INTROSPECTION_DISABLED: &str = "INTROSPECTION_DISABLED";
 /// The document is over the size limit.

@@ -2,7 +2,7 @@
 //! GraphiQL outside production. Rate limiting, HTTP metrics and request ids as on the
 //! command API; GraphQL operation counts and durations by operation name.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_graphql::{
     http::GraphiQLSource,
@@ -11,6 +11,7 @@ use async_graphql::{
 };
 use axum::{
     extract::{DefaultBodyLimit, State},
+    http::HeaderMap,
     middleware,
     response::{Html, IntoResponse, Response},
     routing::{get, post},
@@ -29,6 +30,7 @@ use vectis_runtime::{
 };
 
 use crate::{
+    consistency::{self, ConsistencyToken},
     db::ReadDb,
     errors,
     schema::{with_loaders, QuerySchema},
@@ -87,6 +89,8 @@ pub struct QueryState {
     pub metrics: OperationMetrics,
     /// Introspection allowed (everywhere but production).
     pub introspection: bool,
+    /// How long a query with a consistency token waits for the projections.
+    pub consistency_wait: Duration,
 }
 
 pub fn app(
@@ -111,20 +115,35 @@ async fn graphiql_page() -> Html<String> {
     Html(GraphiQLSource::build().endpoint("/graphql").title("Vectis Commerce").finish())
 }
 
-async fn graphql(State(state): State<QueryState>, Json(request): Json<async_graphql::Request>) -> Response {
+async fn graphql(
+    State(state): State<QueryState>,
+    headers: HeaderMap,
+    Json(request): Json<async_graphql::Request>,
+) -> Response {
     let label = OperationMetrics::label(request.operation_name.as_deref());
     if request.query.len() > MAX_QUERY_BYTES {
-        let mut error = ServerError::new(format!("the query is over {MAX_QUERY_BYTES} bytes"), None);
-        error.extensions = Some(code(errors::QUERY_TOO_LARGE));
-        return Json(async_graphql::Response::from_errors(vec![error])).into_response();
+        return refused(format!("the query is over {MAX_QUERY_BYTES} bytes"), errors::QUERY_TOO_LARGE);
     }
-    if !state.introspection && asks_for_the_schema(&request.query) {
-        let mut error = ServerError::new("introspection is disabled in production", None);
-        error.extensions = Some(code(errors::INTROSPECTION_DISABLED));
-        return Json(async_graphql::Response::from_errors(vec![error])).into_response();
+    let selected = top_level_fields(&request.query);
+    if !state.introspection && selected.iter().any(|f| f == "__schema" || f == "__type") {
+        return refused("introspection is disabled in production".into(), errors::INTROSPECTION_DISABLED);
     }
+    let token = match headers.get(consistency::HEADER).map(|v| v.to_str().unwrap_or("").parse::<ConsistencyToken>()) {
+        None => None,
+        Some(Ok(token)) => Some(token),
+        Some(Err(error)) => return refused(error.message, errors::INVALID_CONSISTENCY_TOKEN),
+    };
     let started = Instant::now();
+    let mut fresh = true;
+    if let Some(token) = &token {
+        let projections = token.projections(selected.iter().any(|f| f == "search"));
+        fresh = token.wait(&state.db, &projections, state.consistency_wait).await;
+    }
     let mut response = state.schema.execute(with_loaders(request, &state.db)).await;
+    if token.is_some() {
+        // What was answered reflects the token's write, or not (the wait timed out).
+        response.extensions.insert("stale".into(), async_graphql::Value::Boolean(!fresh));
+    }
     state.metrics.operations.get_or_create(&label).inc();
     state.metrics.duration.get_or_create(&label).observe(started.elapsed().as_secs_f64());
     for error in &mut response.errors {
@@ -135,28 +154,34 @@ async fn graphql(State(state): State<QueryState>, Json(request): Json<async_grap
     Json(response).into_response()
 }
 
-/// Whether the document selects `__schema` or `__type` anywhere. (async-graphql's own
-/// switch answers them with null; clients deserve to be told.) Unparsable documents
-/// are left to the executor, which reports them.
-fn asks_for_the_schema(query: &str) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(query) else { return false };
+fn refused(message: String, error_code: &'static str) -> Response {
+    let mut error = ServerError::new(message, None);
+    error.extensions = Some(code(error_code));
+    Json(async_graphql::Response::from_errors(vec![error])).into_response()
+}
+
+/// The names of the fields the document selects on the query root (through fragments
+/// too): whether it asks for `__schema`/`__type` (async-graphql's own switch answers
+/// them with null; clients deserve to be told), whether it searches. Unparsable
+/// documents have none; the executor reports them.
+fn top_level_fields(query: &str) -> Vec<String> {
+    let Ok(document) = async_graphql::parser::parse_query(query) else { return Vec::new() };
     let mut sets: Vec<&SelectionSet> = document.operations.iter().map(|(_, op)| &op.node.selection_set.node).collect();
-    sets.extend(document.fragments.values().map(|fragment| &fragment.node.selection_set.node));
+    let mut fields = Vec::new();
     while let Some(set) = sets.pop() {
         for item in &set.items {
             match &item.node {
-                Selection::Field(field) => {
-                    if matches!(field.node.name.node.as_str(), "__schema" | "__type") {
-                        return true;
-                    }
-                    sets.push(&field.node.selection_set.node);
-                }
+                Selection::Field(field) => fields.push(field.node.name.node.to_string()),
                 Selection::InlineFragment(fragment) => sets.push(&fragment.node.selection_set.node),
-                Selection::FragmentSpread(_) => {}
+                Selection::FragmentSpread(spread) => {
+                    if let Some(fragment) = document.fragments.get(&spread.node.fragment_name.node) {
+                        sets.push(&fragment.node.selection_set.node);
+                    }
+                }
             }
         }
     }
-    false
+    fields
 }
 
 fn code(code: &'static str) -> ErrorExtensionValues {

@@ -1,7 +1,7 @@
 //! The query API process: settings, wiring and lifetime. `main` only calls into here,
 //! so tests build the same process on port 0.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use axum::Router;
@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use vectis_event_store::{readiness, settings::StoreSettings};
 use vectis_runtime::{
     auth::ApiKeys,
-    env_parse,
+    env_duration, env_parse,
     http_metrics::HttpMetrics,
     ops_router,
     pool_metrics::PoolCollector,
@@ -19,6 +19,7 @@ use vectis_runtime::{
 };
 
 use crate::{
+    consistency::MAX_WAIT,
     db::ReadDb,
     http::{app, OperationMetrics, QueryState},
     schema,
@@ -31,14 +32,20 @@ pub struct QueryApiSettings {
     pub addr: SocketAddr,
     /// `TRUSTED_PROXIES`, as for the command API.
     pub trusted_proxies: TrustedProxies,
+    /// `CONSISTENCY_WAIT` (default `2s`, at most `10s`): how long a query with a
+    /// consistency token waits for the projections before answering `stale: true`.
+    pub consistency_wait: Duration,
 }
 
 impl QueryApiSettings {
     pub fn from_env() -> anyhow::Result<Self> {
+        let consistency_wait = env_duration("CONSISTENCY_WAIT", Duration::from_secs(2))?;
+        anyhow::ensure!(consistency_wait <= MAX_WAIT, "CONSISTENCY_WAIT must be at most 10s");
         Ok(Self {
             store: StoreSettings::from_env("vectis-query-api")?,
             addr: env_parse("QUERY_API_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
             trusted_proxies: env_parse("TRUSTED_PROXIES", TrustedProxies::none())?,
+            consistency_wait,
         })
     }
 
@@ -77,6 +84,7 @@ impl QueryApi {
             db,
             metrics: operations,
             introspection: explorable,
+            consistency_wait: settings.consistency_wait,
         };
         let checks = readiness::checks(&pool, &settings.store.kafka);
         let router = app(state, ApiKeys::new(pool.clone()), rate_limiter, http_metrics, explorable)

@@ -343,3 +343,102 @@ async fn reading_needs_a_read_key_and_production_hides_the_schema(pool: PgPool) 
     development.shutdown.trigger();
     production.shutdown.trigger();
 }
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn a_query_with_a_commands_token_reads_that_write(pool: PgPool) {
+    use vectis_command_api::process::{CommandApi, CommandApiSettings};
+    let kafka = fresh_topics().await.expect("topics");
+    let relay = RelayHandle::start(pool.clone(), &kafka, 500);
+    let metrics = ProjectorMetrics::default();
+    let mut projectors = Vec::new();
+    for projection in read_models::all() {
+        projectors.push(start_projector(&pool, &kafka, projection, &metrics).await);
+    }
+    let mut settings = CommandApiSettings::from_env().expect("settings");
+    settings.store.kafka = kafka.clone();
+    settings.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let commands_stopped = Shutdown::new();
+    let commands = CommandApi::build_with_pool(settings, pool.clone(), commands_stopped.clone()).await.expect("builds");
+    let commands_addr = commands.addr();
+    tokio::spawn(commands.run_until_stopped());
+    let (_, staff) = ApiKeys::new(pool.clone()).create("staff", &[Scope::Admin]).await.expect("key");
+    let service = Service::start(&pool, &kafka, Environment::Development).await;
+    let auth = format!("Bearer {staff}");
+    let account_query = "query($id: UUID!) { account(id: $id) { name status version } }";
+
+    for n in 0..5 {
+        // Register, then read at once with the token: the account is there.
+        let body = json!({
+            "name": format!("Buyer {n}"), "email": format!("b{n}@example.com"),
+            "credit_limit": { "amount_minor": 100_000, "currency": "EUR" },
+            "approval_threshold": { "amount_minor": 10_000, "currency": "EUR" },
+        });
+        let (status, created) =
+            http_request(commands_addr, "POST", "/v1/accounts", &[("Authorization", &auth)], Some(&body.to_string()))
+                .await;
+        assert_eq!(status, 201, "{created}");
+        let created: Value = serde_json::from_str(&created).expect("JSON");
+        let token = created["consistency_token"].as_str().expect("token").to_string();
+        let id = created["stream_id"].as_str().expect("stream").trim_start_matches("account-").to_string();
+        let request = json!({ "query": account_query, "variables": { "id": id } }).to_string();
+        let headers = [("Authorization", format!("Bearer {}", service.key)), ("X-Consistency-Token", token.clone())];
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (_, answer) = http_request(service.addr, "POST", "/graphql", &headers, Some(&request)).await;
+        let answer: Value = serde_json::from_str(&answer).expect("JSON");
+        assert_eq!(answer["data"]["account"]["name"], format!("Buyer {n}"), "{answer}");
+        assert_eq!(answer["extensions"]["stale"], false, "{answer}");
+
+        // Approve, read with the new token: the new status, never the old one.
+        let (status, approved) = http_request(
+            commands_addr,
+            "POST",
+            &format!("/v1/accounts/{id}/approve"),
+            &[("Authorization", &auth)],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{approved}");
+        let approved: Value = serde_json::from_str(&approved).expect("JSON");
+        let token = approved["consistency_token"].as_str().expect("token").to_string();
+        let headers = [("Authorization", format!("Bearer {}", service.key)), ("X-Consistency-Token", token)];
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (_, answer) = http_request(service.addr, "POST", "/graphql", &headers, Some(&request)).await;
+        let answer: Value = serde_json::from_str(&answer).expect("JSON");
+        assert_eq!(answer["data"]["account"]["status"], "approved", "{answer}");
+        assert_eq!(answer["data"]["account"]["version"], 2);
+    }
+
+    // A version no projection will reach: the answer comes after the wait, marked stale.
+    let (_, some) = http_request(
+        commands_addr,
+        "POST",
+        "/v1/accounts",
+        &[("Authorization", &auth)],
+        Some(
+            &json!({ "name": "Late", "email": "late@example.com",
+            "credit_limit": { "amount_minor": 1, "currency": "EUR" },
+            "approval_threshold": { "amount_minor": 1, "currency": "EUR" } })
+            .to_string(),
+        ),
+    )
+    .await;
+    let some: Value = serde_json::from_str(&some).expect("JSON");
+    let future = format!("{}@99", some["stream_id"].as_str().expect("stream"));
+    let headers = [("Authorization", format!("Bearer {}", service.key)), ("X-Consistency-Token", future)];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let started = std::time::Instant::now();
+    let (_, answer) = http_request(service.addr, "POST", "/graphql", &headers, Some(r#"{"query":"{ health }"}"#)).await;
+    let answer: Value = serde_json::from_str(&answer).expect("JSON");
+    assert!(started.elapsed() >= Duration::from_secs(2), "waited the default 2 s");
+    assert_eq!(answer["extensions"]["stale"], true, "{answer}");
+    assert_eq!(answer["data"]["health"], "Vectis Commerce API is healthy", "answers with what it has");
+    let headers =
+        [("Authorization", format!("Bearer {}", service.key)), ("X-Consistency-Token", "nonsense".to_string())];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, answer) = http_request(service.addr, "POST", "/graphql", &headers, Some(r#"{"query":"{ health }"}"#)).await;
+    let answer: Value = serde_json::from_str(&answer).expect("JSON");
+    assert_eq!(answer["errors"][0]["extensions"]["code"], "INVALID_CONSISTENCY_TOKEN", "{answer}");
+
+    commands_stopped.trigger();
+    stop(projectors, relay, service).await;
+}
