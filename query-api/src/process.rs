@@ -1,13 +1,18 @@
 //! The query API process: settings, wiring and lifetime. `main` only calls into here,
 //! so tests build the same process on port 0.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::Router;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
+use tokio::sync::Mutex;
 use vectis_event_store::{readiness, settings::StoreSettings};
+use vectis_projectors::{
+    lag::LagProbe,
+    search::{metrics::SearchMetrics, SearchEngine, SearchSettings},
+};
 use vectis_runtime::{
     auth::ApiKeys,
     env_duration, env_parse,
@@ -22,7 +27,7 @@ use crate::{
     consistency::MAX_WAIT,
     db::ReadDb,
     http::{app, OperationMetrics, QueryState},
-    schema,
+    schema::{self, projections::LagMeter},
 };
 
 #[derive(Debug, Clone)]
@@ -32,6 +37,9 @@ pub struct QueryApiSettings {
     pub addr: SocketAddr,
     /// `TRUSTED_PROXIES`, as for the command API.
     pub trusted_proxies: TrustedProxies,
+    /// `MEILI_URL` / `MEILI_MASTER_KEY`, else the embedded index under `VECTIS_DATA_DIR`
+    /// (the projectors process's settings).
+    pub search: SearchSettings,
     /// `CONSISTENCY_WAIT` (default `2s`, at most `10s`): how long a query with a
     /// consistency token waits for the projections before answering `stale: true`.
     pub consistency_wait: Duration,
@@ -45,6 +53,7 @@ impl QueryApiSettings {
             store: StoreSettings::from_env("vectis-query-api")?,
             addr: env_parse("QUERY_API_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
             trusted_proxies: env_parse("TRUSTED_PROXIES", TrustedProxies::none())?,
+            search: SearchSettings::from_env(),
             consistency_wait,
         })
     }
@@ -79,14 +88,20 @@ impl QueryApi {
             .context("loading rate-limit policies")?;
         rate_limiter.register(&mut registry);
         let explorable = settings.explorable();
+        let search =
+            SearchEngine::new(&settings.search, settings.store.kafka.naming.prefix(), SearchMetrics::default())
+                .context("configuring search")?;
+        let lag =
+            LagMeter(Arc::new(Mutex::new(LagProbe::new(&settings.store.kafka).context("creating the lag probe")?)));
         let state = QueryState {
-            schema: schema::build(db.clone(), explorable),
+            schema: schema::build(db.clone(), search.clone(), lag, explorable),
             db,
             metrics: operations,
             introspection: explorable,
             consistency_wait: settings.consistency_wait,
         };
-        let checks = readiness::checks(&pool, &settings.store.kafka);
+        let mut checks = readiness::checks(&pool, &settings.store.kafka);
+        checks.extend(search.readiness_check());
         let router = app(state, ApiKeys::new(pool.clone()), rate_limiter, http_metrics, explorable)
             .merge(ops_router(OpsState::new(registry, checks)));
         let listener = tokio::net::TcpListener::bind(settings.addr)

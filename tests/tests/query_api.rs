@@ -8,7 +8,11 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use vectis_command_api::domain::{AccountCommand, InventoryCommand, OrderCommand};
 use vectis_event_store::kafka::KafkaSettings;
-use vectis_projectors::{metrics::ProjectorMetrics, read_models};
+use vectis_projectors::{
+    metrics::ProjectorMetrics,
+    read_models,
+    search::{metrics::SearchMetrics, SearchEngine, SearchSettings},
+};
 use vectis_query_api::process::{QueryApi, QueryApiSettings};
 use vectis_runtime::{
     auth::{ApiKeys, Scope},
@@ -22,11 +26,31 @@ struct Service {
     shutdown: Shutdown,
 }
 
+/// The embedded search engine's directory for one test, removed when dropped.
+struct SearchDir(std::path::PathBuf);
+
+impl SearchDir {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!("vectis-query-test-{}", Uuid::now_v7().simple())))
+    }
+
+    fn settings(&self) -> SearchSettings {
+        SearchSettings::Embedded { root: self.0.clone() }
+    }
+}
+
+impl Drop for SearchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 impl Service {
-    async fn start(pool: &PgPool, kafka: &KafkaSettings, environment: Environment) -> Self {
+    async fn start(pool: &PgPool, kafka: &KafkaSettings, environment: Environment, search: &SearchDir) -> Self {
         let mut settings = QueryApiSettings::from_env().expect("settings");
         settings.store.kafka = kafka.clone();
         settings.store.environment = environment;
+        settings.search = search.settings();
         settings.addr = SocketAddr::from(([127, 0, 0, 1], 0));
         let shutdown = Shutdown::new();
         let api = QueryApi::build_with_pool(settings, pool.clone(), shutdown.clone()).await.expect("builds");
@@ -78,16 +102,20 @@ struct World {
     cancelled: Uuid,
 }
 
-/// Accounts, products and orders through the command path, projected.
+/// Accounts, products and orders through the command path, projected into the read
+/// models and the search indexes (in `search`).
 async fn world(
     pool: &PgPool,
     kafka: &KafkaSettings,
     acme_orders: usize,
+    search: &SearchDir,
 ) -> (World, Vec<vectis_projectors::runtime::RunningProjector>, RelayHandle) {
     let relay = RelayHandle::start(pool.clone(), kafka, 500);
     let metrics = ProjectorMetrics::default();
+    let engine =
+        SearchEngine::new(&search.settings(), kafka.naming.prefix(), SearchMetrics::default()).expect("engine");
     let mut projectors = Vec::new();
-    for projection in read_models::all() {
+    for projection in read_models::all().into_iter().chain(engine.projections()) {
         projectors.push(start_projector(pool, kafka, projection, &metrics).await);
     }
     let shop = Shop::new(pool);
@@ -153,8 +181,9 @@ fn ids(connection: &Value) -> Vec<String> {
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn graphql_answers_every_field_from_the_read_models(pool: PgPool) {
     let kafka = fresh_topics().await.expect("topics");
-    let (world, projectors, relay) = world(&pool, &kafka, 5).await;
-    let service = Service::start(&pool, &kafka, Environment::Development).await;
+    let search = SearchDir::new();
+    let (world, projectors, relay) = world(&pool, &kafka, 5, &search).await;
+    let service = Service::start(&pool, &kafka, Environment::Development, &search).await;
 
     let data = service.data("{ health }", json!({})).await;
     assert_eq!(data["health"], "Vectis Commerce API is healthy");
@@ -265,14 +294,69 @@ async fn graphql_answers_every_field_from_the_read_models(pool: PgPool) {
     assert_eq!(all["inventoryItems"]["totalCount"], 3);
     assert_eq!(all["inventoryItems"]["pageInfo"]["hasNextPage"], true);
 
+    // Search: hits resolved to the read models' types, with highlights.
+    let hits = "query($after: String) { search(index: PRODUCTS, query: \"compresion\", first: 1, after: $after) {
+                  totalCount pageInfo { hasNextPage } edges { cursor node { id highlights { field text }
+                  node { __typename ... on InventoryItem { sku available } } } } } }";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let found = loop {
+        let found = service.data(hits, json!({})).await;
+        if found["search"]["totalCount"] == 1 {
+            break found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never indexed: {found}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let hit = &found["search"]["edges"][0]["node"];
+    assert_eq!(hit["node"], json!({ "__typename": "InventoryItem", "sku": "SPRING-10", "available": 9 }));
+    assert_eq!(hit["highlights"], json!([{ "field": "name", "text": "<em>Compression</em> spring" }]));
+    let orders = service
+        .data(
+            r#"{ search(index: ORDERS, query: "acme", filter: [{ field: "total_minor", min: 100 }], sort: { field: "placed_at", descending: true }, first: 2) {
+                  totalCount pageInfo { hasNextPage endCursor } edges { node { node { ... on Order { id account { name } } } } } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(orders["search"]["totalCount"], 3, "Acme's orders of at least 1.00: {orders}");
+    let first_page: Vec<&str> = orders["search"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["node"]["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(first_page, [world.orders[4].to_string(), world.orders[2].to_string()], "newest first");
+    let codes = service
+        .error_codes(r#"{ search(index: ORDERS, filter: [{ field: "currency", min: 1 }]) { totalCount } }"#)
+        .await;
+    assert_eq!(codes, ["BAD_USER_INPUT"]);
+
+    // Projections, as `vectis projections status` shows them.
+    let projections = service
+        .data(
+            "{ projections { name version state lagEvents lagSeconds parkedEvents searchFreshnessSeconds } }",
+            json!({}),
+        )
+        .await;
+    let projections = projections["projections"].as_array().expect("list").clone();
+    let names: Vec<&str> = projections.iter().map(|p| p["name"].as_str().expect("name")).collect();
+    assert_eq!(names, ["accounts", "inventory", "orders", "search_accounts", "search_orders", "search_products"]);
+    let orders_status = &projections[2];
+    assert_eq!(
+        (orders_status["version"].clone(), orders_status["state"].clone(), orders_status["parkedEvents"].clone()),
+        (json!(1), json!("serving"), json!(0))
+    );
+    assert_eq!(orders_status["searchFreshnessSeconds"], Value::Null, "not a search index");
+    assert_eq!(projections[5]["searchFreshnessSeconds"], 0.0, "caught up");
+
     stop(projectors, relay, service).await;
 }
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn a_page_costs_the_same_statements_whatever_its_size(pool: PgPool) {
     let kafka = fresh_topics().await.expect("topics");
-    let (_, projectors, relay) = world(&pool, &kafka, 60).await;
-    let service = Service::start(&pool, &kafka, Environment::Development).await;
+    let search = SearchDir::new();
+    let (_, projectors, relay) = world(&pool, &kafka, 60, &search).await;
+    let service = Service::start(&pool, &kafka, Environment::Development, &search).await;
     let query = |first: usize| {
         format!(
             "{{ orders(first: {first}) {{ totalCount edges {{ node {{ id account {{ name }} lines {{ sku quantity }} statusHistory {{ status }} }} }} }} }}"
@@ -293,7 +377,8 @@ async fn a_page_costs_the_same_statements_whatever_its_size(pool: PgPool) {
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn abusive_queries_are_refused_before_they_run(pool: PgPool) {
     let kafka = fresh_topics().await.expect("topics");
-    let service = Service::start(&pool, &kafka, Environment::Development).await;
+    let search = SearchDir::new();
+    let service = Service::start(&pool, &kafka, Environment::Development, &search).await;
     let before = service.statements().await;
 
     let deep = "{ orders(first: 1) { edges { node { account { orders(first: 1) { edges { node { account {
@@ -317,7 +402,8 @@ async fn abusive_queries_are_refused_before_they_run(pool: PgPool) {
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn reading_needs_a_read_key_and_production_hides_the_schema(pool: PgPool) {
     let kafka = fresh_topics().await.expect("topics");
-    let development = Service::start(&pool, &kafka, Environment::Development).await;
+    let search = SearchDir::new();
+    let development = Service::start(&pool, &kafka, Environment::Development, &search).await;
     let health = json!({ "query": "{ health }" });
     assert_eq!(development.post(None, &health).await.0, 401);
     assert_eq!(development.post(Some("vk_not-a-key"), &health).await.0, 401);
@@ -332,7 +418,7 @@ async fn reading_needs_a_read_key_and_production_hides_the_schema(pool: PgPool) 
     assert_eq!(status, 200);
     assert!(page.contains("graphiql"), "GraphiQL is served in development");
 
-    let production = Service::start(&pool, &kafka, Environment::Production).await;
+    let production = Service::start(&pool, &kafka, Environment::Production, &search).await;
     let (_, answer) = production.post(Some(&production.key), &introspection).await;
     assert_eq!(answer["errors"][0]["extensions"]["code"], "INTROSPECTION_DISABLED", "{answer}");
     let hidden = json!({ "query": "query { ...f } fragment f on QueryRoot { __type(name: \"Order\") { name } }" });
@@ -362,7 +448,8 @@ async fn a_query_with_a_commands_token_reads_that_write(pool: PgPool) {
     let commands_addr = commands.addr();
     tokio::spawn(commands.run_until_stopped());
     let (_, staff) = ApiKeys::new(pool.clone()).create("staff", &[Scope::Admin]).await.expect("key");
-    let service = Service::start(&pool, &kafka, Environment::Development).await;
+    let search = SearchDir::new();
+    let service = Service::start(&pool, &kafka, Environment::Development, &search).await;
     let auth = format!("Bearer {staff}");
     let account_query = "query($id: UUID!) { account(id: $id) { name status version } }";
 

@@ -35,7 +35,7 @@ pub struct InventoryItem {
 }
 
 impl InventoryItem {
-    const SELECT: &'static str =
+    pub const SELECT: &'static str =
         "SELECT sku, name, description, unit_price_minor, currency, on_hand, reserved, available,
                                          created_at, updated_at, version FROM read.inventory_items";
 }

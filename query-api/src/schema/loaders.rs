@@ -8,13 +8,17 @@ use uuid::Uuid;
 
 use super::{
     accounts::Account,
-    inventory::Reservation,
-    orders::{OrderLine, StatusChange},
+    inventory::{InventoryItem, Reservation},
+    orders::{Order, OrderLine, StatusChange},
 };
 use crate::db::ReadDb;
 
 /// Accounts by id.
 pub struct Accounts(pub ReadDb);
+/// Orders by id (search hits).
+pub struct Orders(pub ReadDb);
+/// Inventory items by SKU (search hits).
+pub struct Items(pub ReadDb);
 /// An order's lines, in line order.
 pub struct OrderLines(pub ReadDb);
 /// An order's status changes, oldest first.
@@ -36,6 +40,40 @@ impl Loader<Uuid> for Accounts {
             )
             .await?;
         Ok(rows.into_iter().map(|a| (a.account_id, a)).collect())
+    }
+}
+
+impl Loader<Uuid> for Orders {
+    type Value = Order;
+    type Error = Error;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Order>, Error> {
+        let rows: Vec<Order> = self
+            .0
+            .counted(
+                sqlx::query_as(&format!("{} WHERE order_id = ANY($1)", Order::SELECT))
+                    .bind(keys)
+                    .fetch_all(&self.0.pool),
+            )
+            .await?;
+        Ok(rows.into_iter().map(|o| (o.order_id, o)).collect())
+    }
+}
+
+impl Loader<String> for Items {
+    type Value = InventoryItem;
+    type Error = Error;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, InventoryItem>, Error> {
+        let rows: Vec<InventoryItem> = self
+            .0
+            .counted(
+                sqlx::query_as(&format!("{} WHERE sku = ANY($1)", InventoryItem::SELECT))
+                    .bind(keys)
+                    .fetch_all(&self.0.pool),
+            )
+            .await?;
+        Ok(rows.into_iter().map(|i| (i.sku.clone(), i)).collect())
     }
 }
 

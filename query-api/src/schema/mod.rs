@@ -4,10 +4,14 @@ pub mod accounts;
 pub mod inventory;
 pub mod loaders;
 pub mod orders;
+pub mod projections;
+pub mod search;
 
 use async_graphql::{
     dataloader::DataLoader, EmptyMutation, EmptySubscription, MergedObject, Object, Request, Schema, SimpleObject,
 };
+
+use vectis_projectors::search::SearchEngine;
 
 use crate::db::ReadDb;
 
@@ -34,7 +38,14 @@ impl Money {
 
 /// Every query field: each area's fields in its own module, merged.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(HealthQuery, orders::OrderQueries, accounts::AccountQueries, inventory::InventoryQueries);
+pub struct QueryRoot(
+    HealthQuery,
+    orders::OrderQueries,
+    accounts::AccountQueries,
+    inventory::InventoryQueries,
+    search::SearchQueries,
+    projections::ProjectionQueries,
+);
 
 #[derive(Default)]
 pub struct HealthQuery;
@@ -48,9 +59,11 @@ impl HealthQuery {
 }
 
 /// The schema with its limits; introspection off in production.
-pub fn build(db: ReadDb, introspection: bool) -> QuerySchema {
+pub fn build(db: ReadDb, search: SearchEngine, lag: projections::LagMeter, introspection: bool) -> QuerySchema {
     let builder = Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
         .data(db)
+        .data(search)
+        .data(lag)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY);
     if introspection {
@@ -65,6 +78,8 @@ pub fn build(db: ReadDb, introspection: bool) -> QuerySchema {
 pub fn with_loaders(request: Request, db: &ReadDb) -> Request {
     request
         .data(DataLoader::new(loaders::Accounts(db.clone()), tokio::spawn))
+        .data(DataLoader::new(loaders::Orders(db.clone()), tokio::spawn))
+        .data(DataLoader::new(loaders::Items(db.clone()), tokio::spawn))
         .data(DataLoader::new(loaders::OrderLines(db.clone()), tokio::spawn))
         .data(DataLoader::new(loaders::StatusHistory(db.clone()), tokio::spawn))
         .data(DataLoader::new(loaders::Reservations(db.clone()), tokio::spawn))

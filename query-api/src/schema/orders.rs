@@ -38,7 +38,7 @@ pub struct Order {
 }
 
 impl Order {
-    const SELECT: &'static str = "SELECT order_id, account_id, status, currency, total_minor, line_count, carrier,
+    pub const SELECT: &'static str = "SELECT order_id, account_id, status, currency, total_minor, line_count, carrier,
                                          tracking_number, placed_at, updated_at, version FROM read.orders";
 }
 
