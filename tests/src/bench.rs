@@ -68,8 +68,20 @@ pub async fn create_database(max_connections: u32) -> anyhow::Result<(PgPool, St
 pub async fn drop_database(name: &str) -> anyhow::Result<()> {
     let url = std::env::var("DATABASE_URL").context("DATABASE_URL")?;
     let admin = PgPoolOptions::new().max_connections(1).connect(&url).await?;
-    admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await?;
-    Ok(())
+    // A background worker (autovacuum after a large fill) may still be attached, and
+    // only a superuser may end it: wait for it to finish.
+    let mut attempts = 0;
+    loop {
+        match admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await {
+            Ok(_) => return Ok(()),
+            Err(error) if attempts < 20 => {
+                attempts += 1;
+                tracing::debug!(%error, "cannot drop the benchmark database yet");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
 
 /// `name` as a whole number from the environment, or `default`.
@@ -213,4 +225,58 @@ pub async fn projector_catch_up(
     let steady = since.elapsed();
     running.stop().await?;
     Ok(CatchUp { events: expected, first_batch: first, steady })
+}
+
+/// One keep-alive HTTP/1.1 connection: enough client for a loopback benchmark.
+pub struct Connection {
+    reader: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+impl Connection {
+    pub async fn open(addr: std::net::SocketAddr) -> anyhow::Result<Self> {
+        Ok(Self { reader: tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await?) })
+    }
+
+    /// Sends a JSON POST and returns the status and body.
+    pub async fn post(&mut self, path: &str, key: &str, body: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.reader.get_mut().write_all(request.as_bytes()).await?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line).await?;
+        let status: u16 = line.split_whitespace().nth(1).context("status line")?.parse()?;
+        let mut length = 0;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).await?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse()?;
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).await?;
+        Ok((status, body))
+    }
+}
+
+/// The benchmark client is one address sending far more than the default policy
+/// allows; give it a policy of its own, as an operator would for a heavy client.
+pub async fn unthrottle_loopback(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO rate_limit_policies (client, endpoint, capacity, refill_per_second, description)
+         VALUES ('127.0.0.1', '*', 1000000, 1000000, 'benchmark client')
+         ON CONFLICT (client, endpoint) DO UPDATE SET capacity = EXCLUDED.capacity,
+             refill_per_second = EXCLUDED.refill_per_second",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
 }

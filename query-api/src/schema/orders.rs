@@ -3,6 +3,7 @@
 
 use async_graphql::{dataloader::DataLoader, ComplexObject, Context, Error, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
+use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
@@ -120,6 +121,24 @@ impl OrderQueries {
     }
 }
 
+/// Appends `filter`'s conditions (only those given, so each query shape gets a plan
+/// that can use the matching index: `IS NULL OR` conditions defeat it in generic plans).
+fn push_conditions<'a>(query: &mut QueryBuilder<'a, Postgres>, filter: &'a OrderFilter) {
+    query.push(" WHERE TRUE");
+    if let Some(account_id) = filter.account_id {
+        query.push(" AND account_id = ").push_bind(account_id);
+    }
+    if let Some(status) = &filter.status {
+        query.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(after) = filter.placed_after {
+        query.push(" AND placed_at > ").push_bind(after);
+    }
+    if let Some(before) = filter.placed_before {
+        query.push(" AND placed_at < ").push_bind(before);
+    }
+}
+
 /// A page of orders matching `filter`, newest first (placed_at, then id, descending).
 pub async fn orders_page(
     db: &ReadDb,
@@ -130,34 +149,15 @@ pub async fn orders_page(
     const LIST: &str = "orders";
     let limit = pagination::page_size(first)?;
     let position: Option<(DateTime<Utc>, Uuid)> = pagination::decode(LIST, after)?;
-    let conditions = "($1::uuid IS NULL OR account_id = $1) AND ($2::text IS NULL OR status = $2)
-                  AND ($3::timestamptz IS NULL OR placed_at > $3) AND ($4::timestamptz IS NULL OR placed_at < $4)";
-    let rows: Vec<Order> = db
-        .counted(
-            sqlx::query_as(&format!(
-                "{} WHERE {conditions} AND ($5::timestamptz IS NULL OR (placed_at, order_id) < ($5, $6))
-                  ORDER BY placed_at DESC, order_id DESC LIMIT $7",
-                Order::SELECT
-            ))
-            .bind(filter.account_id)
-            .bind(filter.status.as_deref())
-            .bind(filter.placed_after)
-            .bind(filter.placed_before)
-            .bind(position.map(|p| p.0))
-            .bind(position.map(|p| p.1))
-            .bind(limit + 1)
-            .fetch_all(&db.pool),
-        )
-        .await?;
-    let total: i64 = db
-        .counted(
-            sqlx::query_scalar(&format!("SELECT count(*) FROM read.orders WHERE {conditions}"))
-                .bind(filter.account_id)
-                .bind(filter.status.as_deref())
-                .bind(filter.placed_after)
-                .bind(filter.placed_before)
-                .fetch_one(&db.pool),
-        )
-        .await?;
+    let mut page = QueryBuilder::new(Order::SELECT);
+    push_conditions(&mut page, filter);
+    if let Some((placed_at, order_id)) = position {
+        page.push(" AND (placed_at, order_id) < (").push_bind(placed_at).push(", ").push_bind(order_id).push(")");
+    }
+    page.push(" ORDER BY placed_at DESC, order_id DESC LIMIT ").push_bind(limit + 1);
+    let rows: Vec<Order> = db.counted(page.build_query_as().fetch_all(&db.pool)).await?;
+    let mut count = QueryBuilder::new("SELECT count(*) FROM read.orders");
+    push_conditions(&mut count, filter);
+    let total: i64 = db.counted(count.build_query_scalar().fetch_one(&db.pool)).await?;
     Ok(pagination::page(LIST, rows, limit, total, position.is_some(), |o| (o.placed_at, o.order_id)))
 }

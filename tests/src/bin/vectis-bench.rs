@@ -20,7 +20,7 @@ use uuid::Uuid;
 use vectis_event_store::{AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent};
 use vectis_schemas::samples;
 use vectis_tests::{
-    bench::{create_database, drop_database, env_number, Figures},
+    bench::{create_database, drop_database, env_number, unthrottle_loopback, Connection, Figures},
     event_store, fresh_topics, RelayHandle,
 };
 
@@ -233,46 +233,6 @@ async fn main() -> anyhow::Result<()> {
     outcome
 }
 
-/// One keep-alive HTTP/1.1 connection: enough client for a loopback benchmark.
-struct Connection {
-    reader: tokio::io::BufReader<tokio::net::TcpStream>,
-}
-
-impl Connection {
-    async fn open(addr: std::net::SocketAddr) -> anyhow::Result<Self> {
-        Ok(Self { reader: tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await?) })
-    }
-
-    /// Sends a JSON POST and returns the status and body.
-    async fn post(&mut self, path: &str, key: &str, body: &str) -> anyhow::Result<(u16, Vec<u8>)> {
-        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.reader.get_mut().write_all(request.as_bytes()).await?;
-        let mut line = String::new();
-        self.reader.read_line(&mut line).await?;
-        let status: u16 = line.split_whitespace().nth(1).context("status line")?.parse()?;
-        let mut length = 0;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).await?;
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse()?;
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body).await?;
-        Ok((status, body))
-    }
-}
-
 /// `POST /v1/orders` through the real command API process with 32 keep-alive clients.
 async fn bench_commands(pool: &PgPool, append_ceiling: f64) -> anyhow::Result<()> {
     use vectis_command_api::process::{CommandApi, CommandApiSettings};
@@ -281,16 +241,7 @@ async fn bench_commands(pool: &PgPool, append_ceiling: f64) -> anyhow::Result<()
     let clients = *WRITER_COUNTS.last().unwrap_or(&32);
     let mut settings = CommandApiSettings::from_env()?;
     settings.addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    // The benchmark client is one address sending far more than the default policy
-    // allows; give it a policy of its own, as an operator would for a heavy client.
-    sqlx::query(
-        "INSERT INTO rate_limit_policies (client, endpoint, capacity, refill_per_second, description)
-         VALUES ('127.0.0.1', '*', 1000000, 1000000, 'benchmark client')
-         ON CONFLICT (client, endpoint) DO UPDATE SET capacity = EXCLUDED.capacity,
-             refill_per_second = EXCLUDED.refill_per_second",
-    )
-    .execute(pool)
-    .await?;
+    unthrottle_loopback(pool).await?;
     let shutdown = vectis_runtime::Shutdown::new();
     let api = CommandApi::build_with_pool(settings, pool.clone(), shutdown.clone()).await?;
     let addr = api.addr();
