@@ -371,6 +371,18 @@ async fn a_page_costs_the_same_statements_whatever_its_size(pool: PgPool) {
     }
     // A page and its count, then one statement per relation (accounts, lines, history).
     assert_eq!(costs, [5, 5, 5], "statements for pages of 1, 10 and 50 orders with accounts and lines");
+    let (_, metrics) = http_get(service.addr, "/metrics").await;
+    for line in [
+        r#"vectis_graphql_operations_total{operation="anonymous"} 3"#,
+        "vectis_graphql_operation_duration_seconds_count",
+        r#"http_requests_total{method="POST",route="/graphql",status="200"}"#,
+        "vectis_db_pool_connections_in_use",
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
+    }
+    assert_eq!(http_get(service.addr, "/health").await.0, 200);
+    let (status, ready) = http_get(service.addr, "/ready").await;
+    assert_eq!(status, 200, "{ready}");
     stop(projectors, relay, service).await;
 }
 
@@ -528,4 +540,25 @@ async fn a_query_with_a_commands_token_reads_that_write(pool: PgPool) {
 
     commands_stopped.trigger();
     stop(projectors, relay, service).await;
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn queries_beyond_the_rate_limit_get_429(pool: PgPool) {
+    let kafka = fresh_topics().await.expect("topics");
+    sqlx::query(
+        "INSERT INTO rate_limit_policies (client, endpoint, capacity, refill_per_second) VALUES ('*', 'POST /graphql', 2, 0.01)",
+    )
+    .execute(&pool)
+    .await
+    .expect("policy");
+    let search = SearchDir::new();
+    let service = Service::start(&pool, &kafka, Environment::Development, &search).await;
+    let health = json!({ "query": "{ health }" });
+    let statuses = [
+        service.post(Some(&service.key), &health).await.0,
+        service.post(Some(&service.key), &health).await.0,
+        service.post(Some(&service.key), &health).await.0,
+    ];
+    assert_eq!(statuses, [200, 200, 429]);
+    service.shutdown.trigger();
 }
