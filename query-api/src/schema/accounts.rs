@@ -1,11 +1,12 @@
 //! Accounts: `account(id)`, `accounts(filter, first, after)`, and an account's orders.
 
-use async_graphql::{ComplexObject, Context, Error, InputObject, Object, SimpleObject};
+use async_graphql::{dataloader::DataLoader, ComplexObject, Context, Error, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    orders::{orders_page, Order, OrderFilter},
+    loaders::{AccountOrders, AccountOrdersKey},
+    orders::{Order, ORDERS_LIST},
     Money,
 };
 use crate::{
@@ -57,8 +58,11 @@ impl Account {
     /// The account's orders, newest first.
     #[graphql(complexity = "pagination::complexity(first, child_complexity)")]
     async fn orders(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Result<Page<Order>, Error> {
-        let filter = OrderFilter { account_id: Some(self.account_id), ..OrderFilter::default() };
-        orders_page(ctx.data_unchecked::<ReadDb>(), &filter, first, after.as_deref()).await
+        let limit = pagination::page_size(first)?;
+        let after: Option<(DateTime<Utc>, Uuid)> = pagination::decode(ORDERS_LIST, after.as_deref())?;
+        let key = AccountOrdersKey { account_id: self.account_id, limit, after };
+        let (rows, total) = ctx.data_unchecked::<DataLoader<AccountOrders>>().load_one(key).await?.unwrap_or_default();
+        Ok(pagination::page(ORDERS_LIST, rows, limit, total, after.is_some(), |o| (o.placed_at, o.order_id)))
     }
 }
 

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use async_graphql::{dataloader::Loader, Error};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
@@ -17,6 +18,19 @@ use crate::db::ReadDb;
 pub struct Accounts(pub ReadDb);
 /// Orders by id (search hits).
 pub struct Orders(pub ReadDb);
+/// A page of an account's orders, with the account's order count.
+pub struct AccountOrders(pub ReadDb);
+
+/// Where a page of orders starts: after this (placed_at, order id), or at the newest.
+pub type OrderPosition = Option<(DateTime<Utc>, Uuid)>;
+
+/// One account's page: `limit` + 1 orders after `after` (newest first).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AccountOrdersKey {
+    pub account_id: Uuid,
+    pub limit: i64,
+    pub after: OrderPosition,
+}
 /// Inventory items by SKU (search hits).
 pub struct Items(pub ReadDb);
 /// An order's lines, in line order.
@@ -57,6 +71,60 @@ impl Loader<Uuid> for Orders {
             )
             .await?;
         Ok(rows.into_iter().map(|o| (o.order_id, o)).collect())
+    }
+}
+
+impl Loader<AccountOrdersKey> for AccountOrders {
+    /// The page's rows (one more than asked when more follow) and the account's total.
+    type Value = (Vec<Order>, i64);
+    type Error = Error;
+
+    /// One statement per distinct page position asked for (all accounts' first pages
+    /// share one), plus one for every account's count.
+    async fn load(&self, keys: &[AccountOrdersKey]) -> Result<HashMap<AccountOrdersKey, (Vec<Order>, i64)>, Error> {
+        let db = &self.0;
+        let accounts: Vec<Uuid> = keys.iter().map(|k| k.account_id).collect();
+        let totals: HashMap<Uuid, i64> = db
+            .counted(
+                sqlx::query_as::<_, (Uuid, i64)>(
+                    "SELECT account_id, count(*) FROM read.orders WHERE account_id = ANY($1) GROUP BY account_id",
+                )
+                .bind(&accounts)
+                .fetch_all(&db.pool),
+            )
+            .await?
+            .into_iter()
+            .collect();
+        let positions: HashMap<(i64, OrderPosition), Vec<Uuid>> = grouped(keys.to_vec(), |k| (k.limit, k.after))
+            .into_iter()
+            .map(|(p, ks)| (p, ks.iter().map(|k| k.account_id).collect()))
+            .collect();
+        let mut pages = HashMap::new();
+        for ((limit, after), accounts) in positions {
+            let cursor = if after.is_some() { "AND (placed_at, order_id) < ($3, $4)" } else { "" };
+            let rows: Vec<Order> = db
+                .counted(
+                    sqlx::query_as(&format!(
+                        "SELECT page.* FROM UNNEST($1::uuid[]) AS account(id) CROSS JOIN LATERAL (
+                           {} WHERE account_id = account.id {cursor} ORDER BY placed_at DESC, order_id DESC LIMIT $2
+                         ) AS page",
+                        Order::SELECT
+                    ))
+                    .bind(&accounts)
+                    .bind(limit + 1)
+                    .bind(after.map(|a| a.0))
+                    .bind(after.map(|a| a.1))
+                    .fetch_all(&db.pool),
+                )
+                .await?;
+            let mut by_account = grouped(rows, |o| o.account_id);
+            for account_id in accounts {
+                let key = AccountOrdersKey { account_id, limit, after };
+                let total = totals.get(&account_id).copied().unwrap_or(0);
+                pages.insert(key, (by_account.remove(&account_id).unwrap_or_default(), total));
+            }
+        }
+        Ok(pages)
     }
 }
 

@@ -79,6 +79,7 @@ pub fn with_loaders(request: Request, db: &ReadDb) -> Request {
     request
         .data(DataLoader::new(loaders::Accounts(db.clone()), tokio::spawn))
         .data(DataLoader::new(loaders::Orders(db.clone()), tokio::spawn))
+        .data(DataLoader::new(loaders::AccountOrders(db.clone()), tokio::spawn))
         .data(DataLoader::new(loaders::Items(db.clone()), tokio::spawn))
         .data(DataLoader::new(loaders::OrderLines(db.clone()), tokio::spawn))
         .data(DataLoader::new(loaders::StatusHistory(db.clone()), tokio::spawn))

@@ -139,6 +139,9 @@ fn push_conditions<'a>(query: &mut QueryBuilder<'a, Postgres>, filter: &'a Order
     }
 }
 
+/// The cursor list of orders, newest first (`orders` and `Account.orders`).
+pub const ORDERS_LIST: &str = "orders";
+
 /// A page of orders matching `filter`, newest first (placed_at, then id, descending).
 pub async fn orders_page(
     db: &ReadDb,
@@ -146,7 +149,7 @@ pub async fn orders_page(
     first: Option<i32>,
     after: Option<&str>,
 ) -> Result<Page<Order>, Error> {
-    const LIST: &str = "orders";
+    const LIST: &str = ORDERS_LIST;
     let limit = pagination::page_size(first)?;
     let position: Option<(DateTime<Utc>, Uuid)> = pagination::decode(LIST, after)?;
     let mut page = QueryBuilder::new(Order::SELECT);
