@@ -4,7 +4,6 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
-use axum::Router;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use vectis_event_store::{readiness, settings::StoreSettings, EventStore, StoreMetrics};
@@ -12,6 +11,7 @@ use vectis_runtime::{
     auth::ApiKeys,
     env_duration, env_parse,
     http_metrics::HttpMetrics,
+    http_service::HttpService,
     ops_router,
     pool_metrics::PoolCollector,
     rate_limit::{RateLimiter, TrustedProxies},
@@ -54,11 +54,7 @@ impl CommandApiSettings {
     }
 }
 
-pub struct CommandApi {
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: Shutdown,
-}
+pub struct CommandApi(HttpService);
 
 impl CommandApi {
     pub async fn build(settings: CommandApiSettings, shutdown: Shutdown) -> anyhow::Result<Self> {
@@ -92,23 +88,15 @@ impl CommandApi {
         };
         let checks = readiness::checks(&pool, &settings.store.kafka);
         let router = app(state, http_metrics).merge(ops_router(OpsState::new(registry, checks)));
-        let listener = tokio::net::TcpListener::bind(settings.addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.addr))?;
-        Ok(Self { listener, router, shutdown })
+        Ok(Self(HttpService::bind("the command API", settings.addr, router, shutdown).await?))
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.0.addr()
     }
 
     /// Serves until the shutdown signal, then finishes the requests in flight.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let shutdown = self.shutdown.clone();
-        // The peer address is the rate limiter's client (or the proxy in front of it).
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { shutdown.wait().await })
-            .await
-            .context("serving the command API")
+        self.0.run_until_stopped().await
     }
 }

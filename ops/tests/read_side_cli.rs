@@ -1,38 +1,21 @@
 //! `vectis projections` and `vectis dlq` as an operator runs them: the real binary
 //! against a test's own database and topics, with a projector running.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use sqlx::PgPool;
 use uuid::Uuid;
 use vectis_event_store::{kafka::KafkaSettings, AppendRequest, EventMetadata, ExpectedVersion};
 use vectis_projectors::{metrics::ProjectorMetrics, read_models::accounts::Accounts};
 use vectis_schemas::samples;
-use vectis_tests::{database_url, event_store, fresh_topics, produce, start_projector, RelayHandle};
+use vectis_tests::{
+    cli::{self, CliOutput},
+    event_store, fresh_topics, produce, start_projector, RelayHandle,
+};
 
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `vectis <args>` against the test's database and topics (off the test's
-/// runtime thread, so the projector task keeps running meanwhile).
-async fn vectis(pool: &PgPool, kafka: &KafkaSettings, args: &[&str]) -> Output {
-    let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(pool).await.expect("name");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_vectis"));
-    command
-        .args(args)
-        .env("DATABASE_URL", database_url(&database).expect("DATABASE_URL"))
-        .env("KAFKA_BROKERS", &kafka.brokers)
-        .env("VECTIS_TOPIC_PREFIX", kafka.naming.prefix())
-        .env("LOG_LEVEL", "warn");
-    let output = tokio::task::spawn_blocking(move || command.output()).await.expect("joined").expect("runs");
-    Output {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+/// Runs `vectis <args>` against the test's database and topics.
+async fn vectis(pool: &PgPool, kafka: &KafkaSettings, args: &[&str]) -> CliOutput {
+    cli::run(env!("CARGO_BIN_EXE_vectis"), pool, kafka, &[], args).await
 }
 
 /// The row `vectis projections status` prints for `projection`, split on whitespace.

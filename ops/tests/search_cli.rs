@@ -2,7 +2,6 @@
 //! database, topics and embedded index directory, with a search projector running.
 
 use std::{
-    process::Command,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
@@ -21,32 +20,14 @@ use vectis_schemas::{
     events::{InventoryEvent, ItemCreated, Money},
     samples,
 };
-use vectis_tests::{database_url, event_store, fresh_topics, start_projector, RelayHandle};
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use vectis_tests::{
+    cli::{self, CliOutput},
+    event_store, fresh_topics, start_projector, RelayHandle,
+};
 
 /// Runs `vectis <args>` against the test's database, topics and data directory.
-async fn vectis(pool: &PgPool, kafka: &KafkaSettings, data_dir: &std::path::Path, args: &[&str]) -> Output {
-    let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(pool).await.expect("name");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_vectis"));
-    command
-        .args(args)
-        .env("DATABASE_URL", database_url(&database).expect("DATABASE_URL"))
-        .env("KAFKA_BROKERS", &kafka.brokers)
-        .env("VECTIS_TOPIC_PREFIX", kafka.naming.prefix())
-        .env("VECTIS_DATA_DIR", data_dir)
-        .env_remove("MEILI_URL")
-        .env("LOG_LEVEL", "warn");
-    let output = tokio::task::spawn_blocking(move || command.output()).await.expect("joined").expect("runs");
-    Output {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+async fn vectis(pool: &PgPool, kafka: &KafkaSettings, data_dir: &std::path::Path, args: &[&str]) -> CliOutput {
+    cli::run(env!("CARGO_BIN_EXE_vectis"), pool, kafka, &[("VECTIS_DATA_DIR", data_dir.as_os_str())], args).await
 }
 
 async fn create_product(pool: &PgPool, sku: &str, name: &str, description: &str, price: i64, stock: i64) {

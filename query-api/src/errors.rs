@@ -13,6 +13,8 @@ pub const UNAVAILABLE: &str = "UNAVAILABLE";
 pub const INVALID_CONSISTENCY_TOKEN: &str = "INVALID_CONSISTENCY_TOKEN";
 /// `__schema` / `__type` asked of a production service.
 pub const INTROSPECTION_DISABLED: &str = "INTROSPECTION_DISABLED";
+/// The document is not GraphQL.
+pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 /// The document is over the size limit.
 pub const QUERY_TOO_LARGE: &str = "QUERY_TOO_LARGE";
 

@@ -2,11 +2,14 @@
 //! GraphiQL outside production. Rate limiting, HTTP metrics and request ids as on the
 //! command API; GraphQL operation counts and durations by operation name.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
 
 use async_graphql::{
     http::GraphiQLSource,
-    parser::types::{Selection, SelectionSet},
+    parser::types::{ExecutableDocument, Selection, SelectionSet},
     ErrorExtensionValues, ServerError,
 };
 use axum::{
@@ -118,13 +121,17 @@ async fn graphiql_page() -> Html<String> {
 async fn graphql(
     State(state): State<QueryState>,
     headers: HeaderMap,
-    Json(request): Json<async_graphql::Request>,
+    Json(mut request): Json<async_graphql::Request>,
 ) -> Response {
     let label = OperationMetrics::label(request.operation_name.as_deref());
     if request.query.len() > MAX_QUERY_BYTES {
         return refused(format!("the query is over {MAX_QUERY_BYTES} bytes"), errors::QUERY_TOO_LARGE);
     }
-    let selected = top_level_fields(&request.query);
+    // Parsed once, here: the executor reuses the document.
+    let selected = match request.parsed_query() {
+        Ok(document) => top_level_fields(document),
+        Err(error) => return refused(error.message, errors::GRAPHQL_PARSE_FAILED),
+    };
     if !state.introspection && selected.iter().any(|f| f == "__schema" || f == "__type") {
         return refused("introspection is disabled in production".into(), errors::INTROSPECTION_DISABLED);
     }
@@ -162,11 +169,11 @@ fn refused(message: String, error_code: &'static str) -> Response {
 
 /// The names of the fields the document selects on the query root (through fragments
 /// too): whether it asks for `__schema`/`__type` (async-graphql's own switch answers
-/// them with null; clients deserve to be told), whether it searches. Unparsable
-/// documents have none; the executor reports them.
-fn top_level_fields(query: &str) -> Vec<String> {
-    let Ok(document) = async_graphql::parser::parse_query(query) else { return Vec::new() };
+/// them with null; clients deserve to be told), whether it searches. Each fragment is
+/// walked once, so a cycle (refused later by validation) cannot loop here.
+fn top_level_fields(document: &ExecutableDocument) -> Vec<String> {
     let mut sets: Vec<&SelectionSet> = document.operations.iter().map(|(_, op)| &op.node.selection_set.node).collect();
+    let mut walked = HashSet::new();
     let mut fields = Vec::new();
     while let Some(set) = sets.pop() {
         for item in &set.items {
@@ -174,7 +181,8 @@ fn top_level_fields(query: &str) -> Vec<String> {
                 Selection::Field(field) => fields.push(field.node.name.node.to_string()),
                 Selection::InlineFragment(fragment) => sets.push(&fragment.node.selection_set.node),
                 Selection::FragmentSpread(spread) => {
-                    if let Some(fragment) = document.fragments.get(&spread.node.fragment_name.node) {
+                    let name = &spread.node.fragment_name.node;
+                    if let Some(fragment) = document.fragments.get(name).filter(|_| walked.insert(name.clone())) {
                         sets.push(&fragment.node.selection_set.node);
                     }
                 }
@@ -190,14 +198,13 @@ fn code(code: &'static str) -> ErrorExtensionValues {
     extensions
 }
 
-/// Codes for the errors async-graphql raises itself, by their messages.
+/// Codes for the errors async-graphql raises itself (the document parsed: these are
+/// its limits and validation), by their messages.
 fn classify(message: &str) -> &'static str {
     if message.contains("nested too deep") {
         "QUERY_TOO_DEEP"
     } else if message.contains("too complex") {
         "QUERY_TOO_COMPLEX"
-    } else if message.starts_with(" --> ") || message.contains("expected") && message.contains("-->") {
-        "GRAPHQL_PARSE_FAILED"
     } else {
         "GRAPHQL_VALIDATION_FAILED"
     }

@@ -4,7 +4,6 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::Router;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
@@ -17,6 +16,7 @@ use vectis_runtime::{
     auth::ApiKeys,
     env_duration, env_parse,
     http_metrics::HttpMetrics,
+    http_service::HttpService,
     ops_router,
     pool_metrics::PoolCollector,
     rate_limit::{RateLimiter, TrustedProxies},
@@ -64,11 +64,7 @@ impl QueryApiSettings {
     }
 }
 
-pub struct QueryApi {
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: Shutdown,
-}
+pub struct QueryApi(HttpService);
 
 impl QueryApi {
     pub async fn build(settings: QueryApiSettings, shutdown: Shutdown) -> anyhow::Result<Self> {
@@ -104,22 +100,15 @@ impl QueryApi {
         checks.extend(search.readiness_check());
         let router = app(state, ApiKeys::new(pool.clone()), rate_limiter, http_metrics, explorable)
             .merge(ops_router(OpsState::new(registry, checks)));
-        let listener = tokio::net::TcpListener::bind(settings.addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.addr))?;
-        Ok(Self { listener, router, shutdown })
+        Ok(Self(HttpService::bind("the query API", settings.addr, router, shutdown).await?))
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.0.addr()
     }
 
     /// Serves until the shutdown signal, then finishes the requests in flight.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let shutdown = self.shutdown.clone();
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { shutdown.wait().await })
-            .await
-            .context("serving the query API")
+        self.0.run_until_stopped().await
     }
 }

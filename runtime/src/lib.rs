@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod health;
 pub mod http_metrics;
+pub mod http_service;
 pub mod metric_names;
 pub mod pool_metrics;
 pub mod problem;

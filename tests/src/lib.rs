@@ -3,6 +3,7 @@
 //! own database (`sqlx::test`) and its own topics (a random prefix).
 
 pub mod bench;
+pub mod cli;
 pub mod shop;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};

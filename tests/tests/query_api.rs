@@ -68,6 +68,14 @@ impl Service {
         (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
     }
 
+    /// Runs `body` with the reader's key and `X-Consistency-Token: token`.
+    async fn post_with_token(&self, token: &str, body: &str) -> Value {
+        let auth = format!("Bearer {}", self.key);
+        let headers = [("Authorization", auth.as_str()), ("X-Consistency-Token", token)];
+        let (_, answer) = http_request(self.addr, "POST", "/graphql", &headers, Some(body)).await;
+        serde_json::from_str(&answer).expect("JSON")
+    }
+
     /// The `data` of a query that must succeed.
     async fn data(&self, query: &str, variables: Value) -> Value {
         let (status, response) = self.post(Some(&self.key), &json!({ "query": query, "variables": variables })).await;
@@ -446,6 +454,12 @@ async fn abusive_queries_are_refused_before_they_run(pool: PgPool) {
     assert_eq!(service.error_codes(&huge).await, ["QUERY_TOO_LARGE"]);
     assert_eq!(service.error_codes("{ health").await, ["GRAPHQL_PARSE_FAILED"]);
     assert_eq!(service.error_codes("{ nope }").await, ["GRAPHQL_VALIDATION_FAILED"]);
+    let cycle = "query { ...a } fragment a on QueryRoot { health ...b } fragment b on QueryRoot { ...a }";
+    assert_eq!(
+        service.error_codes(cycle).await,
+        ["GRAPHQL_VALIDATION_FAILED"],
+        "a fragment cycle is refused, not walked forever"
+    );
     assert_eq!(service.statements().await, before, "none of them reached the database");
     let (status, _) =
         service.post(Some(&service.key), &json!({ "query": "{ health }", "pad": "x".repeat(70_000) })).await;
@@ -522,10 +536,7 @@ async fn a_query_with_a_commands_token_reads_that_write(pool: PgPool) {
         let token = created["consistency_token"].as_str().expect("token").to_string();
         let id = created["stream_id"].as_str().expect("stream").trim_start_matches("account-").to_string();
         let request = json!({ "query": account_query, "variables": { "id": id } }).to_string();
-        let headers = [("Authorization", format!("Bearer {}", service.key)), ("X-Consistency-Token", token.clone())];
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (_, answer) = http_request(service.addr, "POST", "/graphql", &headers, Some(&request)).await;
-        let answer: Value = serde_json::from_str(&answer).expect("JSON");
+        let answer = service.post_with_token(&token, &request).await;
         assert_eq!(answer["data"]["account"]["name"], format!("Buyer {n}"), "{answer}");
         assert_eq!(answer["extensions"]["stale"], false, "{answer}");
 
@@ -541,10 +552,7 @@ async fn a_query_with_a_commands_token_reads_that_write(pool: PgPool) {
         assert_eq!(status, 200, "{approved}");
         let approved: Value = serde_json::from_str(&approved).expect("JSON");
         let token = approved["consistency_token"].as_str().expect("token").to_string();
-        let headers = [("Authorization", format!("Bearer {}", service.key)), ("X-Consistency-Token", token)];
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (_, answer) = http_request(service.addr, "POST", "/graphql", &headers, Some(&request)).await;
-        let answer: Value = serde_json::from_str(&answer).expect("JSON");
+        let answer = service.post_with_token(&token, &request).await;
         assert_eq!(answer["data"]["account"]["status"], "approved", "{answer}");
         assert_eq!(answer["data"]["account"]["version"], 2);
     }
@@ -565,19 +573,12 @@ async fn a_query_with_a_commands_token_reads_that_write(pool: PgPool) {
     .await;
     let some: Value = serde_json::from_str(&some).expect("JSON");
     let future = format!("{}@99", some["stream_id"].as_str().expect("stream"));
-    let headers = [("Authorization", format!("Bearer {}", service.key)), ("X-Consistency-Token", future)];
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let started = std::time::Instant::now();
-    let (_, answer) = http_request(service.addr, "POST", "/graphql", &headers, Some(r#"{"query":"{ health }"}"#)).await;
-    let answer: Value = serde_json::from_str(&answer).expect("JSON");
+    let answer = service.post_with_token(&future, r#"{"query":"{ health }"}"#).await;
     assert!(started.elapsed() >= Duration::from_secs(2), "waited the default 2 s");
     assert_eq!(answer["extensions"]["stale"], true, "{answer}");
     assert_eq!(answer["data"]["health"], "Vectis Commerce API is healthy", "answers with what it has");
-    let headers =
-        [("Authorization", format!("Bearer {}", service.key)), ("X-Consistency-Token", "nonsense".to_string())];
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (_, answer) = http_request(service.addr, "POST", "/graphql", &headers, Some(r#"{"query":"{ health }"}"#)).await;
-    let answer: Value = serde_json::from_str(&answer).expect("JSON");
+    let answer = service.post_with_token("nonsense", r#"{"query":"{ health }"}"#).await;
     assert_eq!(answer["errors"][0]["extensions"]["code"], "INVALID_CONSISTENCY_TOKEN", "{answer}");
 
     commands_stopped.trigger();

@@ -218,7 +218,8 @@ pub struct Hit {
     pub document: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The default is no hits: an index nothing was written to yet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SearchResults {
     pub hits: Vec<Hit>,
     /// Documents matching in all (Meilisearch: its estimate).

@@ -437,7 +437,7 @@ impl SearchBackend for EmbeddedBackend {
     ) -> BoxFuture<'a, Result<SearchResults, EngineError>> {
         async move {
             let Some(open) = self.open_index(index, declaration, false)? else {
-                return Ok(SearchResults { hits: Vec::new(), total: 0 });
+                return Ok(SearchResults::default());
             };
             let request = request.clone();
             blocking(move || open.search(declaration, &request)).await

@@ -191,7 +191,7 @@ impl SearchBackend for MeiliBackend {
             }
             let results = match query.execute::<Body>().await {
                 Ok(results) => results,
-                Err(error) if is_missing_index(&error) => return Ok(SearchResults { hits: Vec::new(), total: 0 }),
+                Err(error) if is_missing_index(&error) => return Ok(SearchResults::default()),
                 Err(error) => return Err(classify(error, "search")),
             };
             let total = results.estimated_total_hits.or(results.total_hits).unwrap_or(results.hits.len());

@@ -151,7 +151,7 @@ impl SearchEngine {
         declaration.validate(request)?;
         let Some(engine_index) = self.active_index(pool, declaration).await? else {
             // No search projector has run yet: nothing is indexed.
-            return Ok(SearchResults { hits: Vec::new(), total: 0 });
+            return Ok(SearchResults::default());
         };
         self.backend.search(&engine_index, declaration, request).await.map_err(|error| {
             tracing::error!(index, %error, "search failed");
