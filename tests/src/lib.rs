@@ -273,3 +273,36 @@ pub async fn committed_offsets(kafka: &KafkaSettings, group: &str, logical_topic
     .await
     .expect("joined")
 }
+
+/// Waits until the relay has published every committed event and each of
+/// `projections` (at version 1) has applied all of them: waiting for one row or
+/// document would not do, as others may be on other partitions and later events of a
+/// stream may not be applied yet.
+pub async fn until_caught_up(
+    pool: &PgPool,
+    kafka: &KafkaSettings,
+    projections: &[Arc<dyn vectis_projectors::projection::Projection>],
+) {
+    let probe = vectis_projectors::lag::LagProbe::new(kafka).expect("lag probe");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (last, relayed): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT coalesce(max(global_position), 0) FROM events),
+                    (SELECT coalesce(max(global_position), 0) FROM relay_cursors)",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("positions");
+        let mut caught_up = relayed >= last;
+        for projection in projections {
+            let target = vectis_projectors::store::Target { projection: projection.name(), version: 1 };
+            let lag = probe.measure(pool, &target, projection.topics()).await.expect("lag");
+            caught_up &= lag.events() == 0;
+        }
+        if caught_up {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the projections never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

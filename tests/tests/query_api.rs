@@ -18,7 +18,7 @@ use vectis_runtime::{
     auth::{ApiKeys, Scope},
     Environment, Shutdown,
 };
-use vectis_tests::{fresh_topics, http_get, http_request, shop::Shop, start_projector, RelayHandle};
+use vectis_tests::{fresh_topics, http_get, http_request, shop::Shop, start_projector, until_caught_up, RelayHandle};
 
 struct Service {
     addr: SocketAddr,
@@ -160,22 +160,8 @@ async fn world(
         }],
     )
     .await;
-    let expected = acme_orders as i64 + 1;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let projected: i64 = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM read.orders) + (SELECT count(*) FROM read.order_status_history WHERE status = 'cancelled')
-                  + (SELECT count(*) FROM read.inventory_items WHERE on_hand = 9)",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0);
-        if projected == expected + 2 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the read models never caught up ({projected})");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let projections: Vec<_> = read_models::all().into_iter().chain(engine.projections()).collect();
+    until_caught_up(pool, kafka, &projections).await;
     (World { acme, northwind, orders, cancelled }, projectors, relay)
 }
 
@@ -336,15 +322,8 @@ async fn graphql_answers_every_field_from_the_read_models(pool: PgPool) {
     let hits = "query($after: String) { search(index: PRODUCTS, query: \"compresion\", first: 1, after: $after) {
                   totalCount pageInfo { hasNextPage } edges { cursor node { id highlights { field text }
                   node { __typename ... on InventoryItem { sku available } } } } } }";
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let found = loop {
-        let found = service.data(hits, json!({})).await;
-        if found["search"]["totalCount"] == 1 {
-            break found;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never indexed: {found}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let found = service.data(hits, json!({})).await;
+    assert_eq!(found["search"]["totalCount"], 1, "{found}");
     let hit = &found["search"]["edges"][0]["node"];
     assert_eq!(hit["node"], json!({ "__typename": "InventoryItem", "sku": "SPRING-10", "available": 7 }));
     assert_eq!(hit["highlights"], json!([{ "field": "name", "text": "<em>Compression</em> spring" }]));

@@ -39,7 +39,7 @@ use vectis_projectors::{
     },
 };
 use vectis_schemas::samples::{inventory_stream, order_stream};
-use vectis_tests::{fresh_topics, shop::Shop, start_projector, RelayHandle, TopicReader};
+use vectis_tests::{fresh_topics, shop::Shop, start_projector, until_caught_up, RelayHandle, TopicReader};
 
 /// A data directory of the test's own, removed when dropped.
 struct DataDir(PathBuf);
@@ -145,6 +145,10 @@ async fn conformance(pool: PgPool, settings: SearchSettings) {
     let confirmed = shop.order(acme, &[("WASHER-M8", 100)], vec![OrderCommand::Confirm]).await;
 
     // Everything indexed: 4 products, 3 accounts, 3 orders with their final state.
+    // Everything searchable: every event relayed and every search projector at lag 0
+    // (waiting for one document would not do: the others may be on other partitions,
+    // and later events of a stream may not be applied yet).
+    until_caught_up(&pool, &kafka, &engine.projections()).await;
     until(&engine, &pool, "products", &request(""), "all products", |r| r.total == 4).await;
     until(&engine, &pool, "accounts", &request(""), "all accounts", |r| r.total == 3).await;
     let mut cancelled_orders = request("");
