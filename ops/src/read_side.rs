@@ -301,17 +301,22 @@ pub async fn search(settings: StoreSettings, command: SearchCommand) -> anyhow::
             request.limit = limit;
             request.offset = offset;
             let results = engine.search(&pool, &index, &request).await?;
+            let mut out = String::new();
             if json {
-                println!("{}", serde_json::to_string_pretty(&results)?);
-                return Ok(ExitCode::SUCCESS);
+                out = serde_json::to_string_pretty(&results)? + "\n";
+            } else {
+                out.push_str(&format!("{} found\n", results.total));
+                for hit in results.hits {
+                    let highlights: Vec<String> =
+                        hit.highlights.iter().map(|(field, text)| format!("{field}: {text}")).collect();
+                    out.push_str(&format!("{}\t{}\n", hit.id, highlights.join("\t")));
+                }
             }
-            println!("{} found", results.total);
-            for hit in results.hits {
-                let highlights: Vec<String> =
-                    hit.highlights.iter().map(|(field, text)| format!("{field}: {text}")).collect();
-                println!("{}\t{}", hit.id, highlights.join("\t"));
+            // Piped into `head`, the reader may leave early: that is not an error.
+            match std::io::stdout().lock().write_all(out.as_bytes()) {
+                Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+                _ => Ok(ExitCode::SUCCESS),
             }
-            Ok(ExitCode::SUCCESS)
         }
         SearchCommand::Reindex { index, max_batch, progress_every } => {
             let declaration = vectis_projectors::search::declaration(&index)?;
