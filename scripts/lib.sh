@@ -14,11 +14,18 @@ export DATABASE_URL="${DATABASE_URL:-postgres://vectis:vectis@127.0.0.1:5432/vec
 export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:9092}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-TANSU_VERSION=0.6.0
-TANSU_BIN="$VECTIS_CACHE_DIR/tansu-$TANSU_VERSION/bin/tansu"
+# The local broker: nisshi from crates.io, with the patches in ops/broker/patches applied
+# to its source (ops/broker/README.md says what each fixes). Their hash names the
+# build, so a changed patch builds again.
+NISSHI_VERSION=0.8.1
+BROKER_PATCHES="$VECTIS_ROOT/ops/broker/patches"
+BROKER_BUILD_ID="$(cat "$BROKER_PATCHES"/*.patch | sha256sum | cut -c1-12)"
+BROKER_BIN="$VECTIS_CACHE_DIR/nisshi-$NISSHI_VERSION-vectis-$BROKER_BUILD_ID/bin/nisshi"
 # The development stack's broker. The test suite runs its own (see use_test_broker).
 BROKER_PORT=9092
-BROKER_DIR="$VECTIS_DATA_DIR/broker"
+BROKER_DIR="$VECTIS_DATA_DIR/nisshi"
+# Where the stack's Tansu broker kept its data before nisshi replaced it.
+TANSU_DIR="$VECTIS_DATA_DIR/broker"
 
 log() { printf '[vectis] %s\n' "$*" >&2; }
 die() { printf '[vectis] error: %s\n' "$*" >&2; exit 1; }
@@ -29,7 +36,7 @@ as_root() {
 
 # Debian packages: PostgreSQL, and the C toolchain librdkafka's bundled build needs.
 ensure_packages() {
-  local wanted=(postgresql postgresql-contrib build-essential pkg-config zlib1g-dev python3 python3-venv procps)
+  local wanted=(postgresql postgresql-contrib build-essential pkg-config zlib1g-dev python3 python3-venv procps curl patch)
   local missing=()
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -70,41 +77,82 @@ SELECT 'CREATE DATABASE vectis OWNER vectis'
 SQL
 }
 
-# Tansu, built once into the cache (about 15 minutes cold on two cores).
-ensure_tansu() {
-  if [ ! -x "$TANSU_BIN" ]; then
-    log "building the Tansu $TANSU_VERSION broker once into $VECTIS_CACHE_DIR (about 15 minutes)"
-    mkdir -p "$VECTIS_CACHE_DIR"
-    cargo install "tansu@$TANSU_VERSION" --locked --features libsql \
-      --root "$VECTIS_CACHE_DIR/tansu-$TANSU_VERSION" >"$VECTIS_CACHE_DIR/tansu-build.log" 2>&1 \
-      || { tail -n 30 "$VECTIS_CACHE_DIR/tansu-build.log" >&2; die "building Tansu failed"; }
-  fi
+# The patched broker, built once into the cache (about 20 minutes cold on two cores; a
+# changed patch rebuilds only the patched crate and what depends on it).
+ensure_broker_binary() {
+  [ -x "$BROKER_BIN" ] && return 0
+  local work="$VECTIS_CACHE_DIR/nisshi-work" log="$VECTIS_CACHE_DIR/nisshi-build.log"
+  log "building the nisshi $NISSHI_VERSION broker with Vectis' patches into $VECTIS_CACHE_DIR (about 20 minutes)"
+  mkdir -p "$work/sources"
+  # cargo downloads the crates' sources: a manifest that only names them.
+  cat >"$work/sources/Cargo.toml" <<EOF
+[package]
+name = "vectis-broker-sources"
+version = "0.0.0"
+edition = "2021"
+publish = false
+[lib]
+path = "lib.rs"
+[dependencies]
+nisshi = { version = "=$NISSHI_VERSION", default-features = false }
+nisshi-storage = { version = "=$NISSHI_VERSION", default-features = false }
+[workspace]
+EOF
+  touch "$work/sources/lib.rs"
+  cargo fetch --quiet --manifest-path "$work/sources/Cargo.toml" >"$log" 2>&1 \
+    || { tail -n 30 "$log" >&2; die "downloading the broker's sources failed"; }
+  local crate registry="${CARGO_HOME:-$HOME/.cargo}/registry/cache"
+  rm -rf "$work/nisshi-$NISSHI_VERSION" "$work/nisshi-storage-$NISSHI_VERSION"
+  for crate in nisshi nisshi-storage; do
+    local file
+    file=$(ls "$registry"/*/"$crate-$NISSHI_VERSION.crate" 2>/dev/null | head -n1)
+    [ -n "$file" ] || die "cargo fetched no $crate-$NISSHI_VERSION.crate under $registry"
+    tar -xzf "$file" -C "$work"
+  done
+  local patch
+  for patch in "$BROKER_PATCHES"/*.patch; do
+    patch --quiet --forward -p1 -d "$work" <"$patch" || die "the broker patch $patch does not apply"
+  done
+  # The build keeps nisshi's own Cargo.lock; only the patched crate comes from a path.
+  cat >>"$work/nisshi-$NISSHI_VERSION/Cargo.toml" <<EOF
+
+[patch.crates-io]
+nisshi-storage = { path = "../nisshi-storage-$NISSHI_VERSION" }
+EOF
+  (
+    cd "$work/nisshi-$NISSHI_VERSION"
+    CARGO_TARGET_DIR="$work/target" cargo build --release --ignore-rust-version \
+      --no-default-features --features libsql --bin nisshi
+  ) >>"$log" 2>&1 || { tail -n 30 "$log" >&2; die "building the broker failed (log: $log)"; }
+  mkdir -p "$(dirname "$BROKER_BIN")"
+  cp "$work/target/release/nisshi" "$BROKER_BIN"
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
-# The broker on 127.0.0.1:$BROKER_PORT with its SQLite engine. The engine resolves an
-# absolute path wrongly, so it runs from inside its data directory with a relative one.
+# The broker on 127.0.0.1:$BROKER_PORT with its SQLite engine, whose file is named
+# relative to the working directory: it runs from inside its data directory.
 start_broker() {
   if port_open 127.0.0.1 "$BROKER_PORT"; then
     return 0
   fi
-  ensure_tansu
+  ensure_broker_binary
   mkdir -p "$BROKER_DIR"
-  log "starting the broker on 127.0.0.1:$BROKER_PORT (Tansu $TANSU_VERSION, SQLite storage in $BROKER_DIR)"
+  log "starting the broker on 127.0.0.1:$BROKER_PORT (nisshi $NISSHI_VERSION, SQLite storage in $BROKER_DIR)"
   (
     cd "$BROKER_DIR"
-    nohup "$TANSU_BIN" broker \
+    # A new group's first rebalance waits for no more members: every projector is the
+    # only member of its group when it starts.
+    nohup "$BROKER_BIN" broker \
       --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" \
+      --group-initial-rebalance-delay 0s \
       --storage-engine sqlite://broker.db >>broker.log 2>&1 &
     echo $! >broker.pid
   )
   for _ in $(seq 1 120); do
-    if port_open 127.0.0.1 "$BROKER_PORT"; then
-      index_broker_headers
-      return 0
-    fi
+    port_open 127.0.0.1 "$BROKER_PORT" && return 0
+    kill -0 "$(cat "$BROKER_DIR/broker.pid")" 2>/dev/null || break
     sleep 0.5
   done
   tail -n 20 "$BROKER_DIR/broker.log" >&2 || true
@@ -121,37 +169,27 @@ use_test_broker() {
   rm -rf "$BROKER_DIR"
 }
 
-# Tansu 0.6.0's SQLite schema has no index on record headers, so every fetched
-# record scans all headers ever stored: fetches slow down quadratically with the
-# broker's total data until the broker stops answering. The index is a local-broker
-# fix only; Vectis itself speaks nothing but the Kafka API.
-index_broker_headers() {
-  python3 - "$BROKER_DIR/broker.db" <<'PY'
-import sqlite3, sys, time
-# Two repairs of Tansu 0.6.0's SQLite storage, applied when it starts:
-# 1. An index on record headers: without it every fetch scans every header ever stored.
-# 2. Kafka's retention.ms = -1 (keep forever, what the event log's topics use) is read
-#    by Tansu's retention sweep as 0 seconds (`-1 / 1000` in integer arithmetic), so
-#    it deletes every record of such a topic at its next maintenance. The trigger
-#    refuses those deletions, which gives -1 its Kafka meaning.
-for attempt in range(60):
-    try:
-        db = sqlite3.connect(sys.argv[1], timeout=30)
-        if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='header'").fetchone():
-            db.execute("CREATE INDEX IF NOT EXISTS vectis_header_topition_offset ON header (topition, offset_id)")
-            db.execute("""
-                CREATE TRIGGER IF NOT EXISTS vectis_infinite_retention BEFORE DELETE ON record
-                WHEN EXISTS (SELECT 1 FROM topition tp
-                             JOIN topic_configuration tc ON tc.topic = tp.topic
-                             WHERE tp.id = OLD.topition AND tc.name = 'retention.ms' AND tc.value = '-1')
-                BEGIN SELECT RAISE(IGNORE); END""")
-            db.commit()
-            sys.exit(0)
-    except sqlite3.OperationalError:
-        pass
-    time.sleep(0.5)
-sys.exit("the broker's SQLite schema did not appear; header index and retention trigger not created")
-PY
+# A stack that ran on Tansu (before nisshi replaced it) has a Tansu data directory and
+# projections checkpointed against its offsets. Its broker is stopped for good and its
+# data moved aside (not deleted); the caller then republishes the log from the event
+# store (`vectis relay republish`). Returns 0 when it moved one.
+retire_tansu() {
+  [ -e "$TANSU_DIR/broker.db" ] || return 1
+  local pid_file="$TANSU_DIR/broker.pid"
+  if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+    log "stopping the old Tansu broker"
+    kill -TERM "$(cat "$pid_file")"
+    for _ in $(seq 1 40); do
+      kill -0 "$(cat "$pid_file")" 2>/dev/null || break
+      sleep 0.25
+    done
+    kill -0 "$(cat "$pid_file")" 2>/dev/null && kill -KILL "$(cat "$pid_file")"
+  fi
+  local aside
+  aside="$VECTIS_DATA_DIR/broker.tansu-retired-$(date +%Y%m%d%H%M%S)"
+  mv "$TANSU_DIR" "$aside"
+  log "the stack ran on Tansu: its data is kept in $aside; the log is republished from the event store to nisshi"
+  return 0
 }
 
 stop_broker() {

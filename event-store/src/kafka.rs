@@ -8,6 +8,7 @@ use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     config::ClientConfig,
+    consumer::{BaseConsumer, Consumer},
     error::KafkaError,
     producer::FutureProducer,
     types::RDKafkaErrorCode,
@@ -173,6 +174,47 @@ async fn provision(settings: &KafkaSettings, specs: &[TopicSpec]) -> Result<Prov
         }
     }
     Ok(report)
+}
+
+/// How many records the broker has ever taken on `topics`: the sum of their partitions'
+/// high watermarks (topics it does not have count 0).
+pub async fn records_on(settings: &KafkaSettings, topics: Vec<String>, timeout: Duration) -> Result<i64, KafkaError> {
+    let consumer: BaseConsumer = settings.client_config().set("group.id", "vectis.watermarks").create()?;
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer.fetch_metadata(None, timeout)?;
+        let mut records = 0;
+        for topic in metadata.topics().iter().filter(|t| topics.iter().any(|name| name == t.name())) {
+            for partition in topic.partitions() {
+                let (_, high) = consumer.fetch_watermarks(topic.name(), partition.id(), timeout)?;
+                records += high.max(0);
+            }
+        }
+        Ok(records)
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)?
+}
+
+/// The consumer groups named with `prefix` that have members now, with their member
+/// counts.
+pub async fn groups_with_members(
+    settings: &KafkaSettings,
+    prefix: &str,
+    timeout: Duration,
+) -> Result<Vec<(String, usize)>, KafkaError> {
+    let consumer: BaseConsumer = settings.client_config().set("group.id", "vectis.watermarks").create()?;
+    let prefix = prefix.to_string();
+    tokio::task::spawn_blocking(move || {
+        let groups = consumer.fetch_group_list(None, timeout)?;
+        Ok(groups
+            .groups()
+            .iter()
+            .filter(|g| g.name().starts_with(&prefix) && !g.members().is_empty())
+            .map(|g| (g.name().to_string(), g.members().len()))
+            .collect())
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)?
 }
 
 /// Readiness probe: the broker answers a metadata request within `timeout`.

@@ -26,9 +26,10 @@ use rdkafka::{
 };
 use sqlx::{postgres::PgListener, Connection, PgConnection, PgPool};
 use vectis_runtime::Shutdown;
+use vectis_schemas::TOPICS;
 
 use crate::{
-    kafka::KafkaSettings,
+    kafka::{records_on, KafkaSettings},
     metrics::{RelayMetrics, TopicLabels},
     store::{oldest_running_xid, read_settled, Horizon, RecordedEvent},
     StoreError, EVENTS_CHANNEL,
@@ -68,6 +69,29 @@ impl Horizons {
     }
 }
 
+/// Takes the session-level lock of the relay `name` on `conn` if no relay holds it;
+/// true when taken. Closing the connection releases it.
+pub async fn try_lock(conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+        .bind(format!("vectis.relay:{name}"))
+        .fetch_one(conn)
+        .await
+}
+
+/// Sets the cursor of the relay `name` back to the start, so it publishes every event
+/// again; returns where it was. The caller holds the relay's lock ([`try_lock`]).
+pub async fn rewind(conn: &mut PgConnection, name: &str) -> Result<i64, sqlx::Error> {
+    let previous: Option<i64> = sqlx::query_scalar(
+        "UPDATE relay_cursors new SET global_position = 0, updated_at = now()
+           FROM relay_cursors old WHERE new.relay_name = old.relay_name AND new.relay_name = $1
+         RETURNING old.global_position",
+    )
+    .bind(name)
+    .fetch_optional(conn)
+    .await?;
+    Ok(previous.unwrap_or(0))
+}
+
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
     /// Names the cursor and the lock: relays with the same name are one relay.
@@ -105,6 +129,21 @@ pub enum RelayError {
     Kafka(#[from] KafkaError),
     #[error("broker did not acknowledge event at global position {global_position}: {error}")]
     Delivery { global_position: i64, error: KafkaError },
+    #[error(
+        "the broker has no record on the event log's topics, yet this relay already published every \
+         event up to global position {cursor}: it is a new broker, or the topics were recreated. \
+         Nothing is lost (the event store has every event), but relaying on would start the log \
+         mid-way. Stop the projectors, run `vectis relay republish`, then start the relay and the \
+         projectors again"
+    )]
+    LogMissing { cursor: i64 },
+}
+
+impl RelayError {
+    /// Errors that another term cannot fix: the relay stops and says why.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::LogMissing { .. })
+    }
 }
 
 pub struct Relay {
@@ -124,11 +163,16 @@ impl Relay {
 
     /// Runs until `shutdown`: stands by for the lock, relays while holding it, and
     /// after any failure backs off and starts a new term (re-reading the cursor, so
-    /// nothing is skipped).
-    pub async fn run(self, shutdown: Shutdown) {
+    /// nothing is skipped). Returns early only with a fatal error
+    /// ([`RelayError::is_fatal`]).
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), RelayError> {
         while !shutdown.is_triggered() {
             match self.term(&shutdown).await {
                 Ok(()) => break,
+                Err(error) if error.is_fatal() => {
+                    tracing::error!(relay = %self.settings.name, %error, "relay stopped");
+                    return Err(error);
+                }
                 Err(error) => {
                     tracing::error!(relay = %self.settings.name, %error, "relay term failed; retrying");
                     tokio::select! {
@@ -139,18 +183,14 @@ impl Relay {
             }
         }
         tracing::info!(relay = %self.settings.name, "relay stopped");
+        Ok(())
     }
 
     /// One term: a fresh connection, standby until the lock is ours, then relay.
     async fn term(&self, shutdown: &Shutdown) -> Result<(), RelayError> {
         let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
-        let lock_name = format!("vectis.relay:{}", self.settings.name);
         loop {
-            let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-                .bind(&lock_name)
-                .fetch_one(&mut conn)
-                .await?;
-            if acquired {
+            if try_lock(&mut conn, &self.settings.name).await? {
                 break;
             }
             tokio::select! {
@@ -180,6 +220,9 @@ impl Relay {
             .fetch_one(&mut *conn)
             .await?;
         tracing::info!(relay = %self.settings.name, cursor, "relaying from cursor");
+        if cursor > 0 {
+            self.check_the_broker_has_the_log(cursor).await?;
+        }
         let mut backlog_refreshed = Instant::now() - Duration::from_secs(60);
         let mut held_back_delay = HELD_BACK_FIRST_RETRY;
         let mut horizons = Horizons::default();
@@ -224,6 +267,18 @@ impl Relay {
                 self.refresh_backlog(conn, cursor).await?;
                 backlog_refreshed = Instant::now();
             }
+        }
+        Ok(())
+    }
+
+    /// A cursor past 0 facing a broker with no record on any of the log's topics means a
+    /// new broker (or recreated topics): relaying on from the cursor would hand consumers
+    /// a log that starts mid-way, so the relay stops and says how to republish.
+    async fn check_the_broker_has_the_log(&self, cursor: i64) -> Result<(), RelayError> {
+        let kafka = &self.settings.kafka;
+        let topics = TOPICS.iter().map(|spec| kafka.naming.physical(spec.name)).collect();
+        if records_on(kafka, topics, Duration::from_secs(10)).await? == 0 {
+            return Err(RelayError::LogMissing { cursor });
         }
         Ok(())
     }

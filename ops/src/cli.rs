@@ -9,6 +9,7 @@ use vectis_event_store::{
     kafka, settings::StoreSettings, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
     StoreMetrics, MIGRATOR,
 };
+use vectis_projectors::republish;
 use vectis_runtime::{
     auth::{ApiKeys, Scope},
     rate_limit::{PolicyError, PolicyRow},
@@ -54,6 +55,22 @@ enum Command {
     /// zero-downtime reindex.
     #[command(subcommand)]
     Search(SearchCommand),
+    /// The relay, which copies the event store to the broker.
+    #[command(subcommand)]
+    Relay(RelayCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RelayCommand {
+    /// After the broker lost the log (a new broker, recreated topics): publish every
+    /// event again from the event store, and discard the projections' checkpoints of the
+    /// old log so they read the new one from its start (skipping what they already
+    /// applied). The relay and the projectors must be stopped; start them afterwards.
+    Republish {
+        /// The relay's name (RELAY_NAME of the relay process).
+        #[arg(long, default_value = "default")]
+        relay: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +220,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Projections(command) => return read_side::projections(settings()?, command).await,
         Command::Dlq(command) => return read_side::dlq(&settings()?, command).await,
         Command::Search(command) => return read_side::search(settings()?, command).await,
+        Command::Relay(RelayCommand::Republish { relay }) => {
+            let settings = settings()?;
+            let done = republish::republish(&settings.pool()?, &settings.kafka, &relay).await?;
+            println!(
+                "relay {relay:?} rewound from global position {} to 0: it publishes every event again when it starts",
+                done.relay_cursor_was
+            );
+            println!(
+                "{} projection checkpoints of the old log discarded: projections read the new log from its start",
+                done.checkpoints_discarded
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use vectis_event_store::settings::StoreSettings;
 use vectis_projectors::{
     dead_letters::{self, DeadLetterError},
-    lag::LagProbe,
+    lag::{LagProbe, TOPIC_RECREATED_FIX},
     process::all_projections,
     projection::Projection,
     rebuild::{self, Progress, RebuildError},
@@ -170,7 +170,27 @@ async fn status(pool: &PgPool, settings: &StoreSettings) -> anyhow::Result<ExitC
             let target = Target { projection: projection.name(), version };
             let parked = store::parked_count(pool, &target).await?;
             let (events, seconds) = match probe.measure(pool, &target, projection.topics()).await {
-                Ok(lag) => (lag.events().to_string(), format!("{:.1}", lag.seconds())),
+                Ok(lag) => {
+                    let beyond = lag.beyond_log();
+                    if !beyond.is_empty() {
+                        let partitions: Vec<String> = beyond
+                            .iter()
+                            .map(|p| {
+                                format!(
+                                    "{}/{} (checkpoint {}, end {})",
+                                    p.topic, p.partition, p.next_offset, p.high_watermark
+                                )
+                            })
+                            .collect();
+                        eprintln!(
+                            "{} v{version}: checkpoint beyond the end of {}: {TOPIC_RECREATED_FIX}",
+                            state.name,
+                            partitions.join(", ")
+                        );
+                        code = ExitCode::FAILURE;
+                    }
+                    (lag.events().to_string(), format!("{:.1}", lag.seconds()))
+                }
                 Err(error) => {
                     eprintln!("{}: cannot measure lag: {error}", state.name);
                     code = ExitCode::FAILURE;

@@ -92,14 +92,15 @@ impl RelayProcess {
         self.ops_addr
     }
 
-    /// Relays until the shutdown signal, then finishes the current batch and exits.
+    /// Relays until the shutdown signal, then finishes the current batch and exits; or
+    /// stops at once with a fatal relay error (a broker that lost the log).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let purge = tokio::spawn(purge_idempotency_records(self.store, self.purge_interval, self.shutdown.clone()));
-        self.relay.run(self.shutdown.clone()).await;
+        let relayed = self.relay.run(self.shutdown.clone()).await;
         self.shutdown.trigger();
         let _ = purge.await;
         let _ = self.ops_task.await;
-        Ok(())
+        Ok(relayed?)
     }
 }
 

@@ -54,7 +54,20 @@ impl PartitionLag {
     pub fn events(&self) -> i64 {
         (self.high_watermark - self.next_offset).max(0)
     }
+
+    /// The checkpoint is past the broker's end of the partition: the topic was recreated
+    /// (a new broker), so the checkpoint counts offsets of a log that is gone. Such a
+    /// partition is not consumed (see [`TOPIC_RECREATED_FIX`]).
+    pub fn beyond_log(&self) -> bool {
+        self.next_offset > self.high_watermark
+    }
 }
+
+/// What to do about a checkpoint beyond the broker's end of its partition.
+pub const TOPIC_RECREATED_FIX: &str = "the topic was recreated (a new broker?) and its offsets no longer mean what \
+     the checkpoint says, so the partition is not consumed. Nothing is lost: the event store has every event. \
+     Stop the relay and the projectors, run `vectis relay republish` (it republishes the log and discards \
+     the checkpoints of the old one), then start them again";
 
 /// The lag of one projection version over all its partitions.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +98,11 @@ impl ProjectionLag {
         watermarks.iter().all(|(key, high)| {
             self.partitions.iter().any(|p| (&p.topic, p.partition) == (&key.0, key.1) && p.next_offset >= *high)
         })
+    }
+
+    /// The partitions whose checkpoint is beyond the broker's end of them.
+    pub fn beyond_log(&self) -> Vec<&PartitionLag> {
+        self.partitions.iter().filter(|p| p.beyond_log()).collect()
     }
 
     pub fn high_watermarks(&self) -> HashMap<(String, i32), i64> {

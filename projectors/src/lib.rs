@@ -21,6 +21,7 @@ pub mod process;
 pub mod projection;
 pub mod read_models;
 pub mod rebuild;
+pub mod republish;
 pub mod runtime;
 pub mod search;
 pub mod store;

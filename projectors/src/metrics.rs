@@ -26,6 +26,7 @@ pub struct PartitionLabel {
 #[derive(Clone, Debug)]
 pub struct ProjectorMetrics {
     pub lag_events: Family<PartitionLabel, Gauge>,
+    pub checkpoint_beyond_log: Family<PartitionLabel, Gauge>,
     pub lag_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
     pub applied: Family<ProjectionLabel, Counter>,
     pub duplicates: Family<ProjectionLabel, Counter>,
@@ -39,6 +40,7 @@ impl Default for ProjectorMetrics {
     fn default() -> Self {
         Self {
             lag_events: Family::default(),
+            checkpoint_beyond_log: Family::default(),
             lag_seconds: Family::default(),
             applied: Family::default(),
             duplicates: Family::default(),
@@ -85,6 +87,12 @@ impl ProjectorMetrics {
             metrics.lag_events.clone(),
         );
         registry.register(
+            names::PROJECTION_CHECKPOINT_BEYOND_LOG,
+            "1 when the checkpoint is past the broker's end of the partition (the topic was recreated; \
+             the partition is not consumed until `vectis relay republish`), else 0",
+            metrics.checkpoint_beyond_log.clone(),
+        );
+        registry.register(
             names::PROJECTION_LAG_SECONDS,
             "Age of the oldest event not yet applied; 0 when caught up",
             metrics.lag_seconds.clone(),
@@ -101,6 +109,7 @@ impl ProjectorMetrics {
                 partition: partition.partition,
             };
             self.lag_events.get_or_create(&label).set(partition.events());
+            self.checkpoint_beyond_log.get_or_create(&label).set(i64::from(partition.beyond_log()));
         }
         self.lag_seconds.get_or_create(&Self::label(lag.target.projection)).set(lag.seconds());
     }

@@ -1,7 +1,7 @@
 //! The projectors process: every read model's projector, and `/metrics`, `/health`,
 //! `/ready` on `PROJECTORS_OPS_ADDR`. `main` only calls into here.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
@@ -10,7 +10,7 @@ use vectis_event_store::settings::StoreSettings;
 use vectis_runtime::{env_or, env_parse, pool_metrics::PoolCollector, OpsState, Shutdown};
 
 use crate::{
-    lag::{LagProbe, ProjectionLag},
+    lag::{LagProbe, ProjectionLag, TOPIC_RECREATED_FIX},
     metrics::ProjectorMetrics,
     projection::Projection,
     read_models,
@@ -35,9 +35,6 @@ pub struct ProjectorsSettings {
     pub instance_id: Option<String>,
     /// `PROJECTOR_MAX_BATCH` (default 5000).
     pub max_batch: usize,
-    /// `PROJECTOR_FETCH_WAIT_MS`: the longest the broker may hold an empty fetch
-    /// (default 20; see [`ProjectorSettings::fetch_wait`]).
-    pub fetch_wait: Duration,
     /// `PROJECTOR_LAG_INTERVAL_MS`: how often lag is measured for `/metrics`
     /// (default 5000).
     pub lag_interval: Duration,
@@ -56,8 +53,6 @@ impl ProjectorsSettings {
         }
         let max_batch = env_parse("PROJECTOR_MAX_BATCH", 5000usize)?;
         anyhow::ensure!((1..=100_000).contains(&max_batch), "PROJECTOR_MAX_BATCH must be 1 to 100000");
-        let fetch_wait = env_parse("PROJECTOR_FETCH_WAIT_MS", 20u64)?;
-        anyhow::ensure!((1..=10_000).contains(&fetch_wait), "PROJECTOR_FETCH_WAIT_MS must be 1 to 10000");
         Ok(Self {
             store: StoreSettings::from_env("vectis-projectors")?,
             ops_addr: env_parse("PROJECTORS_OPS_ADDR", SocketAddr::from(([0, 0, 0, 0], 8002)))?,
@@ -65,7 +60,6 @@ impl ProjectorsSettings {
             search: SearchSettings::from_env(),
             instance_id: std::env::var("PROJECTOR_INSTANCE_ID").ok().filter(|v| !v.trim().is_empty()),
             max_batch,
-            fetch_wait: Duration::from_millis(fetch_wait),
             lag_interval: Duration::from_millis(env_parse("PROJECTOR_LAG_INTERVAL_MS", 5000u64)?.max(100)),
         })
     }
@@ -121,7 +115,6 @@ impl ProjectorsProcess {
                 .with_context(|| format!("installing the {} read model", projection.name()))?;
             let mut projector_settings = ProjectorSettings::new(settings.store.kafka.clone());
             projector_settings.max_batch = settings.max_batch;
-            projector_settings.fetch_wait = settings.fetch_wait;
             projector_settings.group_instance_id =
                 settings.instance_id.as_ref().map(|id| format!("{id}.{}", projection.name()));
             let name = projection.name();
@@ -179,12 +172,15 @@ async fn report_lag(
     interval: Duration,
     shutdown: Shutdown,
 ) {
+    // Reported when it changes, not on every measurement.
+    let mut beyond_log: HashMap<&'static str, Vec<(String, i32)>> = HashMap::new();
     loop {
         for projection in &projections {
             let index = SearchEngine::index_of(projection.name());
             match active_lag(&pool, &probe, projection.as_ref()).await {
                 Ok(lag) => {
                     metrics.record_lag(&lag);
+                    report_beyond_log(&lag, beyond_log.entry(projection.name()).or_default());
                     if let Some(index) = index {
                         engine.metrics().freshness.get_or_create(&SearchMetrics::label(index.name)).set(lag.seconds());
                     }
@@ -205,6 +201,27 @@ async fn report_lag(
             () = shutdown.wait() => return,
         }
     }
+}
+
+/// Logs, when the set changes, the partitions whose checkpoint is beyond the broker's
+/// end of them (`reported` holds the set last logged).
+fn report_beyond_log(lag: &ProjectionLag, reported: &mut Vec<(String, i32)>) {
+    let now: Vec<(String, i32)> = lag.beyond_log().iter().map(|p| (p.topic.clone(), p.partition)).collect();
+    if now == *reported {
+        return;
+    }
+    for partition in lag.beyond_log() {
+        tracing::error!(
+            projection = lag.target.projection, version = lag.target.version,
+            topic = %partition.topic, partition = partition.partition,
+            checkpoint = partition.next_offset, high_watermark = partition.high_watermark,
+            "checkpoint beyond the end of the partition: {TOPIC_RECREATED_FIX}"
+        );
+    }
+    if now.is_empty() {
+        tracing::info!(projection = lag.target.projection, "no checkpoint is beyond the end of its partition any more");
+    }
+    *reported = now;
 }
 
 /// The lag of the version readers see.

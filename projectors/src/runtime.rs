@@ -28,6 +28,7 @@ use vectis_event_store::kafka::KafkaSettings;
 
 use crate::{
     event::{decode, ProjectedEvent},
+    lag::TOPIC_RECREATED_FIX,
     metrics::ProjectorMetrics,
     projection::{ApplyError, Projection},
     store::{self, DeadLetter, RowLock, Target},
@@ -43,25 +44,16 @@ pub struct ProjectorSettings {
     pub max_batch: usize,
     /// How long one poll waits for the first record of a batch.
     pub poll_wait: Duration,
-    /// `fetch.wait.max.ms`: the longest the broker may hold a fetch that found no new
-    /// records. Kafka and Redpanda answer a waiting fetch as soon as records arrive,
-    /// so there it only paces idle polling; Tansu 0.6 holds it the whole time, so it
-    /// adds directly to end-to-end latency (librdkafka's default of 500 ms gave a
-    /// p50 of 416 ms in `scripts/bench read-side`).
-    pub fetch_wait: Duration,
 }
 
 impl ProjectorSettings {
     pub fn new(kafka: KafkaSettings) -> Self {
-        Self {
-            kafka,
-            group_instance_id: None,
-            max_batch: 5_000,
-            poll_wait: Duration::from_millis(100),
-            fetch_wait: Duration::from_millis(20),
-        }
+        Self { kafka, group_instance_id: None, max_batch: 5_000, poll_wait: Duration::from_millis(100) }
     }
 }
+
+/// How long an assignment waits for a partition's watermarks.
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often an idle projector looks whether a rebuild retired its version.
 pub const IDLE_RETIREMENT_CHECK: Duration = Duration::from_secs(2);
@@ -88,8 +80,7 @@ pub fn consumer_config(settings: &ProjectorSettings, group: &str) -> ClientConfi
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000")
-        .set("fetch.wait.max.ms", settings.fetch_wait.as_millis().to_string());
+        .set("heartbeat.interval.ms", "1000");
     if let Some(instance) = &settings.group_instance_id {
         config.set("group.instance.id", instance);
     }
@@ -119,13 +110,13 @@ impl ConsumerContext for RebalanceContext {
         let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
         let outcome = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.start_at_checkpoints(tpl);
+                let checkpoints = self.start_at_checkpoints(tpl);
                 tracing::info!(projection = self.target.projection, partitions = tpl.count(), "partitions assigned");
-                if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
+                let assigned = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                if assigned.is_ok() {
+                    self.hold_partitions_beyond_log(consumer, &checkpoints);
                 }
+                assigned
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!(projection = self.target.projection, partitions = tpl.count(), "partitions revoked");
@@ -151,7 +142,7 @@ impl RebalanceContext {
     /// beginning when there is none). If the checkpoints cannot be read, the group's
     /// committed Kafka offsets are used: they are committed only after PostgreSQL,
     /// so they are never ahead of it, and what they replay is skipped as duplicates.
-    fn start_at_checkpoints(&self, tpl: &mut TopicPartitionList) {
+    fn start_at_checkpoints(&self, tpl: &mut TopicPartitionList) -> HashMap<(String, i32), i64> {
         let partitions: Vec<(String, i32)> =
             tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
         // `poll` runs on a blocking-pool thread, which is inside the runtime's context
@@ -169,11 +160,42 @@ impl RebalanceContext {
                         tracing::error!(%topic, partition, %error, "cannot set the start offset");
                     }
                 }
+                checkpoints
             }
-            Err(error) => tracing::warn!(
-                projection = self.target.projection, %error,
-                "cannot read checkpoints; starting from the committed offsets"
-            ),
+            Err(error) => {
+                tracing::warn!(
+                    projection = self.target.projection, %error,
+                    "cannot read checkpoints; starting from the committed offsets"
+                );
+                HashMap::new()
+            }
+        }
+    }
+
+    /// Pauses the newly assigned partitions whose checkpoint is past the broker's end
+    /// of them (a recreated topic): consuming them would wait silently until the new
+    /// log reaches the old offset, then skip what lies below it. The lag measurement
+    /// keeps reporting them until they are fixed ([`TOPIC_RECREATED_FIX`]).
+    fn hold_partitions_beyond_log(&self, consumer: &BaseConsumer<Self>, checkpoints: &HashMap<(String, i32), i64>) {
+        let mut held = TopicPartitionList::new();
+        for ((topic, partition), checkpoint) in checkpoints {
+            match consumer.fetch_watermarks(topic, *partition, WATERMARK_TIMEOUT) {
+                Ok((_, high)) if *checkpoint > high => {
+                    tracing::error!(
+                        projection = self.target.projection, %topic, partition, checkpoint, high_watermark = high,
+                        "checkpoint beyond the end of the partition: {TOPIC_RECREATED_FIX}"
+                    );
+                    held.add_partition(topic, *partition);
+                }
+                Ok(_) => {}
+                // The lag measurement looks again every few seconds.
+                Err(error) => tracing::debug!(%topic, partition, %error, "cannot read the partition's watermarks"),
+            }
+        }
+        if held.count() > 0 {
+            if let Err(error) = consumer.pause(&held) {
+                tracing::error!(projection = self.target.projection, %error, "cannot pause the partitions beyond the log");
+            }
         }
     }
 }

@@ -24,6 +24,7 @@ pub const PROJECTION_LATENCY_SECONDS: &str = "vectis_projection_end_to_end_laten
 pub const PROJECTION_LAG_EVENTS: &str = "vectis_projection_lag_events";
 pub const PROJECTION_LAG_SECONDS: &str = "vectis_projection_lag_seconds";
 pub const PROJECTION_RETRIES: &str = "vectis_projection_transient_retries";
+pub const PROJECTION_CHECKPOINT_BEYOND_LOG: &str = "vectis_projection_checkpoint_beyond_log";
 
 // Label keys.
 pub const LABEL_TOPIC: &str = "topic";

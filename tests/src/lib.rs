@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use vectis_event_store::{
     kafka::{self, KafkaSettings},
-    relay::{Relay, RelaySettings},
+    relay::{Relay, RelayError, RelaySettings},
     EventStore, RelayMetrics, StoreMetrics,
 };
 use vectis_runtime::Shutdown;
@@ -37,6 +37,29 @@ pub async fn fresh_topics() -> anyhow::Result<KafkaSettings> {
     Ok(settings)
 }
 
+/// Deletes the test's topics and creates them again, empty, under the same names: what
+/// a new broker looks like to clients that kept their offsets.
+pub async fn recreate_topics(kafka: &KafkaSettings) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = kafka.client_config().create()?;
+    let names: Vec<String> = TOPICS.iter().map(|spec| kafka.naming.physical(spec.name)).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for outcome in admin.delete_topics(&names, &options).await? {
+        outcome.map_err(|(topic, code)| anyhow::anyhow!("deleting {topic}: {code}"))?;
+    }
+    // Deleted topics can linger briefly in the broker's metadata.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    while !kafka::partition_counts(kafka, names.clone(), Duration::from_secs(10)).await?.is_empty() {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the deleted topics are still listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report = kafka::provision_topics(kafka).await.context("creating the topics again")?;
+    anyhow::ensure!(report.created.len() == TOPICS.len(), "the topics were not recreated: {report:?}");
+    Ok(())
+}
+
 /// An event store in strict mode with the built-in schemas.
 pub fn event_store(pool: PgPool) -> EventStore {
     let catalog = Arc::new(SchemaCatalog::embedded().expect("built-in schemas compile"));
@@ -47,7 +70,7 @@ pub fn event_store(pool: PgPool) -> EventStore {
 pub struct RelayHandle {
     pub metrics: RelayMetrics,
     shutdown: Shutdown,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Result<(), RelayError>>,
 }
 
 impl RelayHandle {
@@ -77,6 +100,14 @@ impl RelayHandle {
     pub async fn stop(self) {
         self.shutdown.trigger();
         let _ = self.task.await;
+    }
+
+    /// Waits (up to `deadline`) for the relay to stop by itself, and returns why.
+    pub async fn stopped_by_itself(self, deadline: Duration) -> Result<(), RelayError> {
+        tokio::time::timeout(deadline, self.task)
+            .await
+            .expect("the relay did not stop by itself in time")
+            .expect("the relay task panicked")
     }
 
     /// A crash: the task is dropped wherever it is.

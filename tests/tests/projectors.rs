@@ -5,7 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -16,19 +16,23 @@ use vectis_command_api::{
     },
     handling::CommandHandler,
 };
-use vectis_event_store::EventMetadata;
+use vectis_event_store::{relay, EventMetadata};
 use vectis_projectors::{
+    lag::LagProbe,
     metrics::ProjectorMetrics,
+    projection::Projection,
     read_models::{
         self,
         accounts::{AccountRow, Accounts},
     },
+    republish::{republish, RepublishError},
+    store::Target,
 };
 use vectis_schemas::{
     events::{AdjustmentReason, Money},
     samples::{account_stream, inventory_stream, order_stream},
 };
-use vectis_tests::{event_store, fresh_topics, http_get, produce, start_projector, RelayHandle};
+use vectis_tests::{event_store, fresh_topics, http_get, produce, recreate_topics, start_projector, RelayHandle};
 
 /// Runs account commands: `count` registrations, then approvals, suspensions,
 /// rejections and limit changes on some of them. Returns the account ids.
@@ -597,6 +601,73 @@ async fn a_poison_record_parks_its_stream_and_other_streams_go_on(pool: PgPool) 
     assert!(letters[0].2.starts_with("undecodable"), "{letters:?}");
     assert!(letters[1].2.contains("waiting behind"), "{letters:?}");
     assert_eq!(metrics.parked.get_or_create(&ProjectorMetrics::label("accounts")).get(), 2);
+    projector.stop().await.expect("clean stop");
+    relay.stop().await;
+}
+
+/// A new broker, as consumers with old offsets see it: the topics are recreated empty.
+/// The projector holds the partitions whose checkpoint is beyond the new log instead of
+/// waiting to skip to it; the relay refuses to start the log mid-way; `republish`
+/// (refused while anything runs) rewinds the relay and discards the old checkpoints;
+/// then the read model is the fold of the event store again, every event applied once.
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn a_recreated_log_is_held_and_reported_until_republished_from_the_event_store(pool: PgPool) {
+    let kafka = fresh_topics().await.expect("topics");
+    let handler = CommandHandler::new(event_store(pool.clone()));
+    let relay = RelayHandle::start(pool.clone(), &kafka, 500);
+    let metrics = ProjectorMetrics::default();
+    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
+    let mut ids = account_workload(&handler, 30).await;
+    until_consistent(&pool, &handler, &ids, Duration::from_secs(60)).await;
+    projector.stop().await.expect("clean stop");
+    relay.stop().await;
+    let applied_before = metrics.applied.get_or_create(&ProjectorMetrics::label("accounts")).get();
+
+    recreate_topics(&kafka).await.expect("recreate the topics");
+    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
+    let probe = LagProbe::new(&kafka).expect("lag probe");
+    let target = Target { projection: "accounts", version: 1 };
+    // A topic created a moment ago may not be listed with its partitions yet.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let lag = loop {
+        match probe.measure(&pool, &target, Accounts.topics()).await {
+            Ok(lag) => break lag,
+            Err(error) => assert!(tokio::time::Instant::now() < deadline, "lag: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!lag.beyond_log().is_empty(), "the checkpoints are beyond the recreated log: {lag:?}");
+    assert!(lag.beyond_log().iter().all(|p| p.high_watermark == 0));
+
+    let relay = RelayHandle::start(pool.clone(), &kafka, 500);
+    let stopped = relay.stopped_by_itself(Duration::from_secs(30)).await;
+    let error = stopped.expect_err("the relay refuses to start the log mid-way").to_string();
+    assert!(error.contains("vectis relay republish"), "{error}");
+
+    let refused = republish(&pool, &kafka, "default").await.expect_err("a projector is running");
+    assert!(matches!(refused, RepublishError::ConsumersRunning(_)), "{refused}");
+    projector.stop().await.expect("clean stop");
+    let mut running_relay = pool.acquire().await.expect("connection");
+    assert!(relay::try_lock(&mut running_relay, "default").await.expect("lock"), "as a running relay does");
+    let refused = republish(&pool, &kafka, "default").await.expect_err("the relay is running");
+    assert!(matches!(refused, RepublishError::RelayRunning(_)), "{refused}");
+    running_relay.detach().close().await.expect("the lock is released");
+    let last: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events").fetch_one(&pool).await.expect("max");
+    let done = republish(&pool, &kafka, "default").await.expect("republish");
+    assert_eq!(done.relay_cursor_was, last);
+    assert!(done.checkpoints_discarded > 0);
+
+    let relay = RelayHandle::start(pool.clone(), &kafka, 500);
+    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
+    ids.extend(account_workload(&handler, 10).await);
+    until_consistent(&pool, &handler, &ids, Duration::from_secs(60)).await;
+    let label = ProjectorMetrics::label("accounts");
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
+    assert_eq!(metrics.applied.get_or_create(&label).get(), events as u64, "every event applied once");
+    assert!(metrics.applied.get_or_create(&label).get() > applied_before);
+    assert_eq!(metrics.parked.get_or_create(&label).get(), 0, "nothing parked");
+    let lag = probe.measure(&pool, &target, Accounts.topics()).await.expect("lag");
+    assert!(lag.beyond_log().is_empty() && lag.events() == 0, "{lag:?}");
     projector.stop().await.expect("clean stop");
     relay.stop().await;
 }
