@@ -78,47 +78,47 @@ SQL
 }
 
 # The patched broker, built once into the cache (about 20 minutes cold on two cores; a
-# changed patch rebuilds only the patched crate and what depends on it).
+# changed patch rebuilds only the patched crates and what depends on them). A patch file
+# is named <crate>-<version>-<what>.patch and applies with -p1 to <crate>-<version>/.
 ensure_broker_binary() {
   [ -x "$BROKER_BIN" ] && return 0
   local work="$VECTIS_CACHE_DIR/nisshi-work" log="$VECTIS_CACHE_DIR/nisshi-build.log"
   log "building the nisshi $NISSHI_VERSION broker with Vectis' patches into $VECTIS_CACHE_DIR (about 20 minutes)"
-  mkdir -p "$work/sources"
+  local patch crate crates=()
+  for patch in "$BROKER_PATCHES"/*.patch; do
+    crate=$(basename "$patch")
+    crate=${crate%%-"$NISSHI_VERSION"-*}
+    [[ " ${crates[*]} " == *" $crate "* ]] || crates+=("$crate")
+  done
   # cargo downloads the crates' sources: a manifest that only names them.
-  cat >"$work/sources/Cargo.toml" <<EOF
-[package]
-name = "vectis-broker-sources"
-version = "0.0.0"
-edition = "2021"
-publish = false
-[lib]
-path = "lib.rs"
-[dependencies]
-nisshi = { version = "=$NISSHI_VERSION", default-features = false }
-nisshi-storage = { version = "=$NISSHI_VERSION", default-features = false }
-[workspace]
-EOF
+  mkdir -p "$work/sources"
+  {
+    printf '[package]\nname = "vectis-broker-sources"\nversion = "0.0.0"\nedition = "2021"\npublish = false\n'
+    printf '[lib]\npath = "lib.rs"\n[workspace]\n[dependencies]\n'
+    for crate in nisshi "${crates[@]}"; do
+      printf '%s = { version = "=%s", default-features = false }\n' "$crate" "$NISSHI_VERSION"
+    done
+  } >"$work/sources/Cargo.toml"
   touch "$work/sources/lib.rs"
   cargo fetch --quiet --manifest-path "$work/sources/Cargo.toml" >"$log" 2>&1 \
     || { tail -n 30 "$log" >&2; die "downloading the broker's sources failed"; }
-  local crate registry="${CARGO_HOME:-$HOME/.cargo}/registry/cache"
-  rm -rf "$work/nisshi-$NISSHI_VERSION" "$work/nisshi-storage-$NISSHI_VERSION"
-  for crate in nisshi nisshi-storage; do
-    local file
+  local file registry="${CARGO_HOME:-$HOME/.cargo}/registry/cache"
+  for crate in nisshi "${crates[@]}"; do
+    rm -rf "${work:?}/$crate-$NISSHI_VERSION"
     file=$(ls "$registry"/*/"$crate-$NISSHI_VERSION.crate" 2>/dev/null | head -n1)
     [ -n "$file" ] || die "cargo fetched no $crate-$NISSHI_VERSION.crate under $registry"
     tar -xzf "$file" -C "$work"
   done
-  local patch
   for patch in "$BROKER_PATCHES"/*.patch; do
     patch --quiet --forward -p1 -d "$work" <"$patch" || die "the broker patch $patch does not apply"
   done
-  # The build keeps nisshi's own Cargo.lock; only the patched crate comes from a path.
-  cat >>"$work/nisshi-$NISSHI_VERSION/Cargo.toml" <<EOF
-
-[patch.crates-io]
-nisshi-storage = { path = "../nisshi-storage-$NISSHI_VERSION" }
-EOF
+  # The build keeps nisshi's own Cargo.lock; only the patched crates come from paths.
+  {
+    printf '\n[patch.crates-io]\n'
+    for crate in "${crates[@]}"; do
+      printf '%s = { path = "../%s-%s" }\n' "$crate" "$crate" "$NISSHI_VERSION"
+    done
+  } >>"$work/nisshi-$NISSHI_VERSION/Cargo.toml"
   (
     cd "$work/nisshi-$NISSHI_VERSION"
     CARGO_TARGET_DIR="$work/target" cargo build --release --ignore-rust-version \
@@ -126,6 +126,9 @@ EOF
   ) >>"$log" 2>&1 || { tail -n 30 "$log" >&2; die "building the broker failed (log: $log)"; }
   mkdir -p "$(dirname "$BROKER_BIN")"
   cp "$work/target/release/nisshi" "$BROKER_BIN"
+  # Builds of earlier patch sets are not used again.
+  find "$VECTIS_CACHE_DIR" -maxdepth 1 -name "nisshi-$NISSHI_VERSION-vectis-*" ! -path "$(dirname "$(dirname "$BROKER_BIN")")" \
+    -exec rm -rf {} +
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }

@@ -15,6 +15,8 @@ use rdkafka::{
 };
 use vectis_schemas::{TopicNaming, TopicSpec, TOPICS};
 
+use crate::producer::DeliveryProducer;
+
 /// Where the broker is and how topics are named on it.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
@@ -41,19 +43,31 @@ impl KafkaSettings {
         config
     }
 
-    /// The relay's producer: idempotent (no duplicates or reordering from internal
-    /// retries), `acks=all`, and the murmur2 partitioner so keys land on the same
-    /// partitions as with Java clients and Redpanda's tooling.
-    pub fn idempotent_producer(&self) -> Result<FutureProducer, KafkaError> {
-        self.client_config()
+    /// The relay's producer settings: idempotent (no duplicates or reordering from
+    /// internal retries), `acks=all`, and the murmur2 partitioner so keys land on the
+    /// same partitions as with Java clients and Redpanda's tooling.
+    pub fn idempotent_producer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("max.in.flight.requests.per.connection", "5")
             .set("linger.ms", "5")
             .set("batch.num.messages", "10000")
             .set("partitioner", "murmur2_random")
-            .set("message.timeout.ms", "30000")
-            .create()
+            .set("message.timeout.ms", "30000");
+        config
+    }
+
+    /// The relay's producer ([`DeliveryProducer`]).
+    pub fn relay_producer(&self) -> Result<DeliveryProducer, KafkaError> {
+        DeliveryProducer::new(&self.idempotent_producer_config())
+    }
+
+    /// A `FutureProducer` with the relay's settings, for tools and tests that write to
+    /// the topics as an outside producer would.
+    pub fn idempotent_producer(&self) -> Result<FutureProducer, KafkaError> {
+        self.idempotent_producer_config().create()
     }
 
     fn admin(&self) -> Result<AdminClient<DefaultClientContext>, KafkaError> {

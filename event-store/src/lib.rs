@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod kafka;
 pub mod metrics;
 mod notifier;
+pub mod producer;
 pub mod readiness;
 pub mod relay;
 pub mod settings;

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use rdkafka::{
     error::KafkaError,
     message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
 };
 use sqlx::{postgres::PgListener, Connection, PgConnection, PgPool};
 use vectis_runtime::Shutdown;
@@ -31,12 +30,15 @@ use vectis_schemas::TOPICS;
 use crate::{
     kafka::{records_on, KafkaSettings},
     metrics::{RelayMetrics, TopicLabels},
+    producer::DeliveryProducer,
     store::{oldest_running_xid, read_settled, Horizon, RecordedEvent},
     StoreError, EVENTS_CHANNEL,
 };
 
 /// First re-check after finding committed events held back by an older transaction.
 const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(10);
+/// The re-checks of held-back events double up to this (or the poll interval, if shorter).
+const HELD_BACK_LAST_RETRY: Duration = Duration::from_millis(500);
 /// Horizons kept while they wait to settle; past this, the oldest are dropped (that
 /// only delays publishing until a later one settles).
 const MAX_PENDING_HORIZONS: usize = 1_000;
@@ -97,7 +99,9 @@ pub struct RelaySettings {
     /// Names the cursor and the lock: relays with the same name are one relay.
     pub name: String,
     pub batch_size: i64,
-    /// Fallback wake-up when no notification arrives.
+    /// Fallback wake-up when no notification arrives: commits notify the relay, so this
+    /// only bounds how late it notices one whose notification was lost (while its
+    /// listener reconnected).
     pub poll_interval: Duration,
     /// How often a standby relay retries the lock.
     pub standby_retry: Duration,
@@ -111,7 +115,7 @@ impl RelaySettings {
         Self {
             name: "default".into(),
             batch_size: 1000,
-            poll_interval: Duration::from_millis(500),
+            poll_interval: Duration::from_secs(5),
             standby_retry: Duration::from_secs(1),
             retry_backoff: Duration::from_secs(1),
             kafka,
@@ -208,7 +212,7 @@ impl Relay {
     }
 
     async fn lead(&self, conn: &mut PgConnection, shutdown: &Shutdown) -> Result<(), RelayError> {
-        let producer = self.settings.kafka.idempotent_producer()?;
+        let producer = self.settings.kafka.relay_producer()?;
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(EVENTS_CHANNEL).await?;
         sqlx::query("INSERT INTO relay_cursors (relay_name) VALUES ($1) ON CONFLICT DO NOTHING")
@@ -237,7 +241,7 @@ impl Relay {
                 // nobody notifies us then: look again soon, backing off to the timer.
                 let wait = if backlog > 0 {
                     let wait = held_back_delay;
-                    held_back_delay = (held_back_delay * 2).min(self.settings.poll_interval);
+                    held_back_delay = (held_back_delay * 2).min(HELD_BACK_LAST_RETRY.min(self.settings.poll_interval));
                     wait
                 } else {
                     self.settings.poll_interval
@@ -285,7 +289,7 @@ impl Relay {
 
     /// Sends every event of the batch, then waits for every delivery report. Returns
     /// an error if any record was not acknowledged; the cursor then stays put.
-    async fn publish(&self, producer: &FutureProducer, batch: &[RecordedEvent]) -> Result<(), RelayError> {
+    async fn publish(&self, producer: &DeliveryProducer, batch: &[RecordedEvent]) -> Result<(), RelayError> {
         let mut deliveries = Vec::with_capacity(batch.len());
         for event in batch {
             let topic = self.settings.kafka.naming.physical(&event.topic);
@@ -297,20 +301,14 @@ impl Relay {
                 .fold(OwnedHeaders::new_with_capacity(5), |headers, (key, value)| {
                     headers.insert(Header { key, value: Some(value.as_bytes()) })
                 });
-            let record = FutureRecord::to(&topic).key(&event.envelope.stream_id).payload(&payload).headers(headers);
-            let delivery = producer.send_result(record).map_err(|(error, _)| {
+            let delivery = producer.send(&topic, &event.envelope.stream_id, &payload, headers).map_err(|error| {
                 self.metrics.publish_failures.inc();
                 RelayError::Delivery { global_position: event.envelope.global_position, error }
             })?;
             deliveries.push((event, delivery));
         }
         for (event, delivery) in deliveries {
-            let acknowledged = match delivery.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err((error, _))) => Err(error),
-                Err(_) => Err(KafkaError::Canceled),
-            };
-            if let Err(error) = acknowledged {
+            if let Err(error) = delivery.acknowledged().await {
                 self.metrics.publish_failures.inc();
                 return Err(RelayError::Delivery { global_position: event.envelope.global_position, error });
             }

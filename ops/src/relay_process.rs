@@ -38,7 +38,7 @@ impl RelayProcessSettings {
             "RELAY_BATCH_SIZE must be between 1 and {MAX_BATCH_SIZE}, not {}",
             relay.batch_size
         );
-        relay.poll_interval = env_duration("RELAY_POLL_INTERVAL", Duration::from_millis(500))?;
+        relay.poll_interval = env_duration("RELAY_POLL_INTERVAL", Duration::from_secs(5))?;
         let ops_addr = env_parse("RELAY_OPS_ADDR", SocketAddr::from(([0, 0, 0, 0], 8003)))?;
         let purge_interval = env_duration("IDEMPOTENCY_PURGE_INTERVAL", Duration::from_secs(3600))?;
         Ok(Self { store, relay, ops_addr, purge_interval })

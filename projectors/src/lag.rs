@@ -110,6 +110,10 @@ impl ProjectionLag {
     }
 }
 
+/// (physical topic, partition, low, high) for each partition read.
+#[derive(Debug, Clone, Default)]
+pub struct Watermarks(Vec<(String, i32, i64, i64)>);
+
 /// Measures lag; cheap to clone.
 #[derive(Clone)]
 pub struct LagProbe {
@@ -134,12 +138,34 @@ impl LagProbe {
 
     /// The lag of `target`, which reads the logical `topics`.
     pub async fn measure(&self, pool: &PgPool, target: &Target, topics: &[&str]) -> Result<ProjectionLag, LagError> {
+        let watermarks = self.watermarks(topics).await?;
+        self.measure_at(pool, target, topics, &watermarks).await
+    }
+
+    /// The low and high watermarks of every partition of the logical `topics`: read once
+    /// for all the projections measured together (several read the same topics).
+    pub async fn watermarks(&self, topics: &[&str]) -> Result<Watermarks, LagError> {
         let physical: Vec<String> = topics.iter().map(|t| self.kafka.naming.physical(t)).collect();
         let consumer = self.consumer.clone();
         let timeout = self.timeout;
-        let watermarks = tokio::task::spawn_blocking(move || watermarks(&consumer, &physical, timeout))
+        let partitions = tokio::task::spawn_blocking(move || watermarks(&consumer, &physical, timeout))
             .await
             .map_err(|_| KafkaError::Canceled)??;
+        Ok(Watermarks(partitions))
+    }
+
+    /// The lag of `target` against watermarks read by [`Self::watermarks`] for (at
+    /// least) its logical `topics`.
+    pub async fn measure_at(
+        &self,
+        pool: &PgPool,
+        target: &Target,
+        topics: &[&str],
+        watermarks: &Watermarks,
+    ) -> Result<ProjectionLag, LagError> {
+        let physical: Vec<String> = topics.iter().map(|t| self.kafka.naming.physical(t)).collect();
+        let watermarks: Vec<(String, i32, i64, i64)> =
+            watermarks.0.iter().filter(|(topic, ..)| physical.contains(topic)).cloned().collect();
         let partitions: Vec<(String, i32)> = watermarks.iter().map(|(t, p, _, _)| (t.clone(), *p)).collect();
         let checkpoints = store::checkpoints(pool, target, &partitions).await?;
         let mut lags: Vec<PartitionLag> = watermarks
@@ -149,6 +175,7 @@ impl LagProbe {
                 PartitionLag { topic, partition, next_offset, high_watermark: high, oldest_unapplied: None }
             })
             .collect();
+        let timeout = self.timeout;
         let lagging: Vec<(String, i32, i64)> =
             lags.iter().filter(|p| p.events() > 0).map(|p| (p.topic.clone(), p.partition, p.next_offset)).collect();
         if !lagging.is_empty() {

@@ -10,7 +10,7 @@ use vectis_event_store::settings::StoreSettings;
 use vectis_runtime::{env_or, env_parse, pool_metrics::PoolCollector, OpsState, Shutdown};
 
 use crate::{
-    lag::{LagProbe, ProjectionLag, TOPIC_RECREATED_FIX},
+    lag::{LagProbe, ProjectionLag, Watermarks, TOPIC_RECREATED_FIX},
     metrics::ProjectorMetrics,
     projection::Projection,
     read_models,
@@ -174,10 +174,19 @@ async fn report_lag(
 ) {
     // Reported when it changes, not on every measurement.
     let mut beyond_log: HashMap<&'static str, Vec<(String, i32)>> = HashMap::new();
+    let mut topics: Vec<&str> = projections.iter().flat_map(|p| p.topics().iter().copied()).collect();
+    topics.sort_unstable();
+    topics.dedup();
     loop {
+        // Each topic's watermarks once a round, whichever projections read it.
+        let watermarks = probe.watermarks(&topics).await;
         for projection in &projections {
             let index = SearchEngine::index_of(projection.name());
-            match active_lag(&pool, &probe, projection.as_ref()).await {
+            let lag = match &watermarks {
+                Ok(watermarks) => active_lag_at(&pool, &probe, projection.as_ref(), watermarks).await,
+                Err(error) => Err(anyhow::anyhow!("reading the broker's watermarks: {error}")),
+            };
+            match lag {
                 Ok(lag) => {
                     metrics.record_lag(&lag);
                     report_beyond_log(&lag, beyond_log.entry(projection.name()).or_default());
@@ -224,13 +233,18 @@ fn report_beyond_log(lag: &ProjectionLag, reported: &mut Vec<(String, i32)>) {
     *reported = now;
 }
 
-/// The lag of the version readers see.
-pub async fn active_lag(pool: &PgPool, probe: &LagProbe, projection: &dyn Projection) -> anyhow::Result<ProjectionLag> {
+/// The lag of the version readers see, against `watermarks` read for its topics.
+async fn active_lag_at(
+    pool: &PgPool,
+    probe: &LagProbe,
+    projection: &dyn Projection,
+    watermarks: &Watermarks,
+) -> anyhow::Result<ProjectionLag> {
     let mut conn = pool.acquire().await?;
     let state = store::state(&mut conn, projection.name())
         .await?
         .ok_or_else(|| anyhow::anyhow!("projection {} is not installed", projection.name()))?;
     drop(conn);
     let target = Target { projection: projection.name(), version: state.active_version };
-    Ok(probe.measure(pool, &target, projection.topics()).await?)
+    Ok(probe.measure_at(pool, &target, projection.topics(), watermarks).await?)
 }

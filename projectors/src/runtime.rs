@@ -42,13 +42,14 @@ pub struct ProjectorSettings {
     pub group_instance_id: Option<String>,
     /// Most records per batch.
     pub max_batch: usize,
-    /// How long one poll waits for the first record of a batch.
+    /// How long one poll waits for the first record of a batch. A record ends the wait
+    /// at once, so this only paces an idle projector (and bounds how long a stop waits).
     pub poll_wait: Duration,
 }
 
 impl ProjectorSettings {
     pub fn new(kafka: KafkaSettings) -> Self {
-        Self { kafka, group_instance_id: None, max_batch: 5_000, poll_wait: Duration::from_millis(100) }
+        Self { kafka, group_instance_id: None, max_batch: 5_000, poll_wait: Duration::from_secs(1) }
     }
 }
 
