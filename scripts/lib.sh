@@ -178,16 +178,7 @@ use_test_broker() {
 # store (`vectis relay republish`). Returns 0 when it moved one.
 retire_tansu() {
   [ -e "$TANSU_DIR/broker.db" ] || return 1
-  local pid_file="$TANSU_DIR/broker.pid"
-  if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
-    log "stopping the old Tansu broker"
-    kill -TERM "$(cat "$pid_file")"
-    for _ in $(seq 1 40); do
-      kill -0 "$(cat "$pid_file")" 2>/dev/null || break
-      sleep 0.25
-    done
-    kill -0 "$(cat "$pid_file")" 2>/dev/null && kill -KILL "$(cat "$pid_file")"
-  fi
+  stop_pid_file "$TANSU_DIR/broker.pid" "the old Tansu broker"
   local aside
   aside="$VECTIS_DATA_DIR/broker.tansu-retired-$(date +%Y%m%d%H%M%S)"
   mv "$TANSU_DIR" "$aside"
@@ -195,10 +186,11 @@ retire_tansu() {
   return 0
 }
 
-stop_broker() {
-  local pid_file="$BROKER_DIR/broker.pid"
+# Stops the process named by a pid file (SIGTERM, then SIGKILL after 10 s), if it runs.
+stop_pid_file() {
+  local pid_file="$1" what="$2"
   if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
-    log "stopping the broker"
+    log "stopping $what"
     kill -TERM "$(cat "$pid_file")"
     for _ in $(seq 1 40); do
       kill -0 "$(cat "$pid_file")" 2>/dev/null || break
@@ -207,6 +199,10 @@ stop_broker() {
     kill -0 "$(cat "$pid_file")" 2>/dev/null && kill -KILL "$(cat "$pid_file")"
   fi
   rm -f "$pid_file"
+}
+
+stop_broker() {
+  stop_pid_file "$BROKER_DIR/broker.pid" "the broker"
 }
 
 stop_postgres() {
