@@ -190,10 +190,16 @@ async fn provision(settings: &KafkaSettings, specs: &[TopicSpec]) -> Result<Prov
     Ok(report)
 }
 
+/// A client that asks the broker about topics and groups without joining any group (the
+/// group id is required by librdkafka, never used).
+fn outside_client(settings: &KafkaSettings) -> Result<BaseConsumer, KafkaError> {
+    settings.client_config().set("group.id", "vectis.outside-client").create()
+}
+
 /// How many records the broker has ever taken on `topics`: the sum of their partitions'
 /// high watermarks (topics it does not have count 0).
 pub async fn records_on(settings: &KafkaSettings, topics: Vec<String>, timeout: Duration) -> Result<i64, KafkaError> {
-    let consumer: BaseConsumer = settings.client_config().set("group.id", "vectis.watermarks").create()?;
+    let consumer = outside_client(settings)?;
     tokio::task::spawn_blocking(move || {
         let metadata = consumer.fetch_metadata(None, timeout)?;
         let mut records = 0;
@@ -216,7 +222,7 @@ pub async fn groups_with_members(
     prefix: &str,
     timeout: Duration,
 ) -> Result<Vec<(String, usize)>, KafkaError> {
-    let consumer: BaseConsumer = settings.client_config().set("group.id", "vectis.watermarks").create()?;
+    let consumer = outside_client(settings)?;
     let prefix = prefix.to_string();
     tokio::task::spawn_blocking(move || {
         let groups = consumer.fetch_group_list(None, timeout)?;
