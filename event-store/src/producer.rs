@@ -41,12 +41,36 @@ impl ProducerContext for Reports {
 }
 
 /// A record's delivery report, to await.
-pub struct Delivery(oneshot::Receiver<Result<(), KafkaError>>);
+pub struct Delivery {
+    receiver: oneshot::Receiver<Result<(), KafkaError>>,
+    /// The report, once [`Delivery::reported`] has received it.
+    report: Option<Result<(), KafkaError>>,
+}
 
 impl Delivery {
     /// The broker's acknowledgement, or why the record was not delivered.
-    pub async fn acknowledged(self) -> Result<(), KafkaError> {
-        self.0.await.unwrap_or(Err(KafkaError::Canceled))
+    pub async fn acknowledged(mut self) -> Result<(), KafkaError> {
+        self.reported().await;
+        self.report.take().unwrap_or(Err(KafkaError::Canceled))
+    }
+
+    /// The report, if it has arrived; `None` while the record is in flight.
+    pub fn try_report(&mut self) -> Option<Result<(), KafkaError>> {
+        if let Some(report) = self.report.take() {
+            return Some(report);
+        }
+        match self.receiver.try_recv() {
+            Ok(report) => Some(report),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(KafkaError::Canceled)),
+        }
+    }
+
+    /// Completes when the report has arrived; [`Delivery::try_report`] then returns it.
+    pub async fn reported(&mut self) {
+        if self.report.is_none() && !self.receiver.is_terminated() {
+            self.report = Some((&mut self.receiver).await.unwrap_or(Err(KafkaError::Canceled)));
+        }
     }
 }
 
@@ -76,7 +100,7 @@ impl DeliveryProducer {
         let (report, delivery) = oneshot::channel();
         let record = BaseRecord::with_opaque_to(topic, Box::new(report)).key(key).payload(payload).headers(headers);
         self.producer.send(record).map_err(|(error, _)| error)?;
-        Ok(Delivery(delivery))
+        Ok(Delivery { receiver: delivery, report: None })
     }
 }
 

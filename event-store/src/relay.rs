@@ -3,10 +3,11 @@
 //! Sequence values are taken at insert but become visible at commit, so following
 //! `global_position` alone skips events whose transaction commits late. The relay
 //! reads only up to a settled position: one at or below which every transaction that
-//! took a position has ended (`store::settled_position`), publishes a batch with an
-//! idempotent producer, waits for every delivery report, and only then advances its
-//! cursor. A crash in between re-publishes a suffix; consumers deduplicate on
-//! `(stream_id, stream_version)`.
+//! took a position has ended (`store::settled_position`), publishes with an idempotent
+//! producer, and advances its cursor over the events whose delivery reports have arrived,
+//! in order ([`in_flight`]: it reads and sends the next events without waiting for the
+//! reports of the last). A crash in between re-publishes a suffix; consumers deduplicate
+//! on `(stream_id, stream_version)`.
 //!
 //! One relay is active at a time: it holds a session-level advisory lock on its own
 //! connection, and advances the cursor on that same connection, so a relay that lost
@@ -26,6 +27,10 @@ use rdkafka::{
 use sqlx::{postgres::PgListener, Connection, PgConnection, PgPool};
 use vectis_runtime::Shutdown;
 use vectis_schemas::TOPICS;
+
+mod in_flight;
+
+use in_flight::{Acknowledged, InFlight, Undelivered};
 
 use crate::{
     kafka::{records_on, KafkaSettings},
@@ -230,47 +235,57 @@ impl Relay {
         let mut backlog_refreshed = Instant::now() - Duration::from_secs(60);
         let mut held_back_delay = HELD_BACK_FIRST_RETRY;
         let mut horizons = Horizons::default();
+        let mut in_flight = InFlight::default();
+        // The last event handed to the producer: at or past the cursor.
+        let mut sent = cursor;
+        let window = usize::try_from(self.settings.batch_size).unwrap_or(1).max(1);
         while !shutdown.is_triggered() {
-            let settled = horizons.advance(conn).await?;
-            let batch = read_settled(conn, cursor, settled, self.settings.batch_size).await?;
-            if batch.is_empty() {
-                let backlog = self.refresh_backlog(conn, cursor).await?;
-                backlog_refreshed = Instant::now();
-                // Committed events that an older, still-running transaction holds back
-                // (xmin is cluster-wide) become publishable the moment it ends, and
-                // nobody notifies us then: look again soon, backing off to the timer.
-                let wait = if backlog > 0 {
-                    let wait = held_back_delay;
-                    held_back_delay = (held_back_delay * 2).min(HELD_BACK_LAST_RETRY.min(self.settings.poll_interval));
-                    wait
-                } else {
-                    self.settings.poll_interval
-                };
-                tokio::select! {
-                    notification = listener.recv() => { notification?; }
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.wait() => {}
+            let mut read_some = false;
+            if in_flight.len() < window {
+                let read_at = Instant::now();
+                let settled = horizons.advance(conn).await?;
+                let room = (window - in_flight.len()) as i64;
+                let batch = read_settled(conn, sent, settled, room).await?;
+                if let Some(last) = batch.last() {
+                    sent = last.envelope.global_position;
+                    read_some = true;
+                    self.send(&producer, &batch, read_at, &mut in_flight)?;
+                }
+            }
+            cursor = self.advance_cursor(conn, &mut in_flight, cursor).await?;
+            if read_some {
+                held_back_delay = HELD_BACK_FIRST_RETRY;
+                if backlog_refreshed.elapsed() >= Duration::from_secs(1) {
+                    self.refresh_backlog(conn, cursor).await?;
+                    backlog_refreshed = Instant::now();
                 }
                 continue;
             }
-            held_back_delay = HELD_BACK_FIRST_RETRY;
-            let started = Instant::now();
-            // A shutdown that arrives now still lets the batch finish: every delivery
-            // report, then the cursor.
-            self.publish(&producer, &batch).await?;
-            let last = batch.last().map_or(cursor, |e| e.envelope.global_position);
-            sqlx::query("UPDATE relay_cursors SET global_position = $2, updated_at = now() WHERE relay_name = $1")
-                .bind(&self.settings.name)
-                .bind(last)
-                .execute(&mut *conn)
-                .await?;
-            cursor = last;
-            self.metrics.batch_duration.observe(started.elapsed().as_secs_f64());
-            tracing::debug!(relay = %self.settings.name, events = batch.len(), cursor, "batch relayed");
-            if backlog_refreshed.elapsed() >= Duration::from_secs(1) {
-                self.refresh_backlog(conn, cursor).await?;
-                backlog_refreshed = Instant::now();
+            let backlog = self.refresh_backlog(conn, cursor).await?;
+            backlog_refreshed = Instant::now();
+            // Committed events that an older, still-running transaction holds back
+            // (xmin is cluster-wide) become publishable the moment it ends, and nobody
+            // notifies us then: look again soon, backing off to the timer. (The events
+            // in flight are past the cursor too, but not held back.)
+            let wait = if backlog > in_flight.len() as i64 {
+                let wait = held_back_delay;
+                held_back_delay = (held_back_delay * 2).min(HELD_BACK_LAST_RETRY.min(self.settings.poll_interval));
+                wait
+            } else {
+                self.settings.poll_interval
+            };
+            tokio::select! {
+                notification = listener.recv() => { notification?; }
+                _ = in_flight.oldest_reported() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait() => {}
             }
+        }
+        // A shutdown still lets what was sent finish: every delivery report, then the
+        // cursor.
+        while !in_flight.is_empty() {
+            in_flight.oldest_reported().await;
+            cursor = self.advance_cursor(conn, &mut in_flight, cursor).await?;
         }
         Ok(())
     }
@@ -287,11 +302,16 @@ impl Relay {
         Ok(())
     }
 
-    /// Sends every event of the batch, then waits for every delivery report. Returns
-    /// an error if any record was not acknowledged; the cursor then stays put.
-    async fn publish(&self, producer: &DeliveryProducer, batch: &[RecordedEvent]) -> Result<(), RelayError> {
-        let mut deliveries = Vec::with_capacity(batch.len());
-        for event in batch {
+    /// Hands every event of the batch to the producer, into the window of events in
+    /// flight.
+    fn send(
+        &self,
+        producer: &DeliveryProducer,
+        batch: &[RecordedEvent],
+        read_at: Instant,
+        in_flight: &mut InFlight,
+    ) -> Result<(), RelayError> {
+        for (n, event) in batch.iter().enumerate() {
             let topic = self.settings.kafka.naming.physical(&event.topic);
             let payload = event.envelope.to_json_bytes();
             let headers = event
@@ -305,16 +325,46 @@ impl Relay {
                 self.metrics.publish_failures.inc();
                 RelayError::Delivery { global_position: event.envelope.global_position, error }
             })?;
-            deliveries.push((event, delivery));
-        }
-        for (event, delivery) in deliveries {
-            if let Err(error) = delivery.acknowledged().await {
-                self.metrics.publish_failures.inc();
-                return Err(RelayError::Delivery { global_position: event.envelope.global_position, error });
-            }
-            self.metrics.events_published.get_or_create(&TopicLabels { topic: event.topic.clone() }).inc();
+            let last_of_batch = (n + 1 == batch.len()).then_some(read_at);
+            in_flight.push(event.envelope.global_position, event.topic.clone(), delivery, last_of_batch);
         }
         Ok(())
+    }
+
+    /// Moves the cursor over the acknowledged prefix of the window and returns it. A
+    /// record that was not delivered ends the term after the cursor has moved up to it,
+    /// so the next term publishes again from there.
+    async fn advance_cursor(
+        &self,
+        conn: &mut PgConnection,
+        in_flight: &mut InFlight,
+        cursor: i64,
+    ) -> Result<i64, RelayError> {
+        let mut acknowledged = Vec::new();
+        let undelivered = in_flight.take_acknowledged(&mut acknowledged).err();
+        let mut cursor = cursor;
+        if let Some(last) = acknowledged.last().map(|event| event.position) {
+            sqlx::query("UPDATE relay_cursors SET global_position = $2, updated_at = now() WHERE relay_name = $1")
+                .bind(&self.settings.name)
+                .bind(last)
+                .execute(&mut *conn)
+                .await?;
+            cursor = last;
+            for Acknowledged { topic, batch_read_at, .. } in &acknowledged {
+                self.metrics.events_published.get_or_create(&TopicLabels { topic: topic.clone() }).inc();
+                if let Some(read_at) = batch_read_at {
+                    self.metrics.batch_duration.observe(read_at.elapsed().as_secs_f64());
+                }
+            }
+            tracing::debug!(relay = %self.settings.name, events = acknowledged.len(), cursor, "events relayed");
+        }
+        match undelivered {
+            Some(Undelivered { position, error }) => {
+                self.metrics.publish_failures.inc();
+                Err(RelayError::Delivery { global_position: position, error })
+            }
+            None => Ok(cursor),
+        }
     }
 
     /// Backlog in events and in seconds: committed events past the cursor, including

@@ -16,7 +16,7 @@ use std::{
 use chrono::Utc;
 use futures::{future::BoxFuture, FutureExt};
 use rdkafka::{
-    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol},
+    consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol},
     error::KafkaError,
     message::Message,
     types::RDKafkaRespErr,
@@ -59,6 +59,10 @@ const WATERMARK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often an idle projector looks whether a rebuild retired its version.
 pub const IDLE_RETIREMENT_CHECK: Duration = Duration::from_secs(2);
 
+/// How often the offsets a projector stored are committed to its group (see
+/// [`consumer_config`]).
+pub const OFFSET_COMMIT_INTERVAL_MS: &str = "1000";
+
 /// The consumer group of a projection version.
 pub fn group_id(kafka: &KafkaSettings, target: &Target) -> String {
     let base = format!("{}vectis.projection.{}", kafka.naming.prefix(), target.projection);
@@ -70,14 +74,18 @@ pub fn group_id(kafka: &KafkaSettings, target: &Target) -> String {
 }
 
 /// The client settings of a projector's consumer in `group`: cooperative-sticky
-/// assignment, no automatic commits (PostgreSQL holds the checkpoints), a fresh group
-/// starts at the earliest offset.
+/// assignment, a fresh group starts at the earliest offset. PostgreSQL holds the
+/// checkpoints; the group's committed offsets only show Kafka tools how far it got, so
+/// librdkafka commits the offsets a projector stored once a second (and when partitions
+/// are revoked or the consumer closes), not once per batch: a commit per batch of every
+/// group was most of the broker's work at 500 events/s and held up the relay's writes.
 pub fn consumer_config(settings: &ProjectorSettings, group: &str) -> ClientConfig {
     let mut config = settings.kafka.client_config();
     config
         .set("group.id", group)
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("enable.auto.commit", "false")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", OFFSET_COMMIT_INTERVAL_MS)
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
@@ -308,7 +316,7 @@ impl Projector {
                 continue;
             }
             if self.apply_until_done(&records, &stopped).await? {
-                commit_offsets(&consumer, &records);
+                store_offsets(&consumer, &records);
             } else {
                 // A rebuild switched readers to a new version: project that one, in
                 // its own group from its own checkpoints.
@@ -593,14 +601,14 @@ async fn leave_group(consumer: Arc<ProjectorConsumer>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Commits the batch's offsets to the group, for Kafka tools only: restarts read the
-/// PostgreSQL checkpoints.
-fn commit_offsets(consumer: &ProjectorConsumer, records: &[Record]) {
+/// Stores the batch's offsets for the next commit to the group, for Kafka tools only:
+/// restarts read the PostgreSQL checkpoints.
+fn store_offsets(consumer: &ProjectorConsumer, records: &[Record]) {
     let mut tpl = TopicPartitionList::new();
     for ((topic, partition), offset) in next_offsets(records) {
         let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset));
     }
-    if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
-        tracing::debug!(%error, "committing Kafka offsets failed (PostgreSQL holds the checkpoints)");
+    if let Err(error) = consumer.store_offsets(&tpl) {
+        tracing::debug!(%error, "storing Kafka offsets failed (PostgreSQL holds the checkpoints)");
     }
 }

@@ -379,12 +379,22 @@ async fn a_page_costs_the_same_statements_whatever_its_size(pool: PgPool) {
             "{{ orders(first: {first}) {{ totalCount edges {{ node {{ id account {{ name }} lines {{ sku quantity }} statusHistory {{ status }} }} }} }} }}"
         )
     };
+    // The fewest statements of a few runs: on a busy machine a loader's batch window can
+    // close before every key of a page arrived, which splits a batch in two (never into
+    // one statement per row, which is what this guards against).
+    const RUNS: usize = 3;
+    let mut operations = 0;
     let mut costs = Vec::new();
     for first in [1, 10, 50] {
-        let before = service.statements().await;
-        let data = service.data(&query(first), json!({})).await;
-        assert_eq!(data["orders"]["edges"].as_array().expect("edges").len(), first);
-        costs.push(service.statements().await - before);
+        let mut fewest = u64::MAX;
+        for _ in 0..RUNS {
+            let before = service.statements().await;
+            let data = service.data(&query(first), json!({})).await;
+            assert_eq!(data["orders"]["edges"].as_array().expect("edges").len(), first);
+            fewest = fewest.min(service.statements().await - before);
+            operations += 1;
+        }
+        costs.push(fewest);
     }
     // A page and its count, then one statement per relation (accounts, lines, history).
     assert_eq!(costs, [5, 5, 5], "statements for pages of 1, 10 and 50 orders with accounts and lines");
@@ -394,15 +404,21 @@ async fn a_page_costs_the_same_statements_whatever_its_size(pool: PgPool) {
     };
     let mut costs = Vec::new();
     for first in [1, 3] {
-        let before = service.statements().await;
-        let data = service.data(&accounts(first), json!({})).await;
-        assert_eq!(data["accounts"]["edges"].as_array().expect("edges").len(), first);
-        costs.push(service.statements().await - before);
+        let mut fewest = u64::MAX;
+        for _ in 0..RUNS {
+            let before = service.statements().await;
+            let data = service.data(&accounts(first), json!({})).await;
+            assert_eq!(data["accounts"]["edges"].as_array().expect("edges").len(), first);
+            fewest = fewest.min(service.statements().await - before);
+            operations += 1;
+        }
+        costs.push(fewest);
     }
     assert_eq!(costs, [5, 5], "accounts page + count, orders pages, order counts, lines");
     let (_, metrics) = http_get(service.addr, "/metrics").await;
+    let operations_line = format!(r#"vectis_graphql_operations_total{{operation="anonymous"}} {operations}"#);
     for line in [
-        r#"vectis_graphql_operations_total{operation="anonymous"} 5"#,
+        operations_line.as_str(),
         "vectis_graphql_operation_duration_seconds_count",
         r#"http_requests_total{method="POST",route="/graphql",status="200"}"#,
         "vectis_db_pool_connections_in_use",

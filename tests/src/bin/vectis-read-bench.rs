@@ -404,6 +404,8 @@ async fn end_to_end(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Quiet unless LOG_LEVEL asks, e.g. LOG_LEVEL=vectis_event_store=debug to follow the relay.
+    vectis_runtime::telemetry::init_tracing(vectis_runtime::Environment::Development, "warn")?;
     let wanted = env_number("BENCH_READ_EVENTS", 200_000) as usize;
     let units = wanted.div_ceil(unit_streams(0).iter().map(|(_, events)| events.len()).sum());
     let (pool, database) = create_database(20).await?;
