@@ -139,13 +139,13 @@ pub enum RelayError {
     #[error("broker did not acknowledge event at global position {global_position}: {error}")]
     Delivery { global_position: i64, error: KafkaError },
     #[error(
-        "the broker has no record on the event log's topics, yet this relay already published every \
-         event up to global position {cursor}: it is a new broker, or the topics were recreated. \
-         Nothing is lost (the event store has every event), but relaying on would start the log \
+        "the broker's event log topics have taken {on_broker} records, yet this relay already \
+         published {published} events (every event up to global position {cursor}): it is a new \
+         broker, or the topics were recreated. Nothing is lost (the event store has every event), but relaying on would start the log \
          mid-way. Stop the projectors, run `vectis relay republish`, then start the relay and the \
          projectors again"
     )]
-    LogMissing { cursor: i64 },
+    LogMissing { cursor: i64, published: i64, on_broker: i64 },
 }
 
 impl RelayError {
@@ -230,7 +230,7 @@ impl Relay {
             .await?;
         tracing::info!(relay = %self.settings.name, cursor, "relaying from cursor");
         if cursor > 0 {
-            self.check_the_broker_has_the_log(cursor).await?;
+            self.check_the_broker_has_the_log(conn, cursor).await?;
         }
         let mut backlog_refreshed = Instant::now() - Duration::from_secs(60);
         let mut held_back_delay = HELD_BACK_FIRST_RETRY;
@@ -290,14 +290,21 @@ impl Relay {
         Ok(())
     }
 
-    /// A cursor past 0 facing a broker with no record on any of the log's topics means a
-    /// new broker (or recreated topics): relaying on from the cursor would hand consumers
-    /// a log that starts mid-way, so the relay stops and says how to republish.
-    async fn check_the_broker_has_the_log(&self, cursor: i64) -> Result<(), RelayError> {
+    /// The log's topics have taken fewer records (the sum of their high watermarks, which
+    /// neither retention nor compaction lowers) than the events behind the cursor: a new
+    /// broker, or recreated topics, even if something has written to them since. Relaying
+    /// on from the cursor would hand consumers a log that starts mid-way, so the relay
+    /// stops and says how to republish.
+    async fn check_the_broker_has_the_log(&self, conn: &mut PgConnection, cursor: i64) -> Result<(), RelayError> {
         let kafka = &self.settings.kafka;
         let topics = TOPICS.iter().map(|spec| kafka.naming.physical(spec.name)).collect();
-        if records_on(kafka, topics, Duration::from_secs(10)).await? == 0 {
-            return Err(RelayError::LogMissing { cursor });
+        let on_broker = records_on(kafka, topics, Duration::from_secs(10)).await?;
+        let published: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE global_position <= $1")
+            .bind(cursor)
+            .fetch_one(conn)
+            .await?;
+        if on_broker < published {
+            return Err(RelayError::LogMissing { cursor, published, on_broker });
         }
         Ok(())
     }
