@@ -114,7 +114,13 @@ async fn reload(shared: &std::sync::Weak<Shared>, pool: &PgPool) {
     match PolicySet::load(pool).await {
         Ok(policies) => {
             let Some(shared) = shared.upgrade() else { return };
-            tracing::info!(policies = policies.len(), "rate-limit policies reloaded");
+            // The periodic reload mostly finds nothing new: only a change is news.
+            let unchanged = **shared.policies.read().unwrap_or_else(|poisoned| poisoned.into_inner()) == policies;
+            if unchanged {
+                tracing::debug!(policies = policies.len(), "rate-limit policies reloaded, unchanged");
+            } else {
+                tracing::info!(policies = policies.len(), "rate-limit policies reloaded");
+            }
             shared.replace_policies(policies);
         }
         Err(error) => tracing::warn!(%error, "rate-limit policies not reloaded; the previous ones stay in force"),
