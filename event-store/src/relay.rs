@@ -141,9 +141,9 @@ pub enum RelayError {
     #[error(
         "the broker's event log topics have taken {on_broker} records, yet this relay already \
          published {published} events (every event up to global position {cursor}): it is a new \
-         broker, or the topics were recreated. Nothing is lost (the event store has every event), but relaying on would start the log \
-         mid-way. Stop the projectors, run `vectis relay republish`, then start the relay and the \
-         projectors again"
+         broker, or the topics were recreated. Nothing is lost (the event store has every \
+         event), but relaying on would start the log mid-way. Stop the projectors, run \
+         `vectis relay republish`, then start the relay and the projectors again"
     )]
     LogMissing { cursor: i64, published: i64, on_broker: i64 },
 }

@@ -54,10 +54,10 @@ impl InFlight {
         self.sent.push_back(Sent { position, topic, delivery, batch_read_at });
     }
 
-    /// Takes the acknowledged prefix off the window, oldest first, without waiting. Stops
-    /// at the first event not reported yet; fails at the first one that was not delivered
-    /// (what was acknowledged before it is still returned by an earlier call only, so call
-    /// until it fails or returns nothing new).
+    /// Moves the acknowledged prefix of the window into `into`, oldest first, without
+    /// waiting. Stops at the first event not reported yet; fails at the first one that was
+    /// not delivered, which stays in the window (what was acknowledged before it is in
+    /// `into` all the same).
     pub fn take_acknowledged(&mut self, into: &mut Vec<Acknowledged>) -> Result<(), Undelivered> {
         while let Some(oldest) = self.sent.front_mut() {
             match oldest.delivery.try_report() {
