@@ -17,8 +17,11 @@
 
 use std::{
     collections::HashMap,
-    sync::Arc,
-    time::{Duration, Instant},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::Context;
@@ -26,6 +29,7 @@ use chrono::Utc;
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     message::Message,
+    Offset, TopicPartitionList,
 };
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -45,7 +49,7 @@ use vectis_schemas::{
         OrderApproved, OrderCancelled, OrderDelivered, OrderEvent, OrderShipped, ReservationCommitted,
         ReservationReleased, StockAdjusted, StockReserved,
     },
-    samples,
+    samples, EventEnvelope,
 };
 use vectis_tests::{
     bench::{append, create_database, drop_database, env_number, fill, projector_catch_up, CatchUp, Figures, BATCH},
@@ -259,6 +263,8 @@ struct Pending {
     id: String,
     position: i64,
     committed: Instant,
+    /// The same moment by the wall clock, to compare with record timestamps.
+    committed_at: SystemTime,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -282,7 +288,58 @@ impl View {
 struct EndToEnd {
     appends: Figures,
     on_topic: Figures,
+    sent: Figures,
+    read_by_probe: Figures,
     visible: Figures,
+}
+
+/// What the probe saw of one event: its position, when the relay handed it to the
+/// producer (the record's timestamp) and when the probe read it.
+struct Probed {
+    position: i64,
+    sent_at: SystemTime,
+    read_at: SystemTime,
+}
+
+/// A bare consumer reading every partition from its end (assigned, outside any group)
+/// while the end-to-end run goes on: where between the relay and the projectors the
+/// time goes. Returns once positioned; the task yields what it read after `stop`.
+async fn start_probe(
+    kafka: &KafkaSettings,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<Vec<Probed>>>> {
+    let group = format!("{}bench.probe.{}", kafka.naming.prefix(), Uuid::new_v4().simple());
+    let consumer: BaseConsumer = consumer_config(&ProjectorSettings::new(kafka.clone()), &group).create()?;
+    let kafka = kafka.clone();
+    let consumer = tokio::task::spawn_blocking(move || {
+        let mut at_end = TopicPartitionList::new();
+        for spec in vectis_schemas::TOPICS {
+            let topic = kafka.naming.physical(spec.name);
+            for partition in 0..spec.partitions {
+                let (_, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10))?;
+                at_end.add_partition_offset(&topic, partition, Offset::Offset(high))?;
+            }
+        }
+        consumer.assign(&at_end)?;
+        anyhow::Ok(consumer)
+    })
+    .await??;
+    Ok(tokio::task::spawn_blocking(move || {
+        let mut probed = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let Some(message) = consumer.poll(Duration::from_millis(50)) else { continue };
+            let message = message?;
+            let read_at = SystemTime::now();
+            let envelope = EventEnvelope::from_json_bytes(message.payload().unwrap_or_default())?;
+            let sent_ms = message.timestamp().to_millis().context("a record without a timestamp")?;
+            probed.push(Probed {
+                position: envelope.global_position,
+                sent_at: UNIX_EPOCH + Duration::from_millis(sent_ms.max(0) as u64),
+                read_at,
+            });
+        }
+        Ok(probed)
+    }))
 }
 
 /// Appends one row-creating event per tick at `rate`/s, rotating over the three
@@ -306,6 +363,8 @@ async fn end_to_end(
     let relay = RelayHandle::start(pool.clone(), kafka, 1000);
     // Let the groups settle before the clock starts.
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let stop_probe = Arc::new(AtomicBool::new(false));
+    let probe = start_probe(kafka, stop_probe.clone()).await?;
     let total = (rate * seconds) as usize;
 
     let (sent, mut received) = mpsc::unbounded_channel::<(Pending, Duration)>();
@@ -339,8 +398,8 @@ async fn end_to_end(
                     };
                     let asked = Instant::now();
                     let position = append(&store, stream, vec![event]).await?;
-                    let committed = Instant::now();
-                    let _ = sent.send((Pending { view, id, position, committed }, committed - asked));
+                    let (committed, committed_at) = (Instant::now(), SystemTime::now());
+                    let _ = sent.send((Pending { view, id, position, committed, committed_at }, committed - asked));
                     anyhow::Ok(())
                 }));
             }
@@ -357,11 +416,13 @@ async fn end_to_end(
     // Committed, not yet acknowledged by the broker: (position, committed at).
     let mut unacknowledged = std::collections::VecDeque::new();
     let mut on_topic = Vec::with_capacity(total);
+    let mut committed_at = HashMap::with_capacity(total);
     let deadline = Instant::now() + Duration::from_secs(seconds + 60);
     while visible.len() < total {
         anyhow::ensure!(Instant::now() < deadline, "only {} of {total} events became visible", visible.len());
         while let Ok((item, append_latency)) = received.try_recv() {
             append_latencies.push(append_latency);
+            committed_at.insert(item.position, item.committed_at);
             unacknowledged.push_back((item.position, item.committed));
             pending.entry(item.view).or_default().push(item);
         }
@@ -391,6 +452,13 @@ async fn end_to_end(
     }
     let generating = generator.await??;
     on_topic.extend(unacknowledged.iter().map(|(_, committed)| committed.elapsed()));
+    stop_probe.store(true, Ordering::Relaxed);
+    let probed = probe.await??;
+    let since_commit = |at: SystemTime, position: i64| {
+        committed_at.get(&position).map(|committed| at.duration_since(*committed).unwrap_or_default())
+    };
+    let sent: Vec<Duration> = probed.iter().filter_map(|p| since_commit(p.sent_at, p.position)).collect();
+    let read_by_probe: Vec<Duration> = probed.iter().filter_map(|p| since_commit(p.read_at, p.position)).collect();
     relay.stop().await;
     for projector in running {
         projector.stop().await?;
@@ -398,6 +466,8 @@ async fn end_to_end(
     Ok(EndToEnd {
         appends: Figures::new(total, generating, append_latencies),
         on_topic: Figures::new(on_topic.len(), generating, on_topic),
+        sent: Figures::new(sent.len(), generating, sent),
+        read_by_probe: Figures::new(read_by_probe.len(), generating, read_by_probe),
         visible: Figures::new(total, generating, visible),
     })
 }
@@ -498,7 +568,9 @@ async fn run(pool: &PgPool, kafka: &KafkaSettings, units: usize) -> anyhow::Resu
     println!("|---|---|---|---|---|---|");
     for (path, figures) in [
         ("append call (event store)", &figures.appends),
+        ("committed → handed to the producer by the relay (record timestamp, ms resolution)", &figures.sent),
         ("committed → acknowledged by the broker (relay cursor)", &figures.on_topic),
+        ("committed → read by a bare consumer (assigned every partition at its end)", &figures.read_by_probe),
         ("committed → visible in read.* (relay + projector)", &figures.visible),
     ] {
         println!(
