@@ -278,9 +278,11 @@ impl View {
     /// Which of `ids` have their row.
     fn query(self) -> &'static str {
         match self {
-            Self::Accounts => "SELECT account_id::text FROM read.accounts WHERE account_id::text = ANY($1)",
+            // The ids are cast, not the column, so each look-up is an index probe: the
+            // polling must not spend the CPU it measures.
+            Self::Accounts => "SELECT account_id::text FROM read.accounts WHERE account_id = ANY($1::text[]::uuid[])",
             Self::InventoryItems => "SELECT sku FROM read.inventory_items WHERE sku = ANY($1)",
-            Self::Orders => "SELECT order_id::text FROM read.orders WHERE order_id::text = ANY($1)",
+            Self::Orders => "SELECT order_id::text FROM read.orders WHERE order_id = ANY($1::text[]::uuid[])",
         }
     }
 }
