@@ -2,8 +2,9 @@
 //! global order.
 //!
 //! The relay does not wait for a batch's delivery reports before it reads and sends the
-//! next one: librdkafka sends one request per partition and keeps at most five in flight,
-//! so a batch spread over many partitions takes several round trips, and waiting for the
+//! next one: librdkafka puts one partition in each request, and a broker answers one
+//! connection's requests one at a time (Kafka and nisshi alike), so a batch spread over
+//! many partitions takes several round trips, and waiting for the
 //! whole of it made every later event wait too (at 500 events/s the batches grew to a
 //! hundred events and a fifth of a second). The cursor still moves only over the
 //! acknowledged prefix: an event is behind the cursor only once it and every event before
