@@ -80,38 +80,51 @@ SQL
 # The patched broker, built once into the cache (about 20 minutes cold on two cores; a
 # changed patch rebuilds only the patched crates and what depends on them). A patch file
 # is named <crate>-<version>-<what>.patch and applies with -p1 to <crate>-<version>/.
-ensure_broker_binary() {
-  [ -x "$BROKER_BIN" ] && return 0
-  local work="$VECTIS_CACHE_DIR/nisshi-work" log="$VECTIS_CACHE_DIR/nisshi-build.log"
-  log "building the nisshi $NISSHI_VERSION broker with Vectis' patches into $VECTIS_CACHE_DIR (about 20 minutes)"
+# The crates Vectis patches, from the patch files' names (<crate>-<version>-<what>.patch).
+patched_crates() {
   local patch crate crates=()
   for patch in "$BROKER_PATCHES"/*.patch; do
     crate=$(basename "$patch")
     crate=${crate%%-"$NISSHI_VERSION"-*}
     [[ " ${crates[*]} " == *" $crate "* ]] || crates+=("$crate")
   done
+  printf '%s\n' "${crates[@]}"
+}
+
+# Unpacks nisshi and every patched crate from crates.io into $1 and applies the patches.
+unpack_patched_sources() {
+  local into=$1 log="$VECTIS_CACHE_DIR/nisshi-build.log" crate file patch crates
+  mapfile -t crates < <(patched_crates)
   # cargo downloads the crates' sources: a manifest that only names them.
-  mkdir -p "$work/sources"
+  mkdir -p "$into/sources"
   {
     printf '[package]\nname = "vectis-broker-sources"\nversion = "0.0.0"\nedition = "2021"\npublish = false\n'
     printf '[lib]\npath = "lib.rs"\n[workspace]\n[dependencies]\n'
     for crate in nisshi "${crates[@]}"; do
       printf '%s = { version = "=%s", default-features = false }\n' "$crate" "$NISSHI_VERSION"
     done
-  } >"$work/sources/Cargo.toml"
-  touch "$work/sources/lib.rs"
-  cargo fetch --quiet --manifest-path "$work/sources/Cargo.toml" >"$log" 2>&1 \
+  } >"$into/sources/Cargo.toml"
+  touch "$into/sources/lib.rs"
+  cargo fetch --quiet --manifest-path "$into/sources/Cargo.toml" >"$log" 2>&1 \
     || { tail -n 30 "$log" >&2; die "downloading the broker's sources failed"; }
-  local file registry="${CARGO_HOME:-$HOME/.cargo}/registry/cache"
+  local registry="${CARGO_HOME:-$HOME/.cargo}/registry/cache"
   for crate in nisshi "${crates[@]}"; do
-    rm -rf "${work:?}/$crate-$NISSHI_VERSION"
+    rm -rf "${into:?}/$crate-$NISSHI_VERSION"
     file=$(ls "$registry"/*/"$crate-$NISSHI_VERSION.crate" 2>/dev/null | head -n1)
     [ -n "$file" ] || die "cargo fetched no $crate-$NISSHI_VERSION.crate under $registry"
-    tar -xzf "$file" -C "$work"
+    tar -xzf "$file" -C "$into"
   done
   for patch in "$BROKER_PATCHES"/*.patch; do
-    patch --quiet --forward -p1 -d "$work" <"$patch" || die "the broker patch $patch does not apply"
+    patch --quiet --forward -p1 -d "$into" <"$patch" || die "the broker patch $patch does not apply"
   done
+}
+
+ensure_broker_binary() {
+  [ -x "$BROKER_BIN" ] && return 0
+  local work="$VECTIS_CACHE_DIR/nisshi-work" log="$VECTIS_CACHE_DIR/nisshi-build.log" crate crates
+  log "building the nisshi $NISSHI_VERSION broker with Vectis' patches into $VECTIS_CACHE_DIR (about 20 minutes)"
+  unpack_patched_sources "$work"
+  mapfile -t crates < <(patched_crates)
   # The build keeps nisshi's own Cargo.lock; only the patched crates come from paths.
   {
     printf '\n[patch.crates-io]\n'
