@@ -93,7 +93,9 @@ patched_crates() {
 
 # Unpacks nisshi and every patched crate from crates.io into $1 and applies the patches.
 unpack_patched_sources() {
-  local into=$1 log="$VECTIS_CACHE_DIR/nisshi-build.log" crate file patch crates
+  # The fetch logs beside the sources, so the unit tests' unpacking leaves the broker's
+  # build log alone.
+  local into=$1 log="$1/sources/fetch.log" crate file patch crates
   mapfile -t crates < <(patched_crates)
   # cargo downloads the crates' sources: a manifest that only names them.
   mkdir -p "$into/sources"
@@ -136,7 +138,7 @@ ensure_broker_binary() {
     cd "$work/nisshi-$NISSHI_VERSION"
     CARGO_TARGET_DIR="$work/target" cargo build --release --ignore-rust-version \
       --no-default-features --features libsql --bin nisshi
-  ) >>"$log" 2>&1 || { tail -n 30 "$log" >&2; die "building the broker failed (log: $log)"; }
+  ) >"$log" 2>&1 || { tail -n 30 "$log" >&2; die "building the broker failed (log: $log)"; }
   mkdir -p "$(dirname "$BROKER_BIN")"
   cp "$work/target/release/nisshi" "$BROKER_BIN"
   # Builds of earlier patch sets are not used again.
