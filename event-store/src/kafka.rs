@@ -52,7 +52,8 @@ impl KafkaSettings {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("max.in.flight.requests.per.connection", "5")
-            .set("linger.ms", "5")
+            // The relay already gathers what commits within its read interval.
+            .set("linger.ms", "1")
             .set("batch.num.messages", "10000")
             .set("partitioner", "murmur2_random")
             .set("message.timeout.ms", "30000");

@@ -116,6 +116,11 @@ pub struct RelaySettings {
     /// only bounds how late it notices one whose notification was lost (while its
     /// listener reconnected).
     pub poll_interval: Duration,
+    /// The shortest time between two reads of the event store while events keep
+    /// arriving: the appends committed within it go out together, in one read and one
+    /// produce request, where reading on every commit's notification cost the database
+    /// three statements per append or two under load, and every consumer a fetch.
+    pub read_interval: Duration,
     /// How often a standby relay retries the lock.
     pub standby_retry: Duration,
     /// Pause after a failed term (broker or database trouble) before trying again.
@@ -129,6 +134,7 @@ impl RelaySettings {
             name: "default".into(),
             batch_size: 1000,
             poll_interval: Duration::from_secs(5),
+            read_interval: Duration::from_millis(5),
             standby_retry: Duration::from_secs(1),
             retry_backoff: Duration::from_secs(1),
             kafka,
@@ -252,13 +258,22 @@ impl Relay {
         // The last event handed to the producer: at or past the cursor.
         let mut sent = cursor;
         let window = usize::try_from(self.settings.batch_size).unwrap_or(1).max(1);
+        let mut last_read = Instant::now() - self.settings.read_interval;
+        // A read is due after a notification, a timer or a full batch, not after every
+        // delivery report: most of those would find nothing new.
+        let mut read_due = true;
         while !shutdown.is_triggered() {
             let mut read_some = false;
-            if in_flight.len() < window {
+            if read_due && in_flight.len() < window {
+                tokio::time::sleep_until((last_read + self.settings.read_interval).into()).await;
                 let read_at = Instant::now();
+                last_read = read_at;
                 let settled = horizons.advance(conn).await?;
                 let room = (window - in_flight.len()) as i64;
                 let batch = read_settled(conn, sent, settled, room).await?;
+                // Everything settled fitted: what commits later notifies. A full batch
+                // may have left more behind.
+                read_due = batch.len() as i64 == room;
                 if let Some(last) = batch.last() {
                     sent = last.envelope.global_position;
                     read_some = true;
@@ -274,6 +289,8 @@ impl Relay {
             }
             if read_some {
                 held_back_delay = HELD_BACK_FIRST_RETRY;
+            }
+            if read_due && in_flight.len() < window {
                 continue;
             }
             // Committed events that an older, still-running transaction holds back
@@ -287,9 +304,10 @@ impl Relay {
                 self.settings.poll_interval
             };
             tokio::select! {
-                notification = listener.recv() => { notification?; }
+                notification = listener.recv() => { notification?; read_due = true; }
+                // Moves the cursor; makes room in a full window for a read still due.
                 _ = in_flight.oldest_reported() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait) => { read_due = true; }
                 _ = shutdown.wait() => {}
             }
         }

@@ -1,4 +1,4 @@
-//! Append and read. An append is one transaction: expected-version check, then a
+//! Append and read. An append is one statement: expected-version check, then a
 //! set-based insert of the events; after the commit the relay is notified (see
 //! `notifier`). Schema validation happens before anything touches the database.
 
@@ -143,19 +143,20 @@ impl EventStore {
         self.mode
     }
 
-    /// Appends `request` in one transaction and returns what was stored.
+    /// Appends `request` atomically and returns what was stored.
     #[tracing::instrument(skip_all, fields(stream_id = %request.stream_id, events = request.events.len()), err(level = "debug"))]
     pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
         let started = Instant::now();
-        let mut tx = self.pool.begin().await?;
-        let outcome = self.append_in(&mut tx, request).await?;
-        tx.commit().await?;
+        // The append's writes are one statement, so it needs no transaction of its own:
+        // one round trip instead of four (BEGIN and COMMIT around two statements).
+        let outcome = self.append_in(&mut *self.pool.acquire().await?, request).await?;
         self.record_appended(&outcome, started);
         Ok(outcome)
     }
 
-    /// Validation, version check and insert on a connection inside a transaction the
-    /// caller commits. Nothing is written when an error is returned.
+    /// Validation, version check and insert, in one statement on `conn` (on its own, or
+    /// inside a transaction the caller commits). Nothing is written when an error is
+    /// returned.
     pub(crate) async fn append_in(
         &self,
         conn: &mut PgConnection,
@@ -167,40 +168,51 @@ impl EventStore {
         }
         let topic = self.check_events(&stream_id, &events)?;
         let count = events.len() as i64;
-        // Writes the stream row before the events take their positions, so the
-        // transaction holds an id by then (`settled_position` relies on it).
-        let new_version = advance_stream_version(conn, &stream_id, expected, count).await?;
-        let first_version = new_version - count + 1;
-
         let event_ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
-        let versions: Vec<i64> = (first_version..=new_version).collect();
         let types: Vec<String> = events.iter().map(|e| e.event_type.clone()).collect();
         let schema_versions: Vec<i32> = events.iter().map(|e| e.schema_version as i32).collect();
         let data: Vec<Value> = events.iter().map(|e| e.data.clone()).collect();
         let metadata_json = serde_json::to_value(&metadata).unwrap_or_default();
 
-        // One set-based statement per append; WITH ORDINALITY keeps global positions in
-        // stream-version order.
-        let rows = sqlx::query(
-            "INSERT INTO events (event_id, stream_id, stream_version, topic, event_type, schema_version, data, metadata)
-             SELECT e.event_id, $2, e.stream_version, $3, e.event_type, e.schema_version, e.data, $8
-               FROM UNNEST($1::uuid[], $4::bigint[], $5::text[], $6::int[], $7::jsonb[])
-                    WITH ORDINALITY AS e(event_id, stream_version, event_type, schema_version, data, n)
+        // One statement: the version check and the set-based insert of the events. The
+        // events are selected from the stream row the first part returns, so the stream
+        // row is written before the events take their positions and the transaction
+        // holds an id by then (`settled_position` relies on it); no row back means the
+        // expected version did not hold, and nothing was written. WITH ORDINALITY keeps
+        // global positions in stream-version order.
+        let (stream_statement, exact_version) = advance_stream_version(expected);
+        let insert_events = format!(
+            "WITH s AS ({})
+             INSERT INTO events (event_id, stream_id, stream_version, topic, event_type, schema_version, data, metadata)
+             SELECT e.event_id, $2, s.version - $8 + e.n, $3, e.event_type, e.schema_version, e.data, $7
+               FROM s, UNNEST($1::uuid[], $4::text[], $5::int[], $6::jsonb[])
+                       WITH ORDINALITY AS e(event_id, event_type, schema_version, data, n)
               ORDER BY e.n
              RETURNING global_position, event_id, stream_id, stream_version, topic, event_type,
                        schema_version, data, metadata, recorded_at",
-        )
-        .bind(&event_ids)
-        .bind(&stream_id)
-        .bind(topic.name)
-        .bind(&versions)
-        .bind(&types)
-        .bind(&schema_versions)
-        .bind(&data)
-        .bind(&metadata_json)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| conflict_on_unique_violation(e, &stream_id, expected))?;
+            stream_statement
+        );
+        let mut insert = sqlx::query(&insert_events)
+            .bind(&event_ids)
+            .bind(&stream_id)
+            .bind(topic.name)
+            .bind(&types)
+            .bind(&schema_versions)
+            .bind(&data)
+            .bind(&metadata_json)
+            .bind(count);
+        if let Some(exact) = exact_version {
+            insert = insert.bind(exact);
+        }
+        let rows =
+            insert.fetch_all(&mut *conn).await.map_err(|e| conflict_on_unique_violation(e, &stream_id, expected))?;
+        if rows.is_empty() {
+            let actual: Option<i64> = sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
+                .bind(&stream_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            return Err(AppendError::Conflict { stream_id, expected, actual });
+        }
 
         let mut recorded =
             rows.iter().map(recorded_event_from_row).collect::<Result<Vec<_>, _>>().map_err(|e| match e {
@@ -209,7 +221,8 @@ impl EventStore {
                 other => AppendError::Database(sqlx::Error::Protocol(other.to_string())),
             })?;
         recorded.sort_by_key(|e| e.envelope.stream_version);
-        Ok(AppendOutcome { stream_id, stream_version: new_version, events: recorded })
+        let stream_version = recorded.last().map_or(0, |e| e.envelope.stream_version);
+        Ok(AppendOutcome { stream_id, stream_version, events: recorded })
     }
 
     /// After the commit of an append: wake the relay, count the events.
@@ -323,7 +336,8 @@ pub(crate) async fn read_stream(
 /// it that will ever be visible is visible.
 ///
 /// `next_xid` comes from `pg_current_xact_id()` in a statement of its own (so a
-/// transaction of its own, which takes an id and ends at once). A snapshot's `xmax`
+/// transaction of its own, which takes an id and ends at once), after the sequence was
+/// read in that same statement (migration `0006_relay_horizon`). A snapshot's `xmax`
 /// would not do: it is one past the latest *completed* id, and transactions running
 /// with higher ids are in no snapshot field at all.
 ///
@@ -338,14 +352,11 @@ pub(crate) struct Horizon {
 }
 
 impl Horizon {
-    /// Two statements: the transaction id must be read after the sequence.
+    /// One statement, whose transaction ends with it: `relay_horizon()` reads the
+    /// sequence, then takes the id.
     pub async fn take(conn: &mut PgConnection) -> Result<Self, StoreError> {
-        let position: i64 =
-            sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_global_position_seq")
-                .fetch_one(&mut *conn)
-                .await?;
-        let next_xid: i64 =
-            sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint").fetch_one(&mut *conn).await?;
+        let (position, next_xid) =
+            sqlx::query_as("SELECT last_position, next_xid FROM relay_horizon()").fetch_one(&mut *conn).await?;
         Ok(Self { position, next_xid })
     }
 
@@ -408,56 +419,27 @@ pub(crate) async fn read_settled(
     rows.iter().map(recorded_event_from_row).collect()
 }
 
-/// Moves the stream's version by `count` if `expected` holds, and returns the new
-/// version. The row lock this takes serialises concurrent appends to one stream.
-async fn advance_stream_version(
-    conn: &mut PgConnection,
-    stream_id: &str,
-    expected: ExpectedVersion,
-    count: i64,
-) -> Result<i64, AppendError> {
-    let new_version: Option<i64> = match expected {
-        ExpectedVersion::Any => {
-            sqlx::query_scalar(
-                "INSERT INTO streams (stream_id, version) VALUES ($1, $2)
-                 ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + EXCLUDED.version, updated_at = now()
-                 RETURNING version",
-            )
-            .bind(stream_id)
-            .bind(count)
-            .fetch_optional(&mut *conn)
-            .await?
-        }
-        ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => {
-            sqlx::query_scalar(
-                "INSERT INTO streams (stream_id, version) VALUES ($1, $2) ON CONFLICT (stream_id) DO NOTHING RETURNING version",
-            )
-            .bind(stream_id)
-            .bind(count)
-            .fetch_optional(&mut *conn)
-            .await?
-        }
-        ExpectedVersion::Exact(n) => {
-            sqlx::query_scalar(
-                "UPDATE streams SET version = version + $2, updated_at = now()
-                 WHERE stream_id = $1 AND version = $3 RETURNING version",
-            )
-            .bind(stream_id)
-            .bind(count)
-            .bind(n)
-            .fetch_optional(&mut *conn)
-            .await?
-        }
-    };
-    match new_version {
-        Some(v) => Ok(v),
-        None => {
-            let actual: Option<i64> = sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
-                .bind(stream_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            Err(AppendError::Conflict { stream_id: stream_id.to_string(), expected, actual })
-        }
+/// The statement that moves the stream's version by `$8` (the number of events) if
+/// `expected` holds (`$9` is the exact version expected), returning the new version;
+/// no row when it does not hold. The row lock this takes serialises concurrent
+/// appends to one stream.
+fn advance_stream_version(expected: ExpectedVersion) -> (&'static str, Option<i64>) {
+    match expected {
+        ExpectedVersion::Any => (
+            "INSERT INTO streams (stream_id, version) VALUES ($2, $8)
+             ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + EXCLUDED.version, updated_at = now()
+             RETURNING version",
+            None,
+        ),
+        ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => (
+            "INSERT INTO streams (stream_id, version) VALUES ($2, $8) ON CONFLICT (stream_id) DO NOTHING RETURNING version",
+            None,
+        ),
+        ExpectedVersion::Exact(n) => (
+            "UPDATE streams SET version = version + $8, updated_at = now()
+              WHERE stream_id = $2 AND version = $9 RETURNING version",
+            Some(n),
+        ),
     }
 }
 

@@ -39,6 +39,13 @@ impl RelayProcessSettings {
             relay.batch_size
         );
         relay.poll_interval = env_duration("RELAY_POLL_INTERVAL", Duration::from_secs(5))?;
+        relay.read_interval = env_duration("RELAY_READ_INTERVAL", relay.read_interval)?;
+        // Every event waits up to this long: a second is already far past useful.
+        anyhow::ensure!(
+            relay.read_interval <= Duration::from_secs(1),
+            "RELAY_READ_INTERVAL must be at most 1s, not {:?}",
+            relay.read_interval
+        );
         let ops_addr = env_parse("RELAY_OPS_ADDR", SocketAddr::from(([0, 0, 0, 0], 8003)))?;
         let purge_interval = env_duration("IDEMPOTENCY_PURGE_INTERVAL", Duration::from_secs(3600))?;
         Ok(Self { store, relay, ops_addr, purge_interval })

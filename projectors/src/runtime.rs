@@ -440,9 +440,8 @@ impl Projector {
             .collect();
         let keys: Vec<String> =
             records.iter().filter_map(|r| r.key.clone()).collect::<HashSet<_>>().into_iter().collect();
-        let mut parked: HashSet<String> =
-            store::parked_streams(&mut tx, &self.target, &keys).await?.into_iter().collect();
-        let mut versions = store::stream_versions(&mut tx, &self.target, &keys).await?;
+        let store::StreamStates { mut versions, mut parked } =
+            store::stream_states(&mut tx, &self.target, &keys).await?;
         let mut report = BatchReport::default();
         let mut letters = Vec::new();
         let mut to_apply: Vec<(usize, ProjectedEvent)> = Vec::new();
@@ -495,11 +494,10 @@ impl Projector {
         for event in &applied {
             new_versions.insert(event.stream_id.clone(), event.stream_version);
         }
-        store::save_stream_versions(&mut tx, &self.target, &new_versions).await?;
         report.applied = applied.len();
         report.parked = letters.len();
         store::park(&mut tx, &self.target, &letters).await?;
-        store::save_checkpoints(&mut tx, &self.target, &next_offsets(records)).await?;
+        store::save_progress(&mut tx, &self.target, &new_versions, &next_offsets(records)).await?;
         tx.commit().await?;
         Ok(BatchOutcome::Applied(report, applied))
     }

@@ -1,7 +1,7 @@
 //! The projectors' PostgreSQL bookkeeping: versioned table sets and the `read` views
 //! over the active one, checkpoints, the version each stream is at, dead letters.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::{future::BoxFuture, FutureExt};
 use sqlx::{PgConnection, PgPool};
@@ -115,8 +115,27 @@ pub async fn checkpoints(
     Ok(rows.into_iter().map(|(topic, partition, offset)| ((topic, partition), offset)).collect())
 }
 
-/// Advances checkpoints, never backwards: an instance that lost a partition in a
-/// rebalance cannot undo the progress of the one that took it over.
+/// Advances the checkpoints `$3`/`$4`/`$5` (topics, partitions, next offsets) of
+/// projection `$1` at version `$2`, never backwards: an instance that lost a partition
+/// in a rebalance cannot undo the progress of the one that took it over.
+const SAVE_CHECKPOINTS: &str = "INSERT INTO projection_checkpoints (projection, version, topic, partition, next_offset)
+     SELECT $1, $2, topic, partition, next_offset FROM UNNEST($3::text[], $4::int[], $5::bigint[])
+         AS p(topic, partition, next_offset)
+     ON CONFLICT (projection, version, topic, partition) DO UPDATE
+        SET next_offset = EXCLUDED.next_offset, updated_at = now()
+      WHERE projection_checkpoints.next_offset < EXCLUDED.next_offset";
+
+/// Upserts the versions `$<first>`/`$<first + 1>` (streams, versions) into `schema`.
+fn save_stream_versions_statement(schema: &str, first: usize) -> String {
+    format!(
+        "INSERT INTO {schema}.stream_versions (stream_id, version)
+         SELECT * FROM UNNEST(${first}::text[], ${}::bigint[])
+         ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version",
+        first + 1
+    )
+}
+
+/// See [`SAVE_CHECKPOINTS`].
 pub fn save_checkpoints<'a>(
     conn: &'a mut PgConnection,
     target: &'a Target,
@@ -126,21 +145,14 @@ pub fn save_checkpoints<'a>(
         let topics: Vec<String> = positions.keys().map(|(t, _)| t.clone()).collect();
         let partitions: Vec<i32> = positions.keys().map(|(_, p)| *p).collect();
         let offsets: Vec<i64> = positions.values().copied().collect();
-        sqlx::query(
-            "INSERT INTO projection_checkpoints (projection, version, topic, partition, next_offset)
-             SELECT $1, $2, topic, partition, next_offset FROM UNNEST($3::text[], $4::int[], $5::bigint[])
-                 AS p(topic, partition, next_offset)
-             ON CONFLICT (projection, version, topic, partition) DO UPDATE
-                SET next_offset = EXCLUDED.next_offset, updated_at = now()
-              WHERE projection_checkpoints.next_offset < EXCLUDED.next_offset",
-        )
-        .bind(target.projection)
-        .bind(target.version)
-        .bind(&topics)
-        .bind(&partitions)
-        .bind(&offsets)
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(SAVE_CHECKPOINTS)
+            .bind(target.projection)
+            .bind(target.version)
+            .bind(&topics)
+            .bind(&partitions)
+            .bind(&offsets)
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     }
     .boxed()
@@ -173,11 +185,40 @@ pub fn save_stream_versions<'a>(
     async move {
         let streams: Vec<String> = versions.keys().cloned().collect();
         let numbers: Vec<i64> = versions.values().copied().collect();
+        sqlx::query(&save_stream_versions_statement(&target.schema(), 1))
+            .bind(&streams)
+            .bind(&numbers)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+    .boxed()
+}
+
+/// A batch's progress in one statement: the streams' new versions (as
+/// [`save_stream_versions`]) and the checkpoints (as [`save_checkpoints`]).
+pub fn save_progress<'a>(
+    conn: &'a mut PgConnection,
+    target: &'a Target,
+    versions: &'a HashMap<String, i64>,
+    positions: &'a HashMap<(String, i32), i64>,
+) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+    async move {
+        let streams: Vec<String> = versions.keys().cloned().collect();
+        let numbers: Vec<i64> = versions.values().copied().collect();
+        let topics: Vec<String> = positions.keys().map(|(t, _)| t.clone()).collect();
+        let partitions: Vec<i32> = positions.keys().map(|(_, p)| *p).collect();
+        let offsets: Vec<i64> = positions.values().copied().collect();
+        // A data-modifying WITH runs to completion whether or not anything reads it.
         sqlx::query(&format!(
-            "INSERT INTO {}.stream_versions (stream_id, version) SELECT * FROM UNNEST($1::text[], $2::bigint[])
-             ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version",
-            target.schema()
+            "WITH versions AS ({}) {SAVE_CHECKPOINTS}",
+            save_stream_versions_statement(&target.schema(), 6)
         ))
+        .bind(target.projection)
+        .bind(target.version)
+        .bind(&topics)
+        .bind(&partitions)
+        .bind(&offsets)
         .bind(&streams)
         .bind(&numbers)
         .execute(&mut *conn)
@@ -246,22 +287,46 @@ pub fn park<'a>(
     }
     .boxed()
 }
-/// Which of `streams` have parked events (their later events must park behind).
-pub fn parked_streams<'a>(
+/// What a batch needs to know of its streams before it applies anything.
+#[derive(Debug, Default)]
+pub struct StreamStates {
+    /// The version each stream is at (absent: nothing applied yet).
+    pub versions: HashMap<String, i64>,
+    /// The streams with parked events: their later events must park behind.
+    pub parked: HashSet<String>,
+}
+
+/// The [`StreamStates`] of `streams` in `target`, in one statement.
+pub fn stream_states<'a>(
     conn: &'a mut PgConnection,
     target: &'a Target,
     streams: &'a [String],
-) -> BoxFuture<'a, Result<Vec<String>, sqlx::Error>> {
+) -> BoxFuture<'a, Result<StreamStates, sqlx::Error>> {
     async move {
-        sqlx::query_scalar(
-            "SELECT DISTINCT stream_id FROM projection_dead_letters
-              WHERE projection = $1 AND version = $2 AND status = 'parked' AND stream_id = ANY($3)",
-        )
+        let rows: Vec<(String, Option<i64>, bool)> = sqlx::query_as(&format!(
+            "SELECT k.stream_id, v.version,
+                    EXISTS (SELECT 1 FROM projection_dead_letters d
+                             WHERE d.projection = $2 AND d.version = $3 AND d.status = 'parked'
+                               AND d.stream_id = k.stream_id) AS parked
+               FROM UNNEST($1::text[]) AS k(stream_id)
+               LEFT JOIN {}.stream_versions v USING (stream_id)",
+            target.schema()
+        ))
+        .bind(streams)
         .bind(target.projection)
         .bind(target.version)
-        .bind(streams)
         .fetch_all(&mut *conn)
-        .await
+        .await?;
+        let mut states = StreamStates::default();
+        for (stream, version, parked) in rows {
+            if let Some(version) = version {
+                states.versions.insert(stream.clone(), version);
+            }
+            if parked {
+                states.parked.insert(stream);
+            }
+        }
+        Ok(states)
     }
     .boxed()
 }

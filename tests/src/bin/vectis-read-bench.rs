@@ -16,7 +16,7 @@
 //! against the database and topic prefix it prints shows the projectors' live lag.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -31,7 +31,7 @@ use rdkafka::{
     message::Message,
     Offset, TopicPartitionList,
 };
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 use vectis_event_store::{kafka::KafkaSettings, EventStore, NewEvent};
@@ -277,26 +277,21 @@ enum View {
     Orders,
 }
 
-impl View {
-    /// Which of `ids` have their row.
-    fn query(self) -> &'static str {
-        match self {
-            // A join from the ids, each matched by the primary key (an index probe, or a
-            // hash of a small table), and the ids cast rather than the column: a
-            // `column = ANY(ids)` filter on a table planned as small compares every row
-            // with every id, and the polling must not spend the CPU it measures.
-            Self::Accounts => {
-                "SELECT w.id FROM unnest($1::text[]) AS w(id) JOIN read.accounts r ON r.account_id = w.id::uuid"
-            }
-            Self::InventoryItems => {
-                "SELECT w.id FROM unnest($1::text[]) AS w(id) JOIN read.inventory_items r ON r.sku = w.id"
-            }
-            Self::Orders => {
-                "SELECT w.id FROM unnest($1::text[]) AS w(id) JOIN read.orders r ON r.order_id = w.id::uuid"
-            }
-        }
-    }
-}
+/// One polling round in one statement: the relay's cursor (it moves once the broker
+/// has acknowledged every record up to it), and which of the ids waiting in each view
+/// (`$1` accounts, `$2` inventory items, `$3` orders) have their row. Each id is
+/// matched by the primary key, and the ids are cast rather than the column. The
+/// polling runs on a connection of its own that plans only index probes: the planner
+/// takes the ids for a handful and would hash (or scan) whole tables each round, and
+/// the polling must not spend the CPU it measures.
+const POLL: &str = "\
+    SELECT NULL::text, coalesce(max(global_position), 0) FROM relay_cursors
+    UNION ALL
+    SELECT w.id, NULL FROM unnest($1::text[]) AS w(id) JOIN read.accounts r ON r.account_id = w.id::uuid
+    UNION ALL
+    SELECT w.id, NULL FROM unnest($2::text[]) AS w(id) JOIN read.inventory_items r ON r.sku = w.id
+    UNION ALL
+    SELECT w.id, NULL FROM unnest($3::text[]) AS w(id) JOIN read.orders r ON r.order_id = w.id::uuid";
 
 struct EndToEnd {
     appends: Figures,
@@ -424,6 +419,10 @@ async fn end_to_end(
     };
 
     let mut pending: HashMap<View, Vec<Pending>> = HashMap::new();
+    let mut polling = PgConnection::connect_with(&pool.connect_options()).await?;
+    for setting in ["enable_hashjoin", "enable_mergejoin"] {
+        sqlx::query(&format!("SET {setting} = off")).execute(&mut polling).await?;
+    }
     let mut visible = Vec::with_capacity(total);
     let mut append_latencies = Vec::with_capacity(total);
     // Committed, not yet acknowledged by the broker: (position, committed at).
@@ -439,20 +438,23 @@ async fn end_to_end(
             unacknowledged.push_back((item.position, item.committed));
             pending.entry(item.view).or_default().push(item);
         }
-        // The relay moves its cursor once the broker has acknowledged every record up
-        // to it.
-        let cursor: i64 =
-            sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM relay_cursors").fetch_one(pool).await?;
+        let waiting = |view| pending.get(&view).map_or_else(Vec::new, |w| w.iter().map(|p| p.id.clone()).collect());
+        let rows: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(POLL)
+            .bind(waiting(View::Accounts))
+            .bind(waiting(View::InventoryItems))
+            .bind(waiting(View::Orders))
+            .fetch_all(&mut polling)
+            .await?;
+        let cursor = rows.iter().find_map(|(_, cursor)| *cursor).unwrap_or(0);
+        let found: HashSet<String> = rows.into_iter().filter_map(|(id, _)| id).collect();
         let now = Instant::now();
         unacknowledged.make_contiguous().sort_unstable_by_key(|(position, _)| *position);
         while let Some((_, committed)) = unacknowledged.front().filter(|(position, _)| *position <= cursor) {
             on_topic.push(now - *committed);
             unacknowledged.pop_front();
         }
-        for (view, waiting) in pending.iter_mut().filter(|(_, w)| !w.is_empty()) {
-            let ids: Vec<String> = waiting.iter().map(|p| p.id.clone()).collect();
-            let found: Vec<String> = sqlx::query_scalar(view.query()).bind(&ids).fetch_all(pool).await?;
-            let now = Instant::now();
+        let now = Instant::now();
+        for waiting in pending.values_mut() {
             waiting.retain(|p| {
                 let seen = found.contains(&p.id);
                 if seen {
