@@ -4,7 +4,10 @@
 
 pub mod bench;
 pub mod cli;
+pub mod folds;
+pub mod processes;
 pub mod shop;
+pub mod workloads;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
