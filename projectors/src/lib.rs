@@ -8,6 +8,7 @@
 //! - [`runtime`]: one consumer group per projection; batches applied in one PostgreSQL
 //!   transaction with their checkpoints; duplicates skipped, gaps and poison parked.
 //! - [`lag`]: how far a projection version is behind the log, in events and seconds.
+//! - [`stall`]: which partitions are idle, progressing or stuck.
 //! - [`rebuild`]: blue/green rebuild of a projection into a new version.
 //! - [`dead_letters`]: parked events for operators: list, retry, discard.
 //! - [`read_models`]: accounts, inventory, orders.
@@ -24,4 +25,5 @@ pub mod rebuild;
 pub mod republish;
 pub mod runtime;
 pub mod search;
+pub mod stall;
 pub mod store;

@@ -9,7 +9,7 @@ use prometheus_client::{
 };
 use vectis_runtime::metric_names as names;
 
-use crate::lag::ProjectionLag;
+use crate::{lag::ProjectionLag, stall::Progress};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProjectionLabel {
@@ -28,6 +28,8 @@ pub struct ProjectorMetrics {
     pub lag_events: Family<PartitionLabel, Gauge>,
     pub checkpoint_beyond_log: Family<PartitionLabel, Gauge>,
     pub lag_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
+    pub seconds_since_progress: Family<PartitionLabel, Gauge<f64, AtomicU64>>,
+    pub rejoins: Family<ProjectionLabel, Counter>,
     pub applied: Family<ProjectionLabel, Counter>,
     pub duplicates: Family<ProjectionLabel, Counter>,
     pub parked: Family<ProjectionLabel, Counter>,
@@ -42,6 +44,8 @@ impl Default for ProjectorMetrics {
             lag_events: Family::default(),
             checkpoint_beyond_log: Family::default(),
             lag_seconds: Family::default(),
+            seconds_since_progress: Family::default(),
+            rejoins: Family::default(),
             applied: Family::default(),
             duplicates: Family::default(),
             parked: Family::default(),
@@ -97,6 +101,18 @@ impl ProjectorMetrics {
             "Age of the oldest event not yet applied; 0 when caught up",
             metrics.lag_seconds.clone(),
         );
+        registry.register(
+            names::PROJECTION_SECONDS_SINCE_PROGRESS,
+            "Seconds since the partition's checkpoint last advanced or it was last caught up: \
+             0 while idle (no lag), growing while it has lag and makes no progress (stuck)",
+            metrics.seconds_since_progress.clone(),
+        );
+        registry.register(
+            names::PROJECTION_CONSUMER_REJOINS,
+            "Times a projector's consumer left its group and joined again because partitions with lag \
+             stopped advancing",
+            metrics.rejoins.clone(),
+        );
         metrics
     }
 
@@ -112,6 +128,15 @@ impl ProjectorMetrics {
             self.checkpoint_beyond_log.get_or_create(&label).set(i64::from(partition.beyond_log()));
         }
         self.lag_seconds.get_or_create(&Self::label(lag.target.projection)).set(lag.seconds());
+    }
+
+    /// Publishes each partition's time since progress.
+    pub fn record_progress(&self, projection: &str, progress: &Progress) {
+        for (topic, partition, since) in &progress.since_progress {
+            let label =
+                PartitionLabel { projection: projection.to_string(), topic: topic.clone(), partition: *partition };
+            self.seconds_since_progress.get_or_create(&label).set(since.as_secs_f64());
+        }
     }
 
     pub fn label(projection: &str) -> ProjectionLabel {

@@ -7,15 +7,16 @@ use anyhow::Context;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use vectis_event_store::settings::StoreSettings;
-use vectis_runtime::{env_or, env_parse, pool_metrics::PoolCollector, OpsState, Shutdown};
+use vectis_runtime::{env_duration, env_or, env_parse, pool_metrics::PoolCollector, OpsState, Shutdown};
 
 use crate::{
     lag::{LagProbe, ProjectionLag, Watermarks, TOPIC_RECREATED_FIX},
     metrics::ProjectorMetrics,
     projection::Projection,
     read_models,
-    runtime::{Projector, ProjectorSettings, RunningProjector},
+    runtime::{Projector, ProjectorSettings, RejoinRequests, RunningProjector, DEFAULT_STALL_AFTER},
     search::{self, metrics::SearchMetrics, SearchEngine, SearchSettings},
+    stall::{describe, ProgressWatch, StalledPartition},
     store::{self, Target},
 };
 
@@ -38,6 +39,9 @@ pub struct ProjectorsSettings {
     /// `PROJECTOR_LAG_INTERVAL_MS`: how often lag is measured for `/metrics`
     /// (default 5000).
     pub lag_interval: Duration,
+    /// `PROJECTOR_STALL_AFTER` (default 30s): partitions with lag whose checkpoint has
+    /// not moved for this long are stuck, and their consumer leaves and rejoins.
+    pub stall_after: Duration,
 }
 
 impl ProjectorsSettings {
@@ -61,6 +65,7 @@ impl ProjectorsSettings {
             instance_id: std::env::var("PROJECTOR_INSTANCE_ID").ok().filter(|v| !v.trim().is_empty()),
             max_batch,
             lag_interval: Duration::from_millis(env_parse("PROJECTOR_LAG_INTERVAL_MS", 5000u64)?.max(100)),
+            stall_after: env_duration("PROJECTOR_STALL_AFTER", DEFAULT_STALL_AFTER)?,
         })
     }
 }
@@ -109,17 +114,21 @@ impl ProjectorsProcess {
             .filter(|p| settings.projections.iter().any(|n| n == p.name()))
             .collect();
         let mut running = Vec::new();
+        let mut rejoins = HashMap::new();
         for projection in projections.clone() {
             let version = store::install(&pool, projection.as_ref())
                 .await
                 .with_context(|| format!("installing the {} read model", projection.name()))?;
             let mut projector_settings = ProjectorSettings::new(settings.store.kafka.clone());
             projector_settings.max_batch = settings.max_batch;
+            projector_settings.stall_after = settings.stall_after;
             projector_settings.group_instance_id =
                 settings.instance_id.as_ref().map(|id| format!("{id}.{}", projection.name()));
             let name = projection.name();
             let projector = Projector::new(pool.clone(), projection, version, projector_settings, metrics.clone());
-            running.push(projector.start().with_context(|| format!("starting the {name} projector"))?);
+            let started = projector.start().with_context(|| format!("starting the {name} projector"))?;
+            rejoins.insert(name, started.rejoin_requests());
+            running.push(started);
             tracing::info!(projection = name, version, "projector running");
         }
         let probe = LagProbe::new(&settings.store.kafka).context("creating the lag probe")?;
@@ -127,6 +136,7 @@ impl ProjectorsProcess {
             pool.clone(),
             probe,
             projections,
+            Stalls { after: settings.stall_after, rejoins },
             metrics,
             engine.clone(),
             settings.lag_interval,
@@ -160,13 +170,24 @@ impl ProjectorsProcess {
     }
 }
 
+/// Where stuck partitions are reported: after how long without progress, and each
+/// projector's rejoin requests.
+struct Stalls {
+    after: Duration,
+    rejoins: HashMap<&'static str, RejoinRequests>,
+}
+
 /// Measures the lag of each projection's active version every `interval` and
 /// publishes it as metrics, until shutdown; for a search index also its freshness
 /// (the same measure: how old the oldest event not yet searchable is) and its size.
+/// Partitions with lag that stopped advancing are logged and their projector asked to
+/// rejoin its group.
+#[allow(clippy::too_many_arguments)]
 async fn report_lag(
     pool: PgPool,
     probe: LagProbe,
     projections: Vec<Arc<dyn Projection>>,
+    stalls: Stalls,
     metrics: ProjectorMetrics,
     engine: SearchEngine,
     interval: Duration,
@@ -174,6 +195,8 @@ async fn report_lag(
 ) {
     // Reported when it changes, not on every measurement.
     let mut beyond_log: HashMap<&'static str, Vec<(String, i32)>> = HashMap::new();
+    let mut watches: HashMap<&'static str, ProgressWatch> = HashMap::new();
+    let mut stalled_reported: HashMap<&'static str, Vec<(String, i32)>> = HashMap::new();
     let mut topics: Vec<&str> = projections.iter().flat_map(|p| p.topics().iter().copied()).collect();
     topics.sort_unstable();
     topics.dedup();
@@ -190,6 +213,14 @@ async fn report_lag(
                 Ok(lag) => {
                     metrics.record_lag(&lag);
                     report_beyond_log(&lag, beyond_log.entry(projection.name()).or_default());
+                    let watch = watches.entry(projection.name()).or_insert_with(|| ProgressWatch::new(stalls.after));
+                    let measured = watch.observe(&lag, std::time::Instant::now());
+                    metrics.record_progress(projection.name(), &measured);
+                    report_stalled(&lag, &measured.stalled, stalled_reported.entry(projection.name()).or_default());
+                    if let (false, Some(rejoins)) = (measured.stalled.is_empty(), stalls.rejoins.get(projection.name()))
+                    {
+                        rejoins.request(measured.stalled);
+                    }
                     if let Some(index) = index {
                         engine.metrics().freshness.get_or_create(&SearchMetrics::label(index.name)).set(lag.seconds());
                     }
@@ -229,6 +260,25 @@ fn report_beyond_log(lag: &ProjectionLag, reported: &mut Vec<(String, i32)>) {
     }
     if now.is_empty() {
         tracing::info!(projection = lag.target.projection, "no checkpoint is beyond the end of its partition any more");
+    }
+    *reported = now;
+}
+
+/// Logs, when the set changes, the partitions with lag that stopped advancing
+/// (`reported` holds the set last logged).
+fn report_stalled(lag: &ProjectionLag, stalled: &[StalledPartition], reported: &mut Vec<(String, i32)>) {
+    let now: Vec<(String, i32)> = stalled.iter().map(|s| (s.topic.clone(), s.partition)).collect();
+    if now == *reported {
+        return;
+    }
+    if now.is_empty() {
+        tracing::info!(projection = lag.target.projection, "every partition with lag advances again");
+    } else {
+        tracing::warn!(
+            projection = lag.target.projection, version = lag.target.version,
+            partitions = %describe(stalled),
+            "partitions with lag stopped advancing; asking their consumer to rejoin its group"
+        );
     }
     *reported = now;
 }

@@ -23,7 +23,11 @@ use rdkafka::{
     ClientConfig, ClientContext, Offset, TopicPartitionList,
 };
 use sqlx::{PgConnection, PgPool};
-use tokio::{runtime::Handle, sync::watch, task::JoinHandle};
+use tokio::{
+    runtime::Handle,
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
 use vectis_event_store::kafka::KafkaSettings;
 
 use crate::{
@@ -31,6 +35,7 @@ use crate::{
     lag::TOPIC_RECREATED_FIX,
     metrics::ProjectorMetrics,
     projection::{ApplyError, Projection},
+    stall::{describe, StalledPartition},
     store::{self, DeadLetter, RowLock, Target},
 };
 
@@ -45,13 +50,25 @@ pub struct ProjectorSettings {
     /// How long one poll waits for the first record of a batch. A record ends the wait
     /// at once, so this only paces an idle projector (and bounds how long a stop waits).
     pub poll_wait: Duration,
+    /// Partitions with lag whose checkpoint has not moved for this long are stuck: their
+    /// consumer leaves and joins again (see [`RejoinRequests`]), at most this often.
+    pub stall_after: Duration,
 }
 
 impl ProjectorSettings {
     pub fn new(kafka: KafkaSettings) -> Self {
-        Self { kafka, group_instance_id: None, max_batch: 5_000, poll_wait: Duration::from_secs(1) }
+        Self {
+            kafka,
+            group_instance_id: None,
+            max_batch: 5_000,
+            poll_wait: Duration::from_secs(1),
+            stall_after: DEFAULT_STALL_AFTER,
+        }
     }
 }
+
+/// See [`ProjectorSettings::stall_after`].
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(30);
 
 /// How long an assignment waits for a partition's watermarks.
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -186,19 +203,38 @@ impl RebalanceContext {
     /// log reaches the old offset, then skip what lies below it. The lag measurement
     /// keeps reporting them until they are fixed ([`TOPIC_RECREATED_FIX`]).
     fn hold_partitions_beyond_log(&self, consumer: &BaseConsumer<Self>, checkpoints: &HashMap<(String, i32), i64>) {
+        if checkpoints.is_empty() {
+            return;
+        }
+        // The ends of every partition in one request per broker: this runs inside the
+        // rebalance callback, where nothing is consumed until it returns (a request
+        // per partition held a six-partition assignment up for seconds on a busy broker).
+        let mut ends = TopicPartitionList::new();
+        for (topic, partition) in checkpoints.keys() {
+            let _ = ends.add_partition_offset(topic, *partition, Offset::End);
+        }
+        let ends = match consumer.offsets_for_times(ends, WATERMARK_TIMEOUT) {
+            Ok(ends) => ends,
+            // The lag measurement looks again every few seconds.
+            Err(error) => {
+                tracing::debug!(projection = self.target.projection, %error, "cannot read the partitions' ends");
+                return;
+            }
+        };
         let mut held = TopicPartitionList::new();
-        for ((topic, partition), checkpoint) in checkpoints {
-            match consumer.fetch_watermarks(topic, *partition, WATERMARK_TIMEOUT) {
-                Ok((_, high)) if *checkpoint > high => {
-                    tracing::error!(
-                        projection = self.target.projection, %topic, partition, checkpoint, high_watermark = high,
-                        "checkpoint beyond the end of the partition: {TOPIC_RECREATED_FIX}"
-                    );
-                    held.add_partition(topic, *partition);
-                }
-                Ok(_) => {}
-                // The lag measurement looks again every few seconds.
-                Err(error) => tracing::debug!(%topic, partition, %error, "cannot read the partition's watermarks"),
+        for end in ends.elements() {
+            let (topic, partition) = (end.topic(), end.partition());
+            let (Offset::Offset(high), Some(checkpoint)) =
+                (end.offset(), checkpoints.get(&(topic.to_string(), partition)))
+            else {
+                continue;
+            };
+            if *checkpoint > high {
+                tracing::error!(
+                    projection = self.target.projection, %topic, partition, checkpoint, high_watermark = high,
+                    "checkpoint beyond the end of the partition: {TOPIC_RECREATED_FIX}"
+                );
+                held.add_partition(topic, partition);
             }
         }
         if held.count() > 0 {
@@ -214,10 +250,29 @@ type ProjectorConsumer = BaseConsumer<RebalanceContext>;
 /// A running projector.
 pub struct RunningProjector {
     stop: watch::Sender<bool>,
+    rejoin: RejoinRequests,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
+/// Asks a running projector to leave its group and join again with a new consumer,
+/// because partitions with lag stopped advancing. It does so if its consumer holds one
+/// of them, or holds none (then no member may be consuming them), at most once per
+/// stall time.
+#[derive(Clone, Debug)]
+pub struct RejoinRequests(mpsc::Sender<Vec<StalledPartition>>);
+
+impl RejoinRequests {
+    pub fn request(&self, stalled: Vec<StalledPartition>) {
+        // A request not yet taken up already stands for this one.
+        let _ = self.0.try_send(stalled);
+    }
+}
+
 impl RunningProjector {
+    pub fn rejoin_requests(&self) -> RejoinRequests {
+        self.rejoin.clone()
+    }
+
     /// Finishes the batch in hand, commits it, leaves the group.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
@@ -284,18 +339,33 @@ impl Projector {
     pub fn start(self) -> Result<RunningProjector, KafkaError> {
         let consumer = self.consumer()?;
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(self.run(consumer, stopped));
-        Ok(RunningProjector { stop, task })
+        let (rejoin, rejoin_requests) = mpsc::channel(1);
+        let task = tokio::spawn(self.run(consumer, stopped, rejoin_requests));
+        Ok(RunningProjector { stop, rejoin: RejoinRequests(rejoin), task })
     }
 
-    async fn run(mut self, mut consumer: Arc<ProjectorConsumer>, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
+    async fn run(
+        mut self,
+        mut consumer: Arc<ProjectorConsumer>,
+        stopped: watch::Receiver<bool>,
+        mut rejoin_requests: mpsc::Receiver<Vec<StalledPartition>>,
+    ) -> anyhow::Result<()> {
         tracing::info!(projection = self.target.projection, version = self.target.version, "projector started");
         self.prepare_version().await;
         let mut retirement_checked = Instant::now();
+        let mut rejoined: Option<Instant> = None;
         while !*stopped.borrow() {
             let polling = consumer.clone();
             let (max, wait) = (self.settings.max_batch, self.settings.poll_wait);
             let (records, assigned) = tokio::task::spawn_blocking(move || poll_batch(&polling, max, wait)).await?;
+            if let Ok(stalled) = rejoin_requests.try_recv() {
+                if self.should_rejoin(&assigned, &stalled, rejoined) {
+                    rejoined = Some(Instant::now());
+                    consumer = self.rejoin(consumer, &stalled).await?;
+                    // What the old consumer polled is read again by the new one.
+                    continue;
+                }
+            }
             // Records of a partition revoked while the batch was collected are left to
             // its new owner.
             let records: Vec<Record> =
@@ -330,6 +400,36 @@ impl Projector {
         self.projection.release_version(self.target.version);
         tracing::info!(projection = self.target.projection, "projector stopped");
         Ok(())
+    }
+
+    /// Whether a rejoin request for `stalled` concerns this consumer, holding `assigned`.
+    fn should_rejoin(
+        &self,
+        assigned: &HashSet<(String, i32)>,
+        stalled: &[StalledPartition],
+        rejoined: Option<Instant>,
+    ) -> bool {
+        let concerned =
+            assigned.is_empty() || stalled.iter().any(|s| assigned.contains(&(s.topic.clone(), s.partition)));
+        concerned && rejoined.is_none_or(|at| at.elapsed() >= self.settings.stall_after)
+    }
+
+    /// Leaves the group with `consumer` and joins it again with a new one (under the same
+    /// static identity, if any, which fences the old one).
+    async fn rejoin(
+        &self,
+        consumer: Arc<ProjectorConsumer>,
+        stalled: &[StalledPartition],
+    ) -> anyhow::Result<Arc<ProjectorConsumer>> {
+        let group = group_id(&self.settings.kafka, &self.target);
+        let assigned = consumer.assignment().map(|tpl| tpl.count()).unwrap_or(0);
+        tracing::warn!(
+            projection = self.target.projection, %group, assigned, partitions = %describe(stalled),
+            "partitions with lag stopped advancing: leaving the group and joining again with a new consumer"
+        );
+        self.metrics.rejoins.get_or_create(&ProjectorMetrics::label(self.target.projection)).inc();
+        leave_group(consumer).await?;
+        Ok(self.consumer()?)
     }
 
     /// Readies what the projection writes outside PostgreSQL (a search index's

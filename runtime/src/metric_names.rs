@@ -25,6 +25,8 @@ pub const PROJECTION_LAG_EVENTS: &str = "vectis_projection_lag_events";
 pub const PROJECTION_LAG_SECONDS: &str = "vectis_projection_lag_seconds";
 pub const PROJECTION_RETRIES: &str = "vectis_projection_transient_retries";
 pub const PROJECTION_CHECKPOINT_BEYOND_LOG: &str = "vectis_projection_checkpoint_beyond_log";
+pub const PROJECTION_SECONDS_SINCE_PROGRESS: &str = "vectis_projection_seconds_since_progress";
+pub const PROJECTION_CONSUMER_REJOINS: &str = "vectis_projection_consumer_rejoins";
 
 // Label keys.
 pub const LABEL_TOPIC: &str = "topic";

@@ -44,6 +44,27 @@ async fn until_consistent(pool: &PgPool, handler: &CommandHandler, ids: &[Uuid],
     }
 }
 
+/// Fresh topics, a relay, an accounts projector, and `count` accounts projected.
+struct AccountsProjected {
+    kafka: vectis_event_store::kafka::KafkaSettings,
+    handler: CommandHandler,
+    relay: RelayHandle,
+    metrics: ProjectorMetrics,
+    projector: vectis_projectors::runtime::RunningProjector,
+    ids: Vec<Uuid>,
+}
+
+async fn accounts_projected(pool: &PgPool, count: usize) -> AccountsProjected {
+    let kafka = fresh_topics().await.expect("topics");
+    let handler = CommandHandler::new(event_store(pool.clone()));
+    let relay = RelayHandle::start(pool.clone(), &kafka, 500);
+    let metrics = ProjectorMetrics::default();
+    let projector = start_projector(pool, &kafka, Arc::new(Accounts), &metrics).await;
+    let ids = account_workload(&handler, count).await;
+    until_consistent(pool, &handler, &ids, Duration::from_secs(60)).await;
+    AccountsProjected { kafka, handler, relay, metrics, projector, ids }
+}
+
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn the_accounts_read_model_equals_the_fold_of_the_event_store(pool: PgPool) {
     let kafka = fresh_topics().await.expect("topics");
@@ -312,13 +333,7 @@ async fn a_poison_record_parks_its_stream_and_other_streams_go_on(pool: PgPool) 
 /// then the read model is the fold of the event store again, every event applied once.
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn a_recreated_log_is_held_and_reported_until_republished_from_the_event_store(pool: PgPool) {
-    let kafka = fresh_topics().await.expect("topics");
-    let handler = CommandHandler::new(event_store(pool.clone()));
-    let relay = RelayHandle::start(pool.clone(), &kafka, 500);
-    let metrics = ProjectorMetrics::default();
-    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
-    let mut ids = account_workload(&handler, 30).await;
-    until_consistent(&pool, &handler, &ids, Duration::from_secs(60)).await;
+    let AccountsProjected { kafka, handler, relay, metrics, projector, mut ids } = accounts_projected(&pool, 30).await;
     projector.stop().await.expect("clean stop");
     relay.stop().await;
     let applied_before = metrics.applied.get_or_create(&ProjectorMetrics::label("accounts")).get();
@@ -382,6 +397,40 @@ async fn a_recreated_log_is_held_and_reported_until_republished_from_the_event_s
     assert_eq!(metrics.parked.get_or_create(&label).get(), sentinels.len() as u64, "only the sentinels parked");
     let lag = probe.measure(&pool, &target, Accounts.topics()).await.expect("lag");
     assert!(lag.beyond_log().is_empty() && lag.events() == 0, "{lag:?}");
+    projector.stop().await.expect("clean stop");
+    relay.stop().await;
+}
+
+/// The action the stall watch takes (the watch itself is unit-tested in
+/// `vectis_projectors::stall`): a projector asked to rejoin because a partition it holds
+/// stopped advancing leaves its group, joins again with a new consumer, counts it, and
+/// goes on projecting with nothing lost or applied twice.
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn a_projector_asked_to_rejoin_leaves_joins_again_and_loses_nothing(pool: PgPool) {
+    use vectis_projectors::stall::StalledPartition;
+    let AccountsProjected { kafka, handler, relay, metrics, projector, mut ids } = accounts_projected(&pool, 30).await;
+
+    let label = ProjectorMetrics::label("accounts");
+    let writer = {
+        let handler = handler.clone();
+        tokio::spawn(async move { account_workload(&handler, 200).await })
+    };
+    projector.rejoin_requests().request(vec![StalledPartition {
+        topic: kafka.naming.physical("vectis.accounts"),
+        partition: 0,
+        lag: 1,
+        since_progress: Duration::from_secs(60),
+    }]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metrics.rejoins.get_or_create(&label).get() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the projector did not rejoin");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ids.extend(writer.await.expect("writer"));
+    until_consistent(&pool, &handler, &ids, Duration::from_secs(60)).await;
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
+    assert_eq!(metrics.applied.get_or_create(&label).get(), events as u64, "every event applied once");
+    assert_eq!(metrics.rejoins.get_or_create(&label).get(), 1, "one request, one rejoin");
     projector.stop().await.expect("clean stop");
     relay.stop().await;
 }
