@@ -70,7 +70,7 @@ impl ProjectorSettings {
 /// See [`ProjectorSettings::stall_after`].
 pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(30);
 
-/// How long an assignment waits for a partition's watermarks.
+/// How long an assignment waits for the ends of its partitions.
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often an idle projector looks whether a rebuild retired its version.

@@ -135,6 +135,16 @@ fn save_stream_versions_statement(schema: &str, first: usize) -> String {
     )
 }
 
+/// `positions` as the bind arrays of [`SAVE_CHECKPOINTS`]: topics, partitions, offsets.
+fn checkpoint_arrays(positions: &HashMap<(String, i32), i64>) -> (Vec<String>, Vec<i32>, Vec<i64>) {
+    positions.iter().map(|((topic, partition), offset)| (topic.clone(), *partition, *offset)).collect()
+}
+
+/// `versions` as the bind arrays of [`save_stream_versions_statement`]: streams, versions.
+fn version_arrays(versions: &HashMap<String, i64>) -> (Vec<String>, Vec<i64>) {
+    versions.iter().map(|(stream, version)| (stream.clone(), *version)).unzip()
+}
+
 /// See [`SAVE_CHECKPOINTS`].
 pub fn save_checkpoints<'a>(
     conn: &'a mut PgConnection,
@@ -142,9 +152,7 @@ pub fn save_checkpoints<'a>(
     positions: &'a HashMap<(String, i32), i64>,
 ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
     async move {
-        let topics: Vec<String> = positions.keys().map(|(t, _)| t.clone()).collect();
-        let partitions: Vec<i32> = positions.keys().map(|(_, p)| *p).collect();
-        let offsets: Vec<i64> = positions.values().copied().collect();
+        let (topics, partitions, offsets) = checkpoint_arrays(positions);
         sqlx::query(SAVE_CHECKPOINTS)
             .bind(target.projection)
             .bind(target.version)
@@ -183,8 +191,7 @@ pub fn save_stream_versions<'a>(
     versions: &'a HashMap<String, i64>,
 ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
     async move {
-        let streams: Vec<String> = versions.keys().cloned().collect();
-        let numbers: Vec<i64> = versions.values().copied().collect();
+        let (streams, numbers) = version_arrays(versions);
         sqlx::query(&save_stream_versions_statement(&target.schema(), 1))
             .bind(&streams)
             .bind(&numbers)
@@ -204,11 +211,8 @@ pub fn save_progress<'a>(
     positions: &'a HashMap<(String, i32), i64>,
 ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
     async move {
-        let streams: Vec<String> = versions.keys().cloned().collect();
-        let numbers: Vec<i64> = versions.values().copied().collect();
-        let topics: Vec<String> = positions.keys().map(|(t, _)| t.clone()).collect();
-        let partitions: Vec<i32> = positions.keys().map(|(_, p)| *p).collect();
-        let offsets: Vec<i64> = positions.values().copied().collect();
+        let (streams, numbers) = version_arrays(versions);
+        let (topics, partitions, offsets) = checkpoint_arrays(positions);
         // A data-modifying WITH runs to completion whether or not anything reads it.
         sqlx::query(&format!(
             "WITH versions AS ({}) {SAVE_CHECKPOINTS}",

@@ -16,9 +16,8 @@ use vectis_schemas::{
     samples::{account_stream, inventory_stream, order_stream},
 };
 
-/// Runs account commands: `count` registrations, then approvals, suspensions,
-/// rejections and limit changes on some of them. Returns the account ids.
-pub async fn account_workload(handler: &CommandHandler, count: usize) -> Vec<Uuid> {
+/// Registers `count` accounts (pending approval). Returns the ids.
+pub async fn register_accounts(handler: &CommandHandler, count: usize) -> Vec<Uuid> {
     let metadata = EventMetadata::default();
     let mut store = handler.store().clone();
     let mut ids = Vec::new();
@@ -37,6 +36,15 @@ pub async fn account_workload(handler: &CommandHandler, count: usize) -> Vec<Uui
             .expect("register");
         ids.push(id);
     }
+    ids
+}
+
+/// Runs account commands: `count` registrations, then approvals, suspensions,
+/// rejections and limit changes on some of them. Returns the account ids.
+pub async fn account_workload(handler: &CommandHandler, count: usize) -> Vec<Uuid> {
+    let metadata = EventMetadata::default();
+    let mut store = handler.store().clone();
+    let ids = register_accounts(handler, count).await;
     for (n, id) in ids.iter().enumerate() {
         let commands = match n % 5 {
             0 => vec![AccountCommand::Approve { by: "key:staff".into() }],

@@ -28,30 +28,14 @@ use vectis_projectors::{
     store::{self, Target},
 };
 use vectis_schemas::{events::Money, samples::account_stream};
-use vectis_tests::{committed_offsets, event_store, fresh_topics, start_projector, RelayHandle};
+use vectis_tests::{committed_offsets, event_store, fresh_topics, start_projector, workloads, RelayHandle};
 
-/// Registers `count` accounts, approving every other one. Returns the ids.
+/// Registers `count` accounts, changing the credit limit of every other one. Returns
+/// the ids.
 async fn register_accounts(handler: &CommandHandler, count: usize) -> Vec<Uuid> {
-    let metadata = EventMetadata::default();
-    let mut store = handler.store().clone();
-    let mut ids = Vec::new();
-    for n in 0..count {
-        let id = Uuid::now_v7();
-        let register = AccountCommand::Register {
-            account_id: id,
-            name: format!("Account {n}"),
-            email: format!("buyer{n}@example.com"),
-            credit_limit: Money::new(100_000, "EUR"),
-            approval_threshold: Money::new(10_000, "EUR"),
-        };
-        handler
-            .execute::<Account, _>(&mut store, &account_stream(id), None, &metadata, |_| register.clone())
-            .await
-            .expect("register");
-        if n % 2 == 0 {
-            change_limit(handler, id, 200_000 + n as i64).await;
-        }
-        ids.push(id);
+    let ids = workloads::register_accounts(handler, count).await;
+    for (n, id) in ids.iter().enumerate().filter(|(n, _)| n % 2 == 0) {
+        change_limit(handler, *id, 200_000 + n as i64).await;
     }
     ids
 }
