@@ -11,10 +11,7 @@ pub fn checks(pool: &sqlx::PgPool, kafka_settings: &KafkaSettings) -> Vec<Readin
     let pool = pool.clone();
     let kafka_settings = kafka_settings.clone();
     vec![
-        ReadinessCheck::new("postgres", Duration::from_secs(2), move || {
-            let pool = pool.clone();
-            async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()).map_err(|e| e.to_string()) }
-        }),
+        vectis_runtime::database::readiness_check(&pool),
         ReadinessCheck::new("broker", Duration::from_secs(3), move || {
             let kafka_settings = kafka_settings.clone();
             async move { kafka::broker_reachable(&kafka_settings, Duration::from_secs(2)).await }

@@ -1,26 +1,21 @@
 //! Settings every process that touches the event store or the broker shares, read
 //! once from the environment. Each default is documented in the README.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc};
 
-use sqlx::{postgres::PgPoolOptions, PgPool};
-use vectis_runtime::{env_duration, env_or, env_parse, Environment, Secret, SettingsError};
+use sqlx::PgPool;
+use vectis_runtime::{env_or, env_parse, DatabaseSettings, Environment, SettingsError};
 use vectis_schemas::{SchemaCatalog, SchemaLoadError, SchemaMode, TopicNaming};
 
 use crate::kafka::KafkaSettings;
 
-pub const DEFAULT_DATABASE_URL: &str = "postgres://vectis:vectis@127.0.0.1:5432/vectis";
 pub const DEFAULT_KAFKA_BROKERS: &str = "127.0.0.1:9092";
 
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
     pub environment: Environment,
-    /// `DATABASE_URL`.
-    pub database_url: Secret<String>,
-    /// `DB_MAX_CONNECTIONS` (default 10).
-    pub max_connections: u32,
-    /// `DB_ACQUIRE_TIMEOUT` (default 5s).
-    pub acquire_timeout: Duration,
+    /// `DATABASE_URL`, `DB_MAX_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT`.
+    pub database: DatabaseSettings,
     /// `KAFKA_BROKERS`, `VECTIS_TOPIC_PREFIX`, `KAFKA_REPLICATION_FACTOR`.
     pub kafka: KafkaSettings,
     /// `EVENT_SCHEMA_MODE`, default from `VECTIS_ENV`.
@@ -50,22 +45,16 @@ impl StoreSettings {
         kafka.client_id = client_id.to_string();
         Ok(Self {
             environment,
-            database_url: Secret::new(env_or("DATABASE_URL", DEFAULT_DATABASE_URL)),
-            max_connections: env_parse("DB_MAX_CONNECTIONS", 10)?,
-            acquire_timeout: env_duration("DB_ACQUIRE_TIMEOUT", Duration::from_secs(5))?,
+            database: DatabaseSettings::from_env()?,
             kafka,
             schema_mode,
             schema_dir: std::env::var_os("VECTIS_SCHEMA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from),
         })
     }
 
-    /// A connection pool. Connects lazily, so a process can start (and report not
-    /// ready) while PostgreSQL is still coming up.
+    /// See [`DatabaseSettings::pool`].
     pub fn pool(&self) -> Result<PgPool, sqlx::Error> {
-        PgPoolOptions::new()
-            .max_connections(self.max_connections)
-            .acquire_timeout(self.acquire_timeout)
-            .connect_lazy(self.database_url.expose())
+        self.database.pool()
     }
 
     /// Compiles every schema; an error names the file at fault.

@@ -2,6 +2,7 @@
 //! one call into `vectis_projectors`; this module only parses and prints.
 
 use std::{io::Write, process::ExitCode, sync::Arc, time::Duration};
+use vectis_read_side::Target;
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -19,7 +20,6 @@ use vectis_projectors::{
         metrics::SearchMetrics,
         SearchEngine, SearchSettings,
     },
-    store::{self, Target},
 };
 use vectis_runtime::Shutdown;
 
@@ -147,7 +147,7 @@ fn print_progress(progress: &Progress) {
 
 async fn status(pool: &PgPool, settings: &StoreSettings) -> anyhow::Result<ExitCode> {
     let probe = LagProbe::new(&settings.kafka)?;
-    let states = store::states(pool).await.context("reading projections")?;
+    let states = vectis_read_side::state::states(pool).await.context("reading projections")?;
     if states.is_empty() {
         println!("no projection installed yet: the projectors process installs them when it starts");
         return Ok(ExitCode::SUCCESS);
@@ -168,7 +168,7 @@ async fn status(pool: &PgPool, settings: &StoreSettings) -> anyhow::Result<ExitC
         }
         for (version, label) in versions {
             let target = Target { projection: projection.name(), version };
-            let parked = store::parked_count(pool, &target).await?;
+            let parked = vectis_read_side::state::parked_count(pool, &target).await?;
             let (events, seconds) = match probe.measure(pool, &target, projection.topics()).await {
                 Ok(lag) => {
                     let beyond = lag.beyond_log();
@@ -340,7 +340,7 @@ pub async fn search(settings: StoreSettings, command: SearchCommand) -> anyhow::
         }
         SearchCommand::Reindex { index, max_batch, progress_every } => {
             let declaration = vectis_projectors::search::declaration(&index)?;
-            let projection = projection_named(&settings, declaration.projection)?;
+            let projection = projection_named(&settings, declaration.projection.name)?;
             rebuild_to_the_end(&pool, &settings, projection, max_batch, progress_every).await
         }
     }

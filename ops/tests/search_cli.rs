@@ -67,7 +67,10 @@ async fn an_operator_searches_and_reindexes_without_downtime(pool: PgPool) {
     // The projectors process's view: the same data directory as the CLI's.
     let settings = SearchSettings::Embedded { root: data_dir.join("search") };
     let engine = SearchEngine::new(&settings, kafka.naming.prefix(), SearchMetrics::default()).expect("engine");
-    let products = engine.projections().into_iter().find(|p| p.name() == "search_products").expect("products");
+    let products = vectis_projectors::search::projections(&engine)
+        .into_iter()
+        .find(|p| p.name() == "search_products")
+        .expect("products");
     create_product(&pool, "BOLT-M8", "Hex bolt M8", "Zinc-plated steel hex bolt", 120, 500).await;
     create_product(&pool, "SPRING-10", "Compression spring", "Music wire spring, 10 mm", 340, 50).await;
     create_product(&pool, "WASHER-M8", "Flat washer M8", "Stainless steel washer", 15, 2_000).await;
@@ -141,7 +144,7 @@ async fn an_operator_searches_and_reindexes_without_downtime(pool: PgPool) {
     assert!(reindex.stdout.contains("search_products: readers now use version 2"), "{}", reindex.stdout);
     assert!(searches.load(Ordering::SeqCst) > 10, "searches ran during the reindex");
     assert_eq!(wrong.load(Ordering::SeqCst), 0, "every search during the reindex found all products");
-    let namespace = vectis_projectors::search::namespace_of(kafka.naming.prefix());
+    let namespace = vectis_search::namespace_of(kafka.naming.prefix());
     assert!(!data_dir.join(format!("search/{namespace}products_v1")).exists(), "the old index is removed");
     assert!(data_dir.join(format!("search/{namespace}products_v2")).exists());
 

@@ -7,6 +7,7 @@
 //! commit.
 
 use std::collections::HashMap;
+use vectis_read_side::Target;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -14,7 +15,7 @@ use sqlx::PgPool;
 use crate::{
     event::{decode, ProjectedEvent},
     projection::Projection,
-    store::{self, DeadLetter, RowLock, Target},
+    store::{self, DeadLetter, RowLock},
 };
 
 /// A stored dead letter: the record and its error, and what became of it.

@@ -2,8 +2,8 @@
 //! high watermark minus the PostgreSQL checkpoint (events), and the age of the oldest
 //! event not yet applied (seconds; 0 when caught up, so a quiet topic is not lagging).
 //!
-//! The projectors process exports these as metrics; `vectis projections status` and the
-//! rebuild's progress print them. Both measure through [`LagProbe`], a consumer outside
+//! The projectors process exports these as metrics and stores them in PostgreSQL (for
+//! the query API); `vectis projections status` and the rebuild's progress print them. Both measure through [`LagProbe`], a consumer outside
 //! any group that reads watermarks and, for a lagging partition, the one record at its
 //! checkpoint (the oldest unapplied event) to learn when that event occurred.
 
@@ -22,9 +22,13 @@ use rdkafka::{
 };
 use sqlx::PgPool;
 use vectis_event_store::kafka::KafkaSettings;
+use vectis_read_side::{
+    state::{self, MeasuredLag},
+    Target,
+};
 use vectis_schemas::EventEnvelope;
 
-use crate::store::{self, Target};
+use crate::store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LagError {
@@ -103,6 +107,19 @@ impl ProjectionLag {
     /// The partitions whose checkpoint is beyond the broker's end of them.
     pub fn beyond_log(&self) -> Vec<&PartitionLag> {
         self.partitions.iter().filter(|p| p.beyond_log()).collect()
+    }
+
+    /// This measurement as the read-side contract stores it: the events and the time
+    /// the oldest of them occurred, over all partitions.
+    pub fn measured(&self) -> MeasuredLag {
+        let oldest_unapplied_at =
+            self.partitions.iter().filter(|p| p.events() > 0).filter_map(|p| p.oldest_unapplied).min();
+        MeasuredLag { events: self.events(), oldest_unapplied_at, measured_at: self.measured_at }
+    }
+
+    /// Stores this measurement for readers without a broker client (the query API).
+    pub async fn save(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        state::save_lag(pool, &self.target, &self.measured()).await
     }
 
     pub fn high_watermarks(&self) -> HashMap<(String, i32), i64> {

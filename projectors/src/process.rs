@@ -2,6 +2,7 @@
 //! `/ready` on `PROJECTORS_OPS_ADDR`. `main` only calls into here.
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use vectis_read_side::Target;
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
@@ -17,7 +18,7 @@ use crate::{
     runtime::{Projector, ProjectorSettings, RejoinRequests, RunningProjector, DEFAULT_STALL_AFTER},
     search::{self, metrics::SearchMetrics, SearchEngine, SearchSettings},
     stall::{describe, ProgressWatch, StalledPartition},
-    store::{self, Target},
+    store,
 };
 
 #[derive(Debug, Clone)]
@@ -73,12 +74,12 @@ impl ProjectorsSettings {
 /// Every projection the process can run: the read models, then the search indexes.
 pub fn known_projections() -> Vec<&'static str> {
     let read_models = read_models::all().into_iter().map(|p| p.name());
-    read_models.chain(search::declarations().into_iter().map(|d| d.projection)).collect()
+    read_models.chain(search::declarations().into_iter().map(|d| d.projection.name)).collect()
 }
 
 /// Every projection, search ones writing to `engine`.
 pub fn all_projections(engine: &SearchEngine) -> Vec<Arc<dyn Projection>> {
-    read_models::all().into_iter().chain(engine.projections()).collect()
+    read_models::all().into_iter().chain(crate::search::projections(engine)).collect()
 }
 
 pub struct ProjectorsProcess {
@@ -212,6 +213,9 @@ async fn report_lag(
             match lag {
                 Ok(lag) => {
                     metrics.record_lag(&lag);
+                    if let Err(error) = lag.save(&pool).await {
+                        tracing::warn!(projection = projection.name(), %error, "cannot store the measured lag");
+                    }
                     report_beyond_log(&lag, beyond_log.entry(projection.name()).or_default());
                     let watch = watches.entry(projection.name()).or_insert_with(|| ProgressWatch::new(stalls.after));
                     let measured = watch.observe(&lag, std::time::Instant::now());
@@ -291,7 +295,7 @@ async fn active_lag_at(
     watermarks: &Watermarks,
 ) -> anyhow::Result<ProjectionLag> {
     let mut conn = pool.acquire().await?;
-    let state = store::state(&mut conn, projection.name())
+    let state = vectis_read_side::state::state(&mut conn, projection.name())
         .await?
         .ok_or_else(|| anyhow::anyhow!("projection {} is not installed", projection.name()))?;
     drop(conn);

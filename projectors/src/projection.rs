@@ -3,6 +3,7 @@
 
 use futures::{future::BoxFuture, FutureExt};
 use sqlx::PgConnection;
+use vectis_read_side::ProjectionSpec;
 
 use crate::event::ProjectedEvent;
 
@@ -42,12 +43,19 @@ pub fn is_transient_database_error(error: &sqlx::Error) -> bool {
 
 /// A PostgreSQL read model.
 pub trait Projection: Send + Sync + 'static {
+    /// Its name and topics, from the read-side contract.
+    fn spec(&self) -> &'static ProjectionSpec;
+
     /// Also names its consumer group (`vectis.projection.<name>`) and its table sets
     /// (`proj_<name>_v<version>`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.spec().name
+    }
 
     /// The logical topics it reads.
-    fn topics(&self) -> &'static [&'static str];
+    fn topics(&self) -> &'static [&'static str] {
+        self.spec().topics
+    }
 
     /// Statements creating its tables in the schema `{schema}` (written literally; the
     /// store substitutes the versioned schema name). Idempotent: `IF NOT EXISTS`.
@@ -84,14 +92,4 @@ pub trait Projection: Send + Sync + 'static {
         let _ = version;
         async { Ok(()) }.boxed()
     }
-}
-
-/// Schema holding version `version` of `projection`'s tables.
-pub fn schema_name(projection: &str, version: i32) -> String {
-    format!("proj_{projection}_v{version}")
-}
-
-/// The version a schema named by [`schema_name`] holds.
-pub fn version_of_schema(schema: &str) -> Option<i32> {
-    schema.rsplit_once("_v").and_then(|(_, version)| version.parse().ok())
 }

@@ -21,13 +21,14 @@ use rdkafka::{
 };
 use sqlx::PgPool;
 use vectis_event_store::kafka::KafkaSettings;
+use vectis_read_side::Target;
 
 use crate::{
     lag::{LagError, LagProbe, ProjectionLag},
     metrics::ProjectorMetrics,
     projection::Projection,
     runtime::{group_id, Projector, ProjectorSettings, IDLE_RETIREMENT_CHECK},
-    store::{self, RowLock, Target},
+    store::{self, RowLock},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +64,7 @@ pub struct Progress {
 pub async fn begin(pool: &PgPool, projection: &dyn Projection) -> Result<Target, sqlx::Error> {
     store::install(pool, projection).await?;
     let mut tx = pool.begin().await?;
-    let state = store::state(&mut tx, projection.name()).await?.ok_or(sqlx::Error::RowNotFound)?;
+    let state = vectis_read_side::state::state(&mut tx, projection.name()).await?.ok_or(sqlx::Error::RowNotFound)?;
     let version = match state.building_version {
         Some(version) => {
             tracing::info!(projection = projection.name(), version, "resuming the rebuild");
@@ -121,7 +122,7 @@ pub async fn try_switch(
     if !store::lock_current(&mut tx, building, RowLock::Exclusive).await? {
         return Ok(None);
     }
-    let state = store::state(&mut tx, projection.name()).await?.ok_or(sqlx::Error::RowNotFound)?;
+    let state = vectis_read_side::state::state(&mut tx, projection.name()).await?.ok_or(sqlx::Error::RowNotFound)?;
     if state.building_version != Some(building.version) {
         return Ok(None);
     }
@@ -211,6 +212,7 @@ pub async fn run(
     let mut goal = None;
     let outcome = loop {
         let lag = probe.measure(pool, &target, projection.topics()).await?;
+        lag.save(pool).await?;
         let goal = goal.get_or_insert_with(|| lag.high_watermarks());
         let reached_goal = lag.reached(goal);
         let done: i64 = lag.partitions.iter().map(|p| p.next_offset).sum();

@@ -29,6 +29,7 @@ use tokio::{
     task::JoinHandle,
 };
 use vectis_event_store::kafka::KafkaSettings;
+use vectis_read_side::Target;
 
 use crate::{
     event::{decode, ProjectedEvent},
@@ -36,7 +37,7 @@ use crate::{
     metrics::ProjectorMetrics,
     projection::{ApplyError, Projection},
     stall::{describe, StalledPartition},
-    store::{self, DeadLetter, RowLock, Target},
+    store::{self, DeadLetter, RowLock},
 };
 
 #[derive(Debug, Clone)]
@@ -446,7 +447,7 @@ impl Projector {
     async fn is_retired(&self) -> bool {
         let state = async {
             let mut conn = self.pool.acquire().await?;
-            store::state(&mut conn, self.target.projection).await
+            vectis_read_side::state::state(&mut conn, self.target.projection).await
         };
         match state.await {
             Ok(state) => !state.is_some_and(|s| s.has_version(self.target.version)),
@@ -459,7 +460,7 @@ impl Projector {
 
     async fn follow_active_version(&mut self) -> anyhow::Result<Arc<ProjectorConsumer>> {
         let mut conn = self.pool.acquire().await?;
-        let state = store::state(&mut conn, self.target.projection)
+        let state = vectis_read_side::state::state(&mut conn, self.target.projection)
             .await?
             .ok_or_else(|| anyhow::anyhow!("projection {} is no longer installed", self.target.projection))?;
         tracing::info!(

@@ -94,7 +94,9 @@ pub struct Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{lag::PartitionLag, store::Target};
+    use vectis_read_side::Target;
+
+    use crate::lag::PartitionLag;
 
     fn lag(offsets: &[(i64, i64)]) -> ProjectionLag {
         ProjectionLag {

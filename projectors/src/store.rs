@@ -6,24 +6,9 @@ use std::collections::{HashMap, HashSet};
 use futures::{future::BoxFuture, FutureExt};
 use sqlx::{PgConnection, PgPool};
 
-use crate::{
-    event::ProjectedEvent,
-    projection::{schema_name, Projection},
-    runtime::Record,
-};
+use vectis_read_side::Target;
 
-/// A projection at one version: what one consumer group builds.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Target {
-    pub projection: &'static str,
-    pub version: i32,
-}
-
-impl Target {
-    pub fn schema(&self) -> String {
-        schema_name(self.projection, self.version)
-    }
-}
+use crate::{event::ProjectedEvent, projection::Projection, runtime::Record};
 
 /// Creates version 1 of `projection` and points the `read` views at it, unless the
 /// projection is already installed; returns the active version.
@@ -335,42 +320,6 @@ pub fn stream_states<'a>(
     .boxed()
 }
 
-/// A projection's versions: the one readers see, and the one a rebuild is building.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct ProjectionState {
-    pub name: String,
-    pub active_version: i32,
-    pub building_version: Option<i32>,
-    pub building_started_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-impl ProjectionState {
-    /// Whether `version` is active or being built (not retired).
-    pub fn has_version(&self, version: i32) -> bool {
-        self.active_version == version || self.building_version == Some(version)
-    }
-}
-
-const STATE_COLUMNS: &str = "name, active_version, building_version, building_started_at";
-
-/// Every installed projection, by name.
-pub async fn states(pool: &PgPool) -> Result<Vec<ProjectionState>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {STATE_COLUMNS} FROM projections ORDER BY name")).fetch_all(pool).await
-}
-
-pub fn state<'a>(
-    conn: &'a mut PgConnection,
-    name: &'a str,
-) -> BoxFuture<'a, Result<Option<ProjectionState>, sqlx::Error>> {
-    async move {
-        sqlx::query_as(&format!("SELECT {STATE_COLUMNS} FROM projections WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await
-    }
-    .boxed()
-}
-
 /// How a transaction holds a projection's row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowLock {
@@ -405,15 +354,4 @@ pub fn lock_current<'a>(
         Ok(current.unwrap_or(false))
     }
     .boxed()
-}
-
-/// Events of `target` parked and not yet retried or discarded.
-pub async fn parked_count(pool: &PgPool, target: &Target) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM projection_dead_letters WHERE projection = $1 AND version = $2 AND status = 'parked'",
-    )
-    .bind(target.projection)
-    .bind(target.version)
-    .fetch_one(pool)
-    .await
 }

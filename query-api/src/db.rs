@@ -36,7 +36,16 @@ impl ReadDb {
         &self,
         statement: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, async_graphql::Error> {
-        self.statements.inc();
-        statement.await.map_err(errors::unavailable)
+        self.counted_as(1, statement).await
+    }
+
+    /// As [`Self::counted`], for a read-side call that sends `statements` statements.
+    pub async fn counted_as<T>(
+        &self,
+        statements: u64,
+        call: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, async_graphql::Error> {
+        self.statements.inc_by(statements);
+        call.await.map_err(errors::unavailable)
     }
 }

@@ -33,7 +33,7 @@ use vectis_runtime::{
 };
 
 use crate::{
-    consistency::{self, ConsistencyToken},
+    consistency,
     db::ReadDb,
     errors,
     schema::{with_loaders, QuerySchema},
@@ -135,16 +135,21 @@ async fn graphql(
     if !state.introspection && selected.iter().any(|f| f == "__schema" || f == "__type") {
         return refused("introspection is disabled in production".into(), errors::INTROSPECTION_DISABLED);
     }
-    let token = match headers.get(consistency::HEADER).map(|v| v.to_str().unwrap_or("").parse::<ConsistencyToken>()) {
+    let token = match headers
+        .get(consistency::HEADER)
+        .map(|v| v.to_str().unwrap_or("").parse::<vectis_schemas::ConsistencyToken>())
+    {
         None => None,
         Some(Ok(token)) => Some(token),
-        Some(Err(error)) => return refused(error.message, errors::INVALID_CONSISTENCY_TOKEN),
+        Some(Err(error)) => {
+            return refused(format!("{}: {error}", consistency::HEADER), errors::INVALID_CONSISTENCY_TOKEN)
+        }
     };
     let started = Instant::now();
     let mut fresh = true;
     if let Some(token) = &token {
-        let projections = token.projections(selected.iter().any(|f| f == "search"));
-        fresh = token.wait(&state.db, &projections, state.consistency_wait).await;
+        let projections = consistency::projections(token, selected.iter().any(|f| f == "search"));
+        fresh = consistency::wait(token, &state.db, &projections, state.consistency_wait).await;
     }
     let mut response = state.schema.execute(with_loaders(request, &state.db)).await;
     if token.is_some() {

@@ -1,38 +1,39 @@
 //! The query API process: settings, wiring and lifetime. `main` only calls into here,
 //! so tests build the same process on port 0.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
-use tokio::sync::Mutex;
-use vectis_event_store::{readiness, settings::StoreSettings};
-use vectis_projectors::{
-    lag::LagProbe,
-    search::{metrics::SearchMetrics, SearchEngine, SearchSettings},
-};
 use vectis_runtime::{
     auth::ApiKeys,
-    env_duration, env_parse,
+    database, env_duration, env_or, env_parse,
     http_metrics::HttpMetrics,
     http_service::HttpService,
     ops_router,
     pool_metrics::PoolCollector,
     rate_limit::{RateLimiter, TrustedProxies},
-    Environment, OpsState, Shutdown,
+    DatabaseSettings, Environment, OpsState, Shutdown,
 };
+use vectis_search::{metrics::SearchMetrics, SearchEngine, SearchSettings};
 
 use crate::{
     consistency::MAX_WAIT,
     db::ReadDb,
     http::{app, OperationMetrics, QueryState},
-    schema::{self, projections::LagMeter},
+    schema,
 };
 
 #[derive(Debug, Clone)]
 pub struct QueryApiSettings {
-    pub store: StoreSettings,
+    /// `VECTIS_ENV`.
+    pub environment: Environment,
+    /// `DATABASE_URL`, `DB_MAX_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT`.
+    pub database: DatabaseSettings,
+    /// `VECTIS_TOPIC_PREFIX`: the deployment's namespace, which its search indexes'
+    /// names start with too.
+    pub topic_prefix: String,
     /// `QUERY_API_ADDR` (default `0.0.0.0:8000`).
     pub addr: SocketAddr,
     /// `TRUSTED_PROXIES`, as for the command API.
@@ -50,7 +51,9 @@ impl QueryApiSettings {
         let consistency_wait = env_duration("CONSISTENCY_WAIT", Duration::from_secs(2))?;
         anyhow::ensure!(consistency_wait <= MAX_WAIT, "CONSISTENCY_WAIT must be at most 10s");
         Ok(Self {
-            store: StoreSettings::from_env("vectis-query-api")?,
+            environment: Environment::from_env()?,
+            database: DatabaseSettings::from_env()?,
+            topic_prefix: env_or("VECTIS_TOPIC_PREFIX", ""),
             addr: env_parse("QUERY_API_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
             trusted_proxies: env_parse("TRUSTED_PROXIES", TrustedProxies::none())?,
             search: SearchSettings::from_env(),
@@ -60,7 +63,7 @@ impl QueryApiSettings {
 
     /// Introspection and GraphiQL: everywhere but production.
     pub fn explorable(&self) -> bool {
-        self.store.environment != Environment::Production
+        self.environment != Environment::Production
     }
 }
 
@@ -68,7 +71,7 @@ pub struct QueryApi(HttpService);
 
 impl QueryApi {
     pub async fn build(settings: QueryApiSettings, shutdown: Shutdown) -> anyhow::Result<Self> {
-        let pool = settings.store.pool().context("configuring the PostgreSQL pool")?;
+        let pool = settings.database.pool().context("configuring the PostgreSQL pool")?;
         Self::build_with_pool(settings, pool, shutdown).await
     }
 
@@ -84,19 +87,18 @@ impl QueryApi {
             .context("loading rate-limit policies")?;
         rate_limiter.register(&mut registry);
         let explorable = settings.explorable();
-        let search =
-            SearchEngine::new(&settings.search, settings.store.kafka.naming.prefix(), SearchMetrics::default())
-                .context("configuring search")?;
-        let lag =
-            LagMeter(Arc::new(Mutex::new(LagProbe::new(&settings.store.kafka).context("creating the lag probe")?)));
+        let search = SearchEngine::new(&settings.search, &settings.topic_prefix, SearchMetrics::default())
+            .context("configuring search")?;
         let state = QueryState {
-            schema: schema::build(db.clone(), search.clone(), lag, explorable),
+            schema: schema::build(db.clone(), search.clone(), explorable),
             db,
             metrics: operations,
             introspection: explorable,
             consistency_wait: settings.consistency_wait,
         };
-        let mut checks = readiness::checks(&pool, &settings.store.kafka);
+        // What it reads: PostgreSQL, and Meilisearch when that is the engine. Not the
+        // broker: lag comes from what the projectors stored.
+        let mut checks = vec![database::readiness_check(&pool)];
         checks.extend(search.readiness_check());
         let router = app(state, ApiKeys::new(pool.clone()), rate_limiter, http_metrics, explorable)
             .merge(ops_router(OpsState::new(registry, checks)));

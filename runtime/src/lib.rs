@@ -3,6 +3,7 @@
 //! the `/metrics`, `/health` and `/ready` endpoints, and graceful shutdown.
 
 pub mod auth;
+pub mod database;
 pub mod health;
 pub mod http_metrics;
 pub mod http_service;
@@ -15,6 +16,7 @@ pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 
+pub use database::DatabaseSettings;
 pub use health::{ops_router, serve_ops, OpsState, ReadinessCheck};
 pub use settings::{env_duration, env_or, env_parse, Environment, Secret, SettingsError};
 pub use shutdown::Shutdown;

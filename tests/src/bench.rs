@@ -16,8 +16,9 @@ use vectis_projectors::{
     metrics::ProjectorMetrics,
     projection::Projection,
     runtime::{Projector, ProjectorSettings},
-    store::{self, Target},
+    store,
 };
+use vectis_read_side::Target;
 
 use crate::{database_url, RelayHandle};
 

@@ -329,7 +329,7 @@ pub async fn until_caught_up(
         .expect("positions");
         let mut caught_up = relayed >= last;
         for projection in projections {
-            let target = vectis_projectors::store::Target { projection: projection.name(), version: 1 };
+            let target = vectis_read_side::Target { projection: projection.name(), version: 1 };
             let lag = probe.measure(pool, &target, projection.topics()).await.expect("lag");
             caught_up &= lag.events() == 0;
         }

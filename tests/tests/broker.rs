@@ -17,7 +17,8 @@ use rdkafka::{
 use sqlx::PgPool;
 use uuid::Uuid;
 use vectis_event_store::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent};
-use vectis_projectors::{metrics::ProjectorMetrics, read_models, runtime::group_id, store::Target};
+use vectis_projectors::{metrics::ProjectorMetrics, read_models, runtime::group_id};
+use vectis_read_side::Target;
 use vectis_schemas::samples;
 use vectis_tests::{committed_offsets, event_store, fresh_topics, start_projector, until_caught_up, RelayHandle};
 

@@ -22,8 +22,8 @@ use vectis_projectors::{
         accounts::{AccountRow, Accounts},
     },
     republish::{republish, RepublishError},
-    store::Target,
 };
+use vectis_read_side::Target;
 use vectis_schemas::{events::Money, samples::account_stream};
 use vectis_tests::{event_store, fresh_topics, http_get, produce, recreate_topics, start_projector, RelayHandle};
 use vectis_tests::{
@@ -191,6 +191,19 @@ async fn the_projectors_process_projects_and_serves_metrics_and_readiness(pool: 
         }
         assert!(tokio::time::Instant::now() < deadline, "lag never reported 0 for {partitions} partitions:\n{metrics}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Stored too, for readers without a broker client (the query API's `projections`).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for spec in vectis_read_side::catalog::ALL {
+        let target = Target { projection: spec.name, version: 1 };
+        loop {
+            let stored = vectis_read_side::state::measured_lag(&pool, &target).await.expect("stored lag");
+            if stored.as_ref().is_some_and(|lag| lag.events == 0 && lag.seconds_at(chrono::Utc::now()) == 0.0) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{}: stored lag {stored:?}", spec.name);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     let (_, metrics) = http_get(addr, "/metrics").await;
     for line in [

@@ -48,8 +48,8 @@ impl Drop for SearchDir {
 impl Service {
     async fn start(pool: &PgPool, kafka: &KafkaSettings, environment: Environment, search: &SearchDir) -> Self {
         let mut settings = QueryApiSettings::from_env().expect("settings");
-        settings.store.kafka = kafka.clone();
-        settings.store.environment = environment;
+        settings.topic_prefix = kafka.naming.prefix().to_string();
+        settings.environment = environment;
         settings.search = search.settings();
         settings.addr = SocketAddr::from(([127, 0, 0, 1], 0));
         let shutdown = Shutdown::new();
@@ -123,7 +123,7 @@ async fn world(
     let engine =
         SearchEngine::new(&search.settings(), kafka.naming.prefix(), SearchMetrics::default()).expect("engine");
     let mut projectors = Vec::new();
-    for projection in read_models::all().into_iter().chain(engine.projections()) {
+    for projection in read_models::all().into_iter().chain(vectis_projectors::search::projections(&engine)) {
         projectors.push(start_projector(pool, kafka, projection, &metrics).await);
     }
     let shop = Shop::new(pool);
@@ -160,8 +160,17 @@ async fn world(
         }],
     )
     .await;
-    let projections: Vec<_> = read_models::all().into_iter().chain(engine.projections()).collect();
+    let projections: Vec<_> =
+        read_models::all().into_iter().chain(vectis_projectors::search::projections(&engine)).collect();
     until_caught_up(pool, kafka, &projections).await;
+    // What the projectors process does every `PROJECTOR_LAG_INTERVAL_MS`: measure each
+    // projection's lag and store it, where the query API reads it.
+    let probe = vectis_projectors::lag::LagProbe::new(kafka).expect("lag probe");
+    for projection in &projections {
+        let target = vectis_read_side::Target { projection: projection.name(), version: 1 };
+        let lag = probe.measure(pool, &target, projection.topics()).await.expect("lag");
+        lag.save(pool).await.expect("stored");
+    }
     (World { acme, northwind, orders, cancelled }, projectors, relay)
 }
 
@@ -350,7 +359,7 @@ async fn graphql_answers_every_field_from_the_read_models(pool: PgPool) {
     // Projections, as `vectis projections status` shows them.
     let projections = service
         .data(
-            "{ projections { name version state lagEvents lagSeconds parkedEvents searchFreshnessSeconds } }",
+            "{ projections { name version state lagEvents lagSeconds lagMeasuredAt parkedEvents searchFreshnessSeconds } }",
             json!({}),
         )
         .await;
@@ -363,6 +372,9 @@ async fn graphql_answers_every_field_from_the_read_models(pool: PgPool) {
         (json!(1), json!("serving"), json!(0))
     );
     assert_eq!(orders_status["searchFreshnessSeconds"], Value::Null, "not a search index");
+    // The lag the projectors stored (the query API asks no broker).
+    assert_eq!((orders_status["lagEvents"].clone(), orders_status["lagSeconds"].clone()), (json!(0), json!(0.0)));
+    assert!(orders_status["lagMeasuredAt"].is_string(), "{orders_status}");
     assert_eq!(projections[5]["searchFreshnessSeconds"], 0.0, "caught up");
 
     stop(projectors, relay, service).await;

@@ -25,8 +25,9 @@ use vectis_projectors::{
     read_models::{self, accounts::Accounts},
     rebuild,
     runtime::ProjectorSettings,
-    store::{self, Target},
+    store,
 };
+use vectis_read_side::Target;
 use vectis_schemas::{events::Money, samples::account_stream};
 use vectis_tests::{committed_offsets, event_store, fresh_topics, start_projector, workloads, RelayHandle};
 
@@ -299,7 +300,7 @@ async fn a_rebuild_under_traffic_switches_readers_atomically_to_tables_equal_to_
     assert!(reads > 10, "readers read throughout ({reads} reads)");
     assert!(!progress_lines.is_empty(), "progress reported");
 
-    let state = store::states(&pool).await.expect("states");
+    let state = vectis_read_side::state::states(&pool).await.expect("states");
     assert_eq!((state[0].active_version, state[0].building_version), (2, None));
     let old_schema: Option<String> =
         sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = 'proj_accounts_v1'")

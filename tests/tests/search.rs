@@ -28,17 +28,19 @@ use vectis_projectors::{
     projection::Projection,
     runtime::RunningProjector,
     search::{
-        backend::{EngineError, SearchBackend},
-        declaration::{Filter, FilterValue, Hit, IndexDeclaration, SearchRequest, SearchResults, Sort},
-        documents::{self, engine_document, DocumentChange, Documents},
-        embedded::EmbeddedBackend,
-        metrics::SearchMetrics,
-        namespace_of,
+        documents::{self, Documents},
         projection::SearchProjection,
-        SearchEngine, SearchSettings,
     },
 };
 use vectis_schemas::samples::{inventory_stream, order_stream};
+use vectis_search::{
+    backend::{EngineError, SearchBackend},
+    declaration::{Filter, FilterValue, Hit, IndexDeclaration, SearchRequest, SearchResults, Sort},
+    document::{engine_document, DocumentChange},
+    embedded::EmbeddedBackend,
+    metrics::SearchMetrics,
+    namespace_of, SearchEngine, SearchSettings,
+};
 use vectis_tests::{fresh_topics, shop::Shop, start_projector, until_caught_up, RelayHandle, TopicReader};
 
 /// A data directory of the test's own, removed when dropped.
@@ -60,7 +62,7 @@ impl Drop for DataDir {
 async fn start_search_projectors(pool: &PgPool, kafka: &KafkaSettings, engine: &SearchEngine) -> Vec<RunningProjector> {
     let metrics = ProjectorMetrics::default();
     let mut running = Vec::new();
-    for projection in engine.projections() {
+    for projection in vectis_projectors::search::projections(engine) {
         running.push(start_projector(pool, kafka, projection, &metrics).await);
     }
     running
@@ -148,7 +150,7 @@ async fn conformance(pool: PgPool, settings: SearchSettings) {
     // Everything searchable: every event relayed and every search projector at lag 0
     // (waiting for one document would not do: the others may be on other partitions,
     // and later events of a stream may not be applied yet).
-    until_caught_up(&pool, &kafka, &engine.projections()).await;
+    until_caught_up(&pool, &kafka, &vectis_projectors::search::projections(&engine)).await;
     until(&engine, &pool, "products", &request(""), "all products", |r| r.total == 4).await;
     until(&engine, &pool, "accounts", &request(""), "all accounts", |r| r.total == 3).await;
     let mut cancelled_orders = request("");
@@ -303,7 +305,7 @@ async fn expected_documents(kafka: &KafkaSettings, events: usize) -> HashMap<&'s
         let mut versions: HashMap<String, i64> = HashMap::new();
         for record in &records {
             let topic = record.topic.strip_prefix(kafka.naming.prefix()).unwrap_or(&record.topic);
-            if !model.topics().contains(&topic) {
+            if !model.declaration().projection.reads(topic) {
                 continue;
             }
             let event = decode(topic, record.key.as_deref(), &record.payload).expect("decodes");

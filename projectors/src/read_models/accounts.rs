@@ -2,6 +2,7 @@
 //! approval threshold, and the stream version it reflects.
 
 use std::collections::HashMap;
+use vectis_read_side::{catalog, status::AccountStatus, ProjectionSpec};
 
 use chrono::{DateTime, Utc};
 use futures::{future::BoxFuture, FutureExt, TryFutureExt};
@@ -21,7 +22,7 @@ pub struct AccountRow {
     pub account_id: Uuid,
     pub name: String,
     pub email: String,
-    pub status: String,
+    pub status: AccountStatus,
     pub credit_limit_minor: i64,
     pub credit_limit_currency: String,
     pub approval_threshold_minor: i64,
@@ -49,12 +50,12 @@ CREATE INDEX IF NOT EXISTS accounts_status ON {schema}.accounts (status, account
 ";
 
 /// The status an account is in after `event`, when the event sets one.
-pub fn status_after(event: &AccountEvent) -> Option<&'static str> {
+pub fn status_after(event: &AccountEvent) -> Option<AccountStatus> {
     match event {
-        AccountEvent::AccountRegistered(_) => Some("pending_approval"),
-        AccountEvent::AccountApproved(_) | AccountEvent::AccountReinstated(_) => Some("approved"),
-        AccountEvent::AccountRejected(_) => Some("rejected"),
-        AccountEvent::AccountSuspended(_) => Some("suspended"),
+        AccountEvent::AccountRegistered(_) => Some(AccountStatus::PendingApproval),
+        AccountEvent::AccountApproved(_) | AccountEvent::AccountReinstated(_) => Some(AccountStatus::Approved),
+        AccountEvent::AccountRejected(_) => Some(AccountStatus::Rejected),
+        AccountEvent::AccountSuspended(_) => Some(AccountStatus::Suspended),
         AccountEvent::CreditLimitChanged(_) | AccountEvent::ApprovalThresholdChanged(_) => None,
     }
 }
@@ -66,7 +67,7 @@ pub fn evolve(row: Option<AccountRow>, event: &AccountEvent, version: i64, at: D
             account_id: e.account_id,
             name: e.name.clone(),
             email: e.email.clone(),
-            status: status_after(event).unwrap_or("pending_approval").into(),
+            status: AccountStatus::PendingApproval,
             credit_limit_minor: e.credit_limit.amount_minor,
             credit_limit_currency: e.credit_limit.currency.clone(),
             approval_threshold_minor: e.approval_threshold.amount_minor,
@@ -93,7 +94,7 @@ pub fn evolve(row: Option<AccountRow>, event: &AccountEvent, version: i64, at: D
         }
     }
     if let Some(status) = status_after(event) {
-        row.status = status.into();
+        row.status = status;
     }
     row.updated_at = at;
     row.version = version;
@@ -139,7 +140,7 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
     .bind(changed.iter().map(|r| r.account_id).collect::<Vec<_>>())
     .bind(column(|r| r.name.clone()))
     .bind(column(|r| r.email.clone()))
-    .bind(column(|r| r.status.clone()))
+    .bind(changed.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
     .bind(changed.iter().map(|r| r.credit_limit_minor).collect::<Vec<_>>())
     .bind(column(|r| r.credit_limit_currency.clone()))
     .bind(changed.iter().map(|r| r.approval_threshold_minor).collect::<Vec<_>>())
@@ -153,12 +154,8 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
 }
 
 impl Projection for Accounts {
-    fn name(&self) -> &'static str {
-        "accounts"
-    }
-
-    fn topics(&self) -> &'static [&'static str] {
-        &[vectis_schemas::topics::ACCOUNTS.name]
+    fn spec(&self) -> &'static ProjectionSpec {
+        &catalog::ACCOUNTS
     }
 
     fn tables_ddl(&self) -> &'static str {

@@ -3,6 +3,7 @@
 //! or `rejected`, with `expires_at`).
 
 use std::collections::HashMap;
+use vectis_read_side::{catalog, status::ReservationStatus, ProjectionSpec};
 
 use chrono::{DateTime, Utc};
 use futures::{future::BoxFuture, FutureExt, TryFutureExt};
@@ -37,7 +38,7 @@ pub struct ReservationRow {
     pub sku: String,
     pub order_id: Uuid,
     pub quantity: i64,
-    pub status: String,
+    pub status: ReservationStatus,
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -50,11 +51,11 @@ impl ReservationRow {
         sku: &str,
         order_id: Uuid,
         quantity: i64,
-        status: &str,
+        status: ReservationStatus,
         expires_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     ) -> Self {
-        let (sku, status) = (sku.to_string(), status.to_string());
+        let sku = sku.to_string();
         Self { reservation_id, sku, order_id, quantity, status, expires_at, created_at: at, updated_at: at }
     }
 }
@@ -118,12 +119,12 @@ impl InventoryState {
         }
         let sku = sku_of(event);
         let Some(item) = self.items.get_mut(sku) else { return };
-        let mut settle = |reservation_id: &Uuid, status: &str, item: &mut ItemRow| {
+        let mut settle = |reservation_id: &Uuid, status: ReservationStatus, item: &mut ItemRow| {
             if let Some(reservation) = self.reservations.get_mut(reservation_id) {
-                if reservation.status == "held" {
+                if reservation.status == ReservationStatus::Held {
                     item.reserved -= reservation.quantity;
                 }
-                reservation.status = status.into();
+                reservation.status = status;
                 reservation.updated_at = at;
             }
         };
@@ -138,21 +139,28 @@ impl InventoryState {
                     &e.sku,
                     e.order_id,
                     e.quantity,
-                    "held",
+                    ReservationStatus::Held,
                     Some(e.expires_at),
                     at,
                 );
                 self.reservations.insert(e.reservation_id, held);
             }
             InventoryEvent::ReservationRejected(e) => {
-                let rejected =
-                    ReservationRow::opened(e.reservation_id, &e.sku, e.order_id, e.quantity, "rejected", None, at);
+                let rejected = ReservationRow::opened(
+                    e.reservation_id,
+                    &e.sku,
+                    e.order_id,
+                    e.quantity,
+                    ReservationStatus::Rejected,
+                    None,
+                    at,
+                );
                 self.reservations.insert(e.reservation_id, rejected);
             }
-            InventoryEvent::ReservationReleased(e) => settle(&e.reservation_id, "released", item),
-            InventoryEvent::ReservationExpired(e) => settle(&e.reservation_id, "expired", item),
+            InventoryEvent::ReservationReleased(e) => settle(&e.reservation_id, ReservationStatus::Released, item),
+            InventoryEvent::ReservationExpired(e) => settle(&e.reservation_id, ReservationStatus::Expired, item),
             InventoryEvent::ReservationCommitted(e) => {
-                settle(&e.reservation_id, "committed", item);
+                settle(&e.reservation_id, ReservationStatus::Committed, item);
                 // Committed units leave the warehouse.
                 item.on_hand -= e.quantity;
             }
@@ -249,7 +257,7 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
         .bind(reservations.iter().map(|r| r.sku.clone()).collect::<Vec<_>>())
         .bind(reservations.iter().map(|r| r.order_id).collect::<Vec<_>>())
         .bind(reservations.iter().map(|r| r.quantity).collect::<Vec<_>>())
-        .bind(reservations.iter().map(|r| r.status.clone()).collect::<Vec<_>>())
+        .bind(reservations.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
         .bind(reservations.iter().map(|r| r.expires_at).collect::<Vec<_>>())
         .bind(reservations.iter().map(|r| r.created_at).collect::<Vec<_>>())
         .bind(reservations.iter().map(|r| r.updated_at).collect::<Vec<_>>())
@@ -260,12 +268,8 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
 }
 
 impl Projection for Inventory {
-    fn name(&self) -> &'static str {
-        "inventory"
-    }
-
-    fn topics(&self) -> &'static [&'static str] {
-        &[vectis_schemas::topics::INVENTORY.name]
+    fn spec(&self) -> &'static ProjectionSpec {
+        &catalog::INVENTORY
     }
 
     fn tables_ddl(&self) -> &'static str {

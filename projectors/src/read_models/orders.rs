@@ -3,6 +3,7 @@
 //! `read.order_status_history` (one row per event, with the status it led to).
 
 use std::collections::HashMap;
+use vectis_read_side::{catalog, status::OrderStatus, ProjectionSpec};
 
 use chrono::{DateTime, Utc};
 use futures::{future::BoxFuture, FutureExt, TryFutureExt};
@@ -21,7 +22,7 @@ pub struct Orders;
 pub struct OrderRow {
     pub order_id: Uuid,
     pub account_id: Uuid,
-    pub status: String,
+    pub status: OrderStatus,
     pub currency: String,
     pub total_minor: i64,
     pub line_count: i32,
@@ -46,7 +47,7 @@ pub struct OrderLineRow {
 pub struct StatusChange {
     pub order_id: Uuid,
     pub stream_version: i64,
-    pub status: String,
+    pub status: OrderStatus,
     pub event_type: &'static str,
     pub occurred_at: DateTime<Utc>,
 }
@@ -88,16 +89,16 @@ CREATE TABLE IF NOT EXISTS {schema}.order_status_history (
 ";
 
 /// The status an order is in after `event`.
-pub fn status_after(event: &OrderEvent) -> &'static str {
+pub fn status_after(event: &OrderEvent) -> OrderStatus {
     match event {
-        OrderEvent::OrderPlaced(_) => "placed",
-        OrderEvent::OrderApprovalRequested(_) => "awaiting_approval",
-        OrderEvent::OrderApproved(_) => "approved",
-        OrderEvent::OrderRejected(_) => "rejected",
-        OrderEvent::OrderConfirmed(_) => "confirmed",
-        OrderEvent::OrderCancelled(_) => "cancelled",
-        OrderEvent::OrderShipped(_) => "shipped",
-        OrderEvent::OrderDelivered(_) => "delivered",
+        OrderEvent::OrderPlaced(_) => OrderStatus::Placed,
+        OrderEvent::OrderApprovalRequested(_) => OrderStatus::AwaitingApproval,
+        OrderEvent::OrderApproved(_) => OrderStatus::Approved,
+        OrderEvent::OrderRejected(_) => OrderStatus::Rejected,
+        OrderEvent::OrderConfirmed(_) => OrderStatus::Confirmed,
+        OrderEvent::OrderCancelled(_) => OrderStatus::Cancelled,
+        OrderEvent::OrderShipped(_) => OrderStatus::Shipped,
+        OrderEvent::OrderDelivered(_) => OrderStatus::Delivered,
     }
 }
 
@@ -108,7 +109,7 @@ pub fn evolve(row: Option<OrderRow>, event: &OrderEvent, version: i64, at: DateT
             return Some(OrderRow {
                 order_id: e.order_id,
                 account_id: e.account_id,
-                status: status_after(event).into(),
+                status: status_after(event),
                 currency: e.currency.clone(),
                 total_minor: e.total.amount_minor,
                 line_count: i32::try_from(e.lines.len()).unwrap_or(i32::MAX),
@@ -126,7 +127,7 @@ pub fn evolve(row: Option<OrderRow>, event: &OrderEvent, version: i64, at: DateT
         row.carrier = Some(e.carrier.clone());
         row.tracking_number = Some(e.tracking_number.clone());
     }
-    row.status = status_after(event).into();
+    row.status = status_after(event);
     row.updated_at = at;
     row.version = version;
     Some(row)
@@ -161,7 +162,7 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
             history.push(StatusChange {
                 order_id: id,
                 stream_version: event.stream_version,
-                status: row.status.clone(),
+                status: row.status,
                 event_type: order_event.event_type(),
                 occurred_at: event.occurred_at,
             });
@@ -181,7 +182,7 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
         ))
         .bind(changed.iter().map(|r| r.order_id).collect::<Vec<_>>())
         .bind(changed.iter().map(|r| r.account_id).collect::<Vec<_>>())
-        .bind(changed.iter().map(|r| r.status.clone()).collect::<Vec<_>>())
+        .bind(changed.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
         .bind(changed.iter().map(|r| r.currency.clone()).collect::<Vec<_>>())
         .bind(changed.iter().map(|r| r.total_minor).collect::<Vec<_>>())
         .bind(changed.iter().map(|r| r.line_count).collect::<Vec<_>>())
@@ -216,7 +217,7 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
         ))
         .bind(history.iter().map(|h| h.order_id).collect::<Vec<_>>())
         .bind(history.iter().map(|h| h.stream_version).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| h.status.clone()).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| h.status.as_str()).collect::<Vec<_>>())
         .bind(history.iter().map(|h| h.event_type.to_string()).collect::<Vec<_>>())
         .bind(history.iter().map(|h| h.occurred_at).collect::<Vec<_>>())
         .execute(&mut *conn)
@@ -226,12 +227,8 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
 }
 
 impl Projection for Orders {
-    fn name(&self) -> &'static str {
-        "orders"
-    }
-
-    fn topics(&self) -> &'static [&'static str] {
-        &[vectis_schemas::topics::ORDERS.name]
+    fn spec(&self) -> &'static ProjectionSpec {
+        &catalog::ORDERS
     }
 
     fn tables_ddl(&self) -> &'static str {

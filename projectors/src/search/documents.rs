@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use vectis_schemas::events::{AccountEvent, OrderEvent};
 
 use crate::{
@@ -21,10 +21,12 @@ use crate::{
         inventory::{self, InventoryState, ItemRow, ReservationRow},
         orders,
     },
-    search::declaration::{FieldKind, FieldSpec, IndexDeclaration},
 };
-
-pub type Body = Map<String, Value>;
+use vectis_search::{
+    declaration::IndexDeclaration,
+    document::{engine_document, Body, DocumentChange},
+    indexes::{ACCOUNTS, ORDERS, PRODUCTS},
+};
 
 /// Which documents an event needs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -45,21 +47,6 @@ pub struct Documents {
     /// document per event.
     link_field: Option<&'static str>,
     linked: HashMap<String, Vec<String>>,
-}
-
-/// What the engine must do for one document.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DocumentChange {
-    /// `full` is the whole document; `changed` only the fields that differ from what
-    /// the engine has (the whole document when it is new). Both carry `id`.
-    Upsert {
-        id: String,
-        full: Body,
-        changed: Body,
-    },
-    Delete {
-        id: String,
-    },
 }
 
 impl Documents {
@@ -147,24 +134,9 @@ impl Documents {
     }
 }
 
-/// The document the engine stores: `id` and the declared fields.
-pub fn engine_document(declaration: &IndexDeclaration, key: &str, body: &Body) -> Body {
-    let mut document = Body::new();
-    document.insert("id".into(), Value::String(key.to_string()));
-    for field in declaration.fields {
-        if let Some(value) = body.get(field.name) {
-            document.insert(field.name.to_string(), value.clone());
-        }
-    }
-    document
-}
-
 /// How events become one index's documents.
 pub trait DocumentModel: Send + Sync + 'static {
     fn declaration(&self) -> &'static IndexDeclaration;
-
-    /// The logical topics it reads.
-    fn topics(&self) -> &'static [&'static str];
 
     /// The body field other streams' events reach documents by ([`DocKey::Linked`]);
     /// the projection indexes it.
@@ -178,53 +150,6 @@ pub trait DocumentModel: Send + Sync + 'static {
     /// Folds `event` into `docs` (which hold at least what `touches` named).
     fn apply(&self, docs: &mut Documents, event: &ProjectedEvent);
 }
-
-const fn field(name: &'static str, kind: FieldKind, searchable: bool, filterable: bool, sortable: bool) -> FieldSpec {
-    FieldSpec { name, kind, searchable, filterable, sortable }
-}
-
-use FieldKind::{Integer, Keyword, Keywords, Text, Timestamp};
-
-pub static ORDERS: IndexDeclaration = IndexDeclaration {
-    name: "orders",
-    projection: "search_orders",
-    entity_field: "id",
-    fields: &[
-        field("order_id", Keyword, true, false, false),
-        field("account_id", Keyword, false, true, false),
-        field("account_name", Text, true, false, false),
-        field("status", Keyword, true, true, false),
-        field("skus", Keywords, true, true, false),
-        field("total_minor", Integer, false, true, true),
-        field("currency", Keyword, false, true, false),
-        field("placed_at", Timestamp, false, true, true),
-    ],
-};
-
-pub static ACCOUNTS: IndexDeclaration = IndexDeclaration {
-    name: "accounts",
-    projection: "search_accounts",
-    entity_field: "id",
-    fields: &[
-        field("name", Text, true, false, true),
-        field("email", Text, true, false, false),
-        field("status", Keyword, false, true, false),
-    ],
-};
-
-pub static PRODUCTS: IndexDeclaration = IndexDeclaration {
-    name: "products",
-    projection: "search_products",
-    entity_field: "sku",
-    fields: &[
-        field("sku", Keyword, true, true, false),
-        field("name", Text, true, false, true),
-        field("description", Text, true, false, false),
-        field("unit_price_minor", Integer, false, true, true),
-        field("currency", Keyword, false, true, false),
-        field("available", Integer, false, true, true),
-    ],
-};
 
 /// `orders`: id, account id and name, status, SKUs, total, currency, placed at.
 pub struct OrderDocuments;
@@ -242,10 +167,6 @@ fn account_state_key(account_id: &str) -> String {
 impl DocumentModel for OrderDocuments {
     fn declaration(&self) -> &'static IndexDeclaration {
         &ORDERS
-    }
-
-    fn topics(&self) -> &'static [&'static str] {
-        &[vectis_schemas::topics::ORDERS.name, vectis_schemas::topics::ACCOUNTS.name]
     }
 
     fn link_field(&self) -> Option<&'static str> {
@@ -290,7 +211,7 @@ impl DocumentModel for OrderDocuments {
             }
             DomainEvent::Order(e) => {
                 if let Some(doc) = docs.get_mut(&e.order_id().to_string()) {
-                    doc.insert("status".into(), Value::from(orders::status_after(e)));
+                    doc.insert("status".into(), Value::from(orders::status_after(e).as_str()));
                 }
             }
             // An order may be indexed before its account's registration is consumed
@@ -314,10 +235,6 @@ impl DocumentModel for AccountDocuments {
         &ACCOUNTS
     }
 
-    fn topics(&self) -> &'static [&'static str] {
-        &[vectis_schemas::topics::ACCOUNTS.name]
-    }
-
     fn touches(&self, event: &ProjectedEvent) -> Vec<DocKey> {
         match &event.event {
             DomainEvent::Account(e) => vec![DocKey::Id(e.account_id().to_string())],
@@ -332,7 +249,7 @@ impl DocumentModel for AccountDocuments {
             let status = accounts::status_after(e);
             docs.put(key, object(json!({ "name": r.name, "email": r.email, "status": status })));
         } else if let (Some(doc), Some(status)) = (docs.get_mut(&key), accounts::status_after(e)) {
-            doc.insert("status".into(), Value::from(status));
+            doc.insert("status".into(), Value::from(status.as_str()));
         }
     }
 }
@@ -350,10 +267,6 @@ fn reservation_state_key(reservation_id: &uuid::Uuid) -> String {
 impl DocumentModel for ProductDocuments {
     fn declaration(&self) -> &'static IndexDeclaration {
         &PRODUCTS
-    }
-
-    fn topics(&self) -> &'static [&'static str] {
-        &[vectis_schemas::topics::INVENTORY.name]
     }
 
     fn touches(&self, event: &ProjectedEvent) -> Vec<DocKey> {

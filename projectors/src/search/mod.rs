@@ -1,184 +1,33 @@
-//! Search (DESIGN.md, "Projectors"): three indexes — orders, accounts, products — built
-//! by search projectors (consumer groups like the read models) into Meilisearch when
-//! `MEILI_URL` is set, else into an embedded tantivy index under the data directory.
+//! The search projections (DESIGN.md, "Projectors"): consumer groups like the read
+//! models, each filling one index of the engine `vectis-search` configures.
 //!
-//! - [`declaration`]: each index's fields (searchable, filterable, sortable) and the
-//!   engine-independent request and result shapes.
 //! - [`documents`]: how events become documents.
-//! - [`backend`]: the interface both engines implement; [`meili`], [`embedded`].
 //! - [`projection`]: a search index as a [`crate::projection::Projection`].
-//! - [`SearchEngine`]: the configured engine, its projections, and search for readers.
-//!
-//! Each projection version writes its own engine index (`<namespace><index>_v<n>`);
-//! readers search the version `projections.active_version` names, so a reindex builds
-//! the next version beside the live one and the switch is the same PostgreSQL
-//! transaction that switches read models.
 
-pub mod backend;
-pub mod declaration;
 pub mod documents;
-pub mod embedded;
-pub mod highlight;
-pub mod meili;
-pub mod metrics;
 pub mod projection;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use sqlx::PgPool;
-use vectis_runtime::{env_or, health::ReadinessCheck};
-
-use self::{
-    backend::SearchBackend,
-    declaration::{IndexDeclaration, SearchError, SearchRequest, SearchResults},
-    embedded::EmbeddedBackend,
-    meili::MeiliBackend,
-    metrics::SearchMetrics,
-    projection::SearchProjection,
+pub use vectis_search::{
+    backend, declaration, declarations, document, embedded, engine_index_name, indexes, metrics, SearchEngine,
+    SearchSettings,
 };
-use crate::{projection::Projection, store};
 
-/// The engine's name for `version` of `index`: engine-wide, so namespaced by the
-/// deployment's topic prefix (tests and environments sharing one Meilisearch never
-/// meet), reduced to the characters Meilisearch allows in index names.
-pub fn engine_index_name(namespace: &str, index: &str, version: i32) -> String {
-    format!("{namespace}{index}_v{version}")
-}
+use self::projection::SearchProjection;
+use crate::projection::Projection;
 
-/// A topic prefix as an index-name namespace: `staging.` → `staging_`.
-pub fn namespace_of(topic_prefix: &str) -> String {
-    topic_prefix.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
-}
-
-/// Which engine, from the environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SearchSettings {
-    /// `MEILI_URL`, with `MEILI_MASTER_KEY` when set.
-    Meilisearch { url: String, master_key: Option<String> },
-    /// `$VECTIS_DATA_DIR/search` (default `/var/lib/vectis/search`).
-    Embedded { root: PathBuf },
-}
-
-impl SearchSettings {
-    pub fn from_env() -> Self {
-        let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        match set("MEILI_URL") {
-            Some(url) => Self::Meilisearch { url, master_key: set("MEILI_MASTER_KEY") },
-            None => Self::Embedded { root: PathBuf::from(env_or("VECTIS_DATA_DIR", "/var/lib/vectis")).join("search") },
-        }
-    }
-}
-
-/// The configured engine and everything that uses it.
-#[derive(Clone)]
-pub struct SearchEngine {
-    backend: Arc<dyn SearchBackend>,
-    namespace: String,
-    metrics: SearchMetrics,
-}
-
-impl SearchEngine {
-    pub fn new(settings: &SearchSettings, topic_prefix: &str, metrics: SearchMetrics) -> Result<Self, SearchError> {
-        let backend: Arc<dyn SearchBackend> = match settings {
-            SearchSettings::Meilisearch { url, master_key } => Arc::new(
-                MeiliBackend::new(url, master_key.as_deref()).map_err(|e| SearchError::Unavailable(e.to_string()))?,
-            ),
-            SearchSettings::Embedded { root } => Arc::new(EmbeddedBackend::new(root.clone())),
-        };
-        Ok(Self { backend, namespace: namespace_of(topic_prefix), metrics })
-    }
-
-    pub fn backend(&self) -> &Arc<dyn SearchBackend> {
-        &self.backend
-    }
-
-    pub fn metrics(&self) -> &SearchMetrics {
-        &self.metrics
-    }
-
-    /// A search projection per index.
-    pub fn projections(&self) -> Vec<Arc<dyn Projection>> {
-        documents::all()
-            .into_iter()
-            .map(|model| {
-                Arc::new(SearchProjection::new(
-                    model,
-                    self.backend.clone(),
-                    self.namespace.clone(),
-                    self.metrics.clone(),
-                )) as Arc<dyn Projection>
-            })
-            .collect()
-    }
-
-    /// The declaration of the index a projection builds, if it is a search projection.
-    pub fn index_of(projection: &str) -> Option<&'static IndexDeclaration> {
-        declarations().into_iter().find(|d| d.projection == projection)
-    }
-
-    /// `/ready` for Meilisearch; nothing for the embedded engine (it is this process).
-    pub fn readiness_check(&self) -> Option<ReadinessCheck> {
-        if self.backend.kind() != "meilisearch" {
-            return None;
-        }
-        let backend = self.backend.clone();
-        Some(ReadinessCheck::new("meilisearch", Duration::from_secs(2), move || {
-            let backend = backend.clone();
-            async move { backend.check().await.map_err(|e| e.to_string()) }
-        }))
-    }
-
-    /// The engine index readers of `declaration` use now, if the projection exists.
-    pub async fn active_index(
-        &self,
-        pool: &PgPool,
-        declaration: &IndexDeclaration,
-    ) -> Result<Option<String>, SearchError> {
-        let mut conn = pool.acquire().await?;
-        let state = store::state(&mut conn, declaration.projection).await?;
-        Ok(state.map(|s| engine_index_name(&self.namespace, declaration.name, s.active_version)))
-    }
-
-    /// Searches `index` (`orders`, `accounts`, `products`): the query side's one search
-    /// interface, whichever engine is configured.
-    pub async fn search(
-        &self,
-        pool: &PgPool,
-        index: &str,
-        request: &SearchRequest,
-    ) -> Result<SearchResults, SearchError> {
-        let declaration = declaration(index)?;
-        declaration.validate(request)?;
-        let Some(engine_index) = self.active_index(pool, declaration).await? else {
-            // No search projector has run yet: nothing is indexed.
-            return Ok(SearchResults::default());
-        };
-        self.backend.search(&engine_index, declaration, request).await.map_err(|error| {
-            tracing::error!(index, %error, "search failed");
-            SearchError::Unavailable(error.to_string())
+/// A search projection per index, writing through `engine`.
+pub fn projections(engine: &SearchEngine) -> Vec<Arc<dyn Projection>> {
+    documents::all()
+        .into_iter()
+        .map(|model| {
+            Arc::new(SearchProjection::new(
+                model,
+                engine.backend().clone(),
+                engine.namespace().to_string(),
+                engine.metrics().clone(),
+            )) as Arc<dyn Projection>
         })
-    }
-
-    /// Documents in the index readers use.
-    pub async fn document_count(
-        &self,
-        pool: &PgPool,
-        declaration: &'static IndexDeclaration,
-    ) -> Result<u64, SearchError> {
-        let Some(engine_index) = self.active_index(pool, declaration).await? else { return Ok(0) };
-        self.backend
-            .document_count(&engine_index, declaration)
-            .await
-            .map_err(|e| SearchError::Unavailable(e.to_string()))
-    }
-}
-
-/// Every index's declaration.
-pub fn declarations() -> [&'static IndexDeclaration; 3] {
-    [&documents::ORDERS, &documents::ACCOUNTS, &documents::PRODUCTS]
-}
-
-/// The declaration of the index named `index`.
-pub fn declaration(index: &str) -> Result<&'static IndexDeclaration, SearchError> {
-    declarations().into_iter().find(|d| d.name == index).ok_or_else(|| SearchError::UnknownIndex(index.to_string()))
+        .collect()
 }

@@ -7,6 +7,7 @@
 //! again, which changes nothing.
 
 use std::{collections::HashSet, sync::Arc};
+use vectis_read_side::version_of_schema;
 
 use futures::{future::BoxFuture, FutureExt};
 use serde_json::Value;
@@ -14,13 +15,14 @@ use sqlx::PgConnection;
 
 use super::{
     backend::{EngineError, SearchBackend},
-    documents::{Body, DocKey, DocumentModel, Documents},
+    document::Body,
+    documents::{DocKey, DocumentModel, Documents},
     engine_index_name,
     metrics::SearchMetrics,
 };
 use crate::{
     event::ProjectedEvent,
-    projection::{version_of_schema, ApplyError, Projection},
+    projection::{ApplyError, Projection},
 };
 
 pub struct SearchProjection {
@@ -144,13 +146,8 @@ async fn save(
 }
 
 impl Projection for SearchProjection {
-    fn name(&self) -> &'static str {
-        let declaration = self.model.declaration();
-        declaration.projection
-    }
-
-    fn topics(&self) -> &'static [&'static str] {
-        self.model.topics()
+    fn spec(&self) -> &'static vectis_read_side::ProjectionSpec {
+        self.model.declaration().projection
     }
 
     fn tables_ddl(&self) -> &'static str {

@@ -5,7 +5,7 @@ use vectis_query_api::process::{QueryApi, QueryApiSettings};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = QueryApiSettings::from_env().context("reading settings")?;
-    vectis_runtime::telemetry::init_tracing(settings.store.environment, "info")?;
+    vectis_runtime::telemetry::init_tracing(settings.environment, "info")?;
     let shutdown = vectis_runtime::Shutdown::new();
     shutdown.trigger_on_signals();
     let api = QueryApi::build(settings, shutdown).await?;

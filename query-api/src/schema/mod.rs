@@ -11,7 +11,7 @@ use async_graphql::{
     dataloader::DataLoader, EmptyMutation, EmptySubscription, MergedObject, Object, Request, Schema, SimpleObject,
 };
 
-use vectis_projectors::search::SearchEngine;
+use vectis_search::SearchEngine;
 
 use crate::db::ReadDb;
 
@@ -59,11 +59,10 @@ impl HealthQuery {
 }
 
 /// The schema with its limits; introspection off in production.
-pub fn build(db: ReadDb, search: SearchEngine, lag: projections::LagMeter, introspection: bool) -> QuerySchema {
+pub fn build(db: ReadDb, search: SearchEngine, introspection: bool) -> QuerySchema {
     let builder = Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
         .data(db)
         .data(search)
-        .data(lag)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY);
     if introspection {

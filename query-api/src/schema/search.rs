@@ -7,7 +7,7 @@ use async_graphql::{
     connection::Edge, dataloader::DataLoader, Context, Enum, Error, InputObject, Object, SimpleObject, Union,
 };
 use uuid::Uuid;
-use vectis_projectors::search::{
+use vectis_search::{
     declaration::{FieldKind, Filter, FilterValue, SearchError, SearchRequest, Sort},
     SearchEngine,
 };
@@ -87,7 +87,7 @@ pub struct SearchHit {
 pub struct SearchQueries;
 
 fn filters(index: &str, given: Vec<SearchFilter>) -> Result<Vec<Filter>, Error> {
-    let declaration = vectis_projectors::search::declaration(index).map_err(|e| errors::bad_input(e.to_string()))?;
+    let declaration = vectis_search::declaration(index).map_err(|e| errors::bad_input(e.to_string()))?;
     given
         .into_iter()
         .map(|f| {

@@ -93,7 +93,7 @@ async fn run(pool: &sqlx::PgPool, accounts: usize) -> anyhow::Result<()> {
 
     unthrottle_loopback(pool).await?;
     let mut settings = QueryApiSettings::from_env()?;
-    settings.store.kafka = kafka.clone();
+    settings.topic_prefix = kafka.naming.prefix().to_string();
     settings.addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let shutdown = vectis_runtime::Shutdown::new();
     let api = QueryApi::build_with_pool(settings, pool.clone(), shutdown.clone()).await?;

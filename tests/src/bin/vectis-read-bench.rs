@@ -41,8 +41,9 @@ use vectis_projectors::{
     projection::Projection,
     read_models,
     runtime::{consumer_config, Projector, ProjectorSettings, Record},
-    store::{self, Target},
+    store,
 };
+use vectis_read_side::Target;
 use vectis_schemas::{
     events::{
         AccountEvent, ApprovalThresholdChanged, CreditLimitChanged, InventoryEvent, Money, OrderApprovalRequested,

@@ -128,7 +128,7 @@ async fn run(
     println!("| index | events | documents | events/s | documents indexed/s | wall s |");
     println!("|---|---|---|---|---|---|");
     let orders = products.div_ceil(5);
-    for projection in engine.projections() {
+    for projection in vectis_projectors::search::projections(&engine) {
         let index = SearchEngine::index_of(projection.name()).map_or("?", |d| d.name);
         let expected = match index {
             "products" => 2 * products,

@@ -14,10 +14,10 @@ use meilisearch_sdk::{
 };
 use serde_json::Value;
 
-use super::{
+use crate::{
     backend::{EngineError, SearchBackend},
     declaration::{Filter, FilterValue, IndexDeclaration, SearchRequest, SearchResults},
-    documents::{Body, DocumentChange},
+    document::{Body, DocumentChange},
     embedded::hit,
     highlight::QueryWords,
 };

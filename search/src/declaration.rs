@@ -36,7 +36,7 @@ pub struct FieldSpec {
 pub struct IndexDeclaration {
     pub name: &'static str,
     /// The search projection that builds it (its consumer group and PostgreSQL state).
-    pub projection: &'static str,
+    pub projection: &'static vectis_read_side::ProjectionSpec,
     /// The field hits are identified by (`id`, or `sku` for products).
     pub entity_field: &'static str,
     pub fields: &'static [FieldSpec],

@@ -36,10 +36,10 @@ use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, TantivyError, Term,
 };
 
-use super::{
+use crate::{
     backend::{EngineError, SearchBackend},
     declaration::{typo_budget, FieldKind, Filter, FilterValue, Hit, IndexDeclaration, SearchRequest, SearchResults},
-    documents::{Body, DocumentChange},
+    document::{Body, DocumentChange},
     highlight::{highlight, QueryWords},
 };
 
@@ -491,7 +491,7 @@ impl SearchBackend for EmbeddedBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::documents::{ACCOUNTS, PRODUCTS};
+    use crate::indexes::{ACCOUNTS, PRODUCTS};
 
     #[tokio::test]
     async fn an_index_built_with_other_fields_asks_for_a_reindex_and_parks_nothing() {

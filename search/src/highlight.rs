@@ -4,7 +4,7 @@
 
 use tantivy::tokenizer::{TextAnalyzer, TokenStream};
 
-use super::declaration::typo_budget;
+use crate::declaration::typo_budget;
 
 /// A query's words, lower-cased as the index stores them.
 #[derive(Debug, Clone, Default)]

@@ -1,12 +1,12 @@
-//! The one interface both search engines implement: Meilisearch ([`super::meili`]) and
-//! the embedded tantivy index ([`super::embedded`]). Projectors write through it;
+//! The one interface both search engines implement: Meilisearch ([`crate::meili`]) and
+//! the embedded tantivy index ([`crate::embedded`]). Projectors write through it;
 //! the query side searches through it.
 
 use futures::future::BoxFuture;
 
-use super::{
+use crate::{
     declaration::{IndexDeclaration, SearchRequest, SearchResults},
-    documents::DocumentChange,
+    document::DocumentChange,
 };
 
 /// Why the engine did not do what was asked.
@@ -28,7 +28,7 @@ impl EngineError {
 }
 
 /// A search engine holding named indexes. Index names are engine-wide, so callers
-/// namespace them (see [`super::engine_index_name`]).
+/// namespace them (see [`crate::engine_index_name`]).
 pub trait SearchBackend: Send + Sync + 'static {
     /// `meilisearch` or `embedded`, for logs and benchmarks.
     fn kind(&self) -> &'static str;

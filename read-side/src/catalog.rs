@@ -1,0 +1,83 @@
+//! Every projection this build knows: its name (which also names its consumer group
+//! and its schemas) and the logical topics it reads. The projections take their names
+//! and topics from here, so the query API waiting for a write knows exactly which
+//! projections that write reaches.
+
+use vectis_schemas::topics::{ACCOUNTS as ACCOUNT_EVENTS, INVENTORY as INVENTORY_EVENTS, ORDERS as ORDER_EVENTS};
+
+/// What kind of view a projection builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectionKind {
+    /// PostgreSQL tables behind `read.*` views.
+    ReadModel,
+    /// A search index (Meilisearch or embedded), with its documents in PostgreSQL.
+    SearchIndex,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectionSpec {
+    pub name: &'static str,
+    /// Logical topic names (`vectis.orders`).
+    pub topics: &'static [&'static str],
+    pub kind: ProjectionKind,
+}
+
+impl ProjectionSpec {
+    pub fn reads(&self, logical_topic: &str) -> bool {
+        self.topics.contains(&logical_topic)
+    }
+}
+
+const fn read_model(name: &'static str, topics: &'static [&'static str]) -> ProjectionSpec {
+    ProjectionSpec { name, topics, kind: ProjectionKind::ReadModel }
+}
+
+const fn search_index(name: &'static str, topics: &'static [&'static str]) -> ProjectionSpec {
+    ProjectionSpec { name, topics, kind: ProjectionKind::SearchIndex }
+}
+
+/// `read.accounts`.
+pub const ACCOUNTS: ProjectionSpec = read_model("accounts", &[ACCOUNT_EVENTS.name]);
+/// `read.inventory_items`, `read.inventory_reservations`.
+pub const INVENTORY: ProjectionSpec = read_model("inventory", &[INVENTORY_EVENTS.name]);
+/// `read.orders`, `read.order_lines`, `read.order_status_history`.
+pub const ORDERS: ProjectionSpec = read_model("orders", &[ORDER_EVENTS.name]);
+/// The `orders` index: orders carry their account's name, so accounts are read too.
+pub const SEARCH_ORDERS: ProjectionSpec = search_index("search_orders", &[ORDER_EVENTS.name, ACCOUNT_EVENTS.name]);
+/// The `accounts` index.
+pub const SEARCH_ACCOUNTS: ProjectionSpec = search_index("search_accounts", &[ACCOUNT_EVENTS.name]);
+/// The `products` index.
+pub const SEARCH_PRODUCTS: ProjectionSpec = search_index("search_products", &[INVENTORY_EVENTS.name]);
+
+/// Every projection, read models first, in the order they are installed.
+pub const ALL: [ProjectionSpec; 6] = [ACCOUNTS, INVENTORY, ORDERS, SEARCH_ORDERS, SEARCH_ACCOUNTS, SEARCH_PRODUCTS];
+
+/// The projection named `name`, if this build knows it.
+pub fn named(name: &str) -> Option<&'static ProjectionSpec> {
+    ALL.iter().find(|spec| spec.name == name)
+}
+
+/// The projections a write to `logical_topic` reaches: its read models, and its search
+/// indexes when `searching`.
+pub fn reading(logical_topic: &str, searching: bool) -> Vec<&'static ProjectionSpec> {
+    ALL.iter()
+        .filter(|spec| spec.reads(logical_topic))
+        .filter(|spec| searching || spec.kind == ProjectionKind::ReadModel)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_topic_reaches_its_read_model_and_the_indexes_over_it() {
+        let names = |topic: &str, searching| reading(topic, searching).iter().map(|s| s.name).collect::<Vec<_>>();
+        assert_eq!(names(ORDER_EVENTS.name, false), ["orders"]);
+        assert_eq!(names(ORDER_EVENTS.name, true), ["orders", "search_orders"]);
+        assert_eq!(names(ACCOUNT_EVENTS.name, true), ["accounts", "search_orders", "search_accounts"]);
+        assert_eq!(names(INVENTORY_EVENTS.name, true), ["inventory", "search_products"]);
+        assert_eq!(named("search_products"), Some(&SEARCH_PRODUCTS));
+        assert_eq!(named("widgets"), None);
+    }
+}
