@@ -17,7 +17,7 @@ use vectis_event_store::{
 use vectis_schemas::{
     events::{AccountEvent, DecodeError, InventoryEvent, OrderEvent},
     upcast::UpcastError,
-    EventEnvelope,
+    EventEnvelope, StreamId,
 };
 
 use crate::domain::{Account, AccountCommand, DomainError, InventoryCommand, InventoryItem, Order, OrderCommand};
@@ -60,12 +60,15 @@ aggregate!(Order, OrderEvent, OrderCommand);
 /// a command running under an idempotency key, whose transaction holds the key and
 /// serves both (so it never needs a second connection).
 pub trait StoreSession: Send {
-    fn read_stream(&mut self, stream_id: &str) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+    fn read_stream(
+        &mut self,
+        stream_id: &StreamId,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
     fn append(&mut self, request: AppendRequest) -> impl Future<Output = Result<AppendOutcome, AppendError>> + Send;
 }
 
 impl StoreSession for EventStore {
-    async fn read_stream(&mut self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn read_stream(&mut self, stream_id: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
         EventStore::read_stream(self, stream_id, 1).await
     }
 
@@ -75,7 +78,7 @@ impl StoreSession for EventStore {
 }
 
 impl StoreSession for IdempotentCommand {
-    async fn read_stream(&mut self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn read_stream(&mut self, stream_id: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
         IdempotentCommand::read_stream(self, stream_id, 1).await
     }
 
@@ -94,7 +97,7 @@ pub struct Loaded<A> {
 /// What a handled command did.
 #[derive(Debug, Clone)]
 pub struct CommandOutcome {
-    pub stream_id: String,
+    pub stream_id: StreamId,
     /// The stream's version after the command (unchanged when nothing was decided).
     pub stream_version: i64,
     /// The events appended; empty when the command changed nothing.
@@ -108,13 +111,13 @@ pub enum CommandError {
     Domain(#[from] DomainError),
     /// The client pinned a version (`If-Match`) and the stream is elsewhere (409).
     #[error("stream {stream_id} is at version {actual}, not {expected}")]
-    VersionMismatch { stream_id: String, expected: i64, actual: i64 },
+    VersionMismatch { stream_id: StreamId, expected: i64, actual: i64 },
     /// Lost the race on a hot stream too many times in a row (409, retry later).
     #[error("stream {stream_id} changed on every one of {attempts} attempts; retry later")]
-    Contended { stream_id: String, attempts: u32 },
+    Contended { stream_id: StreamId, attempts: u32 },
     /// The stored history could not be read back (5xx: needs an operator).
     #[error("history of {stream_id} is unreadable: {reason}")]
-    History { stream_id: String, reason: String },
+    History { stream_id: StreamId, reason: String },
     /// Appending failed for a reason that is not the client's (5xx).
     #[error(transparent)]
     Append(AppendError),
@@ -155,7 +158,7 @@ impl CommandHandler {
     }
 
     /// The aggregate's current state, read from the store.
-    pub async fn load<A: Aggregate>(&self, stream_id: &str) -> Result<Loaded<A>, CommandError> {
+    pub async fn load<A: Aggregate>(&self, stream_id: &StreamId) -> Result<Loaded<A>, CommandError> {
         let mut store = self.store.clone();
         load_from(&mut store, stream_id).await
     }
@@ -165,7 +168,7 @@ impl CommandHandler {
     pub async fn execute<A, F>(
         &self,
         session: &mut impl StoreSession,
-        stream_id: &str,
+        stream_id: &StreamId,
         if_match: Option<i64>,
         metadata: &EventMetadata,
         command: F,
@@ -184,7 +187,7 @@ impl CommandHandler {
         &self,
         session: &mut impl StoreSession,
         known: StreamKnown,
-        stream_id: &str,
+        stream_id: &StreamId,
         if_match: Option<i64>,
         metadata: &EventMetadata,
         command: F,
@@ -201,7 +204,7 @@ impl CommandHandler {
             if let Some(expected) = if_match {
                 if expected != loaded.version {
                     return Err(CommandError::VersionMismatch {
-                        stream_id: stream_id.to_string(),
+                        stream_id: stream_id.clone(),
                         expected,
                         actual: loaded.version,
                     });
@@ -210,13 +213,13 @@ impl CommandHandler {
             let events = A::decide(&loaded.state, command(&loaded.state))?;
             if events.is_empty() {
                 return Ok(CommandOutcome {
-                    stream_id: stream_id.to_string(),
+                    stream_id: stream_id.clone(),
                     stream_version: loaded.version,
                     events: vec![],
                 });
             }
             let request = AppendRequest {
-                stream_id: stream_id.to_string(),
+                stream_id: stream_id.clone(),
                 expected: ExpectedVersion::Exact(loaded.version),
                 events: events.into_iter().map(Into::into).collect(),
                 metadata: metadata.clone(),
@@ -231,7 +234,7 @@ impl CommandHandler {
                 }
                 Err(AppendError::Conflict { actual, .. }) if if_match.is_some() => {
                     return Err(CommandError::VersionMismatch {
-                        stream_id: stream_id.to_string(),
+                        stream_id: stream_id.clone(),
                         expected: loaded.version,
                         actual: actual.unwrap_or(0),
                     });
@@ -241,7 +244,7 @@ impl CommandHandler {
                     return Err(DomainError::AlreadyExists(format!("stream {stream_id} already exists")).into());
                 }
                 Err(AppendError::Conflict { .. }) => {
-                    tracing::debug!(stream_id, attempt, "lost a race on the stream; deciding again on fresh state");
+                    tracing::debug!(%stream_id, attempt, "lost a race on the stream; deciding again on fresh state");
                     // A little jitter so contenders do not collide in lockstep.
                     let pause = rand::thread_rng().gen_range(0..=attempt.min(20));
                     tokio::time::sleep(Duration::from_millis(u64::from(pause))).await;
@@ -249,13 +252,16 @@ impl CommandHandler {
                 Err(other) => return Err(CommandError::Append(other)),
             }
         }
-        Err(CommandError::Contended { stream_id: stream_id.to_string(), attempts: self.max_attempts })
+        Err(CommandError::Contended { stream_id: stream_id.clone(), attempts: self.max_attempts })
     }
 }
 
 /// Folds the stream, upcast to current schema versions, into the aggregate.
-async fn load_from<A: Aggregate>(session: &mut impl StoreSession, stream_id: &str) -> Result<Loaded<A>, CommandError> {
-    let history = |reason: String| CommandError::History { stream_id: stream_id.to_string(), reason };
+async fn load_from<A: Aggregate>(
+    session: &mut impl StoreSession,
+    stream_id: &StreamId,
+) -> Result<Loaded<A>, CommandError> {
+    let history = |reason: String| CommandError::History { stream_id: stream_id.clone(), reason };
     let mut state = None;
     let mut version = 0;
     for recorded in session.read_stream(stream_id).await? {

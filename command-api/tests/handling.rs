@@ -1,6 +1,7 @@
 //! Command handling against a real PostgreSQL event store.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use vectis_schemas::StreamId;
 
 use chrono::Utc;
 use sqlx::PgPool;
@@ -15,7 +16,7 @@ use vectis_command_api::{
 use vectis_event_store::{EventMetadata, EventStore, IdempotencyBegin, IdempotencyKey, StoreMetrics, StoredResponse};
 use vectis_schemas::{
     events::{Money, StockReserved},
-    samples, SchemaCatalog, SchemaMode,
+    SchemaCatalog, SchemaMode,
 };
 
 fn handler(pool: PgPool) -> CommandHandler {
@@ -29,7 +30,7 @@ fn eur(amount_minor: i64) -> Money {
 
 async fn register_approved_account(handler: &CommandHandler, account_id: Uuid) {
     let mut store = handler.store().clone();
-    let stream = samples::account_stream(account_id);
+    let stream = StreamId::account(account_id);
     let meta = EventMetadata::default();
     handler
         .execute::<Account, _>(&mut store, &stream, None, &meta, |_| AccountCommand::Register {
@@ -49,7 +50,7 @@ async fn register_approved_account(handler: &CommandHandler, account_id: Uuid) {
 
 async fn create_item(handler: &CommandHandler, sku: &str, price: i64, stock: i64) {
     let mut store = handler.store().clone();
-    let stream = samples::inventory_stream(sku);
+    let stream = StreamId::inventory_item(sku).expect("a SKU");
     let meta = EventMetadata::default();
     handler
         .execute::<InventoryItem, _>(&mut store, &stream, None, &meta, |_| InventoryCommand::Create {
@@ -76,16 +77,18 @@ async fn place_order(
     account_id: Uuid,
     lines: Vec<OrderLineRequest>,
 ) -> Result<vectis_command_api::handling::CommandOutcome, CommandError> {
-    let account = handler.load::<Account>(&samples::account_stream(account_id)).await?.state;
+    let account = handler.load::<Account>(&StreamId::account(account_id)).await?.state;
     let mut catalogue = BTreeMap::new();
     for line in &lines {
-        if let Some(item) = handler.load::<InventoryItem>(&samples::inventory_stream(&line.sku)).await?.state {
+        if let Some(item) =
+            handler.load::<InventoryItem>(&StreamId::inventory_item(&line.sku).expect("a SKU")).await?.state
+        {
             catalogue.insert(line.sku.clone(), item);
         }
     }
     let mut store = handler.store().clone();
     handler
-        .execute::<Order, _>(&mut store, &samples::order_stream(order_id), None, &EventMetadata::default(), |_| {
+        .execute::<Order, _>(&mut store, &StreamId::order(order_id), None, &EventMetadata::default(), |_| {
             OrderCommand::Place {
                 order_id,
                 account_id,
@@ -114,7 +117,7 @@ async fn an_order_goes_from_placed_to_delivered(pool: PgPool) {
     assert_eq!(placed.events[0].envelope.data["total"], serde_json::json!({"amount_minor": 490, "currency": "EUR"}));
 
     let mut store = handler.store().clone();
-    let stream = samples::order_stream(order_id);
+    let stream = StreamId::order(order_id);
     let meta = EventMetadata::default();
     for (command, version) in [
         (OrderCommand::Confirm, 2),
@@ -143,13 +146,9 @@ async fn a_refused_command_appends_nothing(pool: PgPool) {
     assert!(err.is_rejection());
     let mut store = handler.store().clone();
     let err = handler
-        .execute::<Account, _>(
-            &mut store,
-            &samples::account_stream(account_id),
-            None,
-            &EventMetadata::default(),
-            |_| AccountCommand::Approve { by: "staff".into() },
-        )
+        .execute::<Account, _>(&mut store, &StreamId::account(account_id), None, &EventMetadata::default(), |_| {
+            AccountCommand::Approve { by: "staff".into() }
+        })
         .await
         .expect_err("already approved");
     assert!(matches!(err, CommandError::Domain(DomainError::InvalidState(_))));
@@ -162,7 +161,7 @@ async fn if_match_pins_the_version_the_client_saw(pool: PgPool) {
     let handler = handler(pool);
     let account_id = Uuid::now_v7();
     register_approved_account(&handler, account_id).await;
-    let stream = samples::account_stream(account_id);
+    let stream = StreamId::account(account_id);
     let mut store = handler.store().clone();
     let meta = EventMetadata::default();
     let change = |amount| move |_: &Option<Account>| AccountCommand::ChangeCreditLimit { credit_limit: eur(amount) };
@@ -184,7 +183,7 @@ async fn fifty_concurrent_reservations_never_oversell_ten_units(pool: PgPool) {
     let handler = handler(pool.clone());
     let sku = "HOT-SKU";
     create_item(&handler, sku, 100, 10).await;
-    let stream = samples::inventory_stream(sku);
+    let stream = StreamId::inventory_item(sku).expect("a SKU");
     let barrier = Arc::new(tokio::sync::Barrier::new(50));
     let tasks: Vec<_> = (0..50)
         .map(|_| {
@@ -224,7 +223,7 @@ async fn fifty_concurrent_reservations_never_oversell_ten_units(pool: PgPool) {
     assert_eq!((state.on_hand, state.reserved(), state.available()), (10, 10, 0));
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT stream_version FROM events WHERE stream_id = $1 ORDER BY stream_version")
-            .bind(&stream)
+            .bind(stream.as_str())
             .fetch_all(&pool)
             .await
             .expect("versions");
@@ -245,7 +244,7 @@ async fn fifty_concurrent_reservations_never_oversell_ten_units(pool: PgPool) {
 async fn commands_run_under_an_idempotency_key_append_once(pool: PgPool) {
     let handler = handler(pool.clone());
     create_item(&handler, "IDEM-1", 10, 5).await;
-    let stream = samples::inventory_stream("IDEM-1");
+    let stream = StreamId::inventory_item("IDEM-1").expect("a SKU");
     let key = IdempotencyKey { scope: "client".into(), key: "receipt-1".into() };
     let day = Duration::from_secs(86_400);
     for round in 0..2 {
@@ -279,7 +278,7 @@ async fn commands_run_under_an_idempotency_key_append_once(pool: PgPool) {
 async fn a_new_stream_is_appended_without_reading_and_never_overwrites(pool: PgPool) {
     let handler = handler(pool);
     let account_id = Uuid::now_v7();
-    let stream = samples::account_stream(account_id);
+    let stream = StreamId::account(account_id);
     let register = |_: &Option<Account>| AccountCommand::Register {
         account_id,
         name: "Acme".into(),

@@ -135,8 +135,12 @@ impl IdempotentCommand {
     /// aggregate here, not from the pool: concurrent duplicates of its request each hold
     /// a pooled connection while they wait for the key, and the holder must never need
     /// another one to finish.
-    pub async fn read_stream(&mut self, stream_id: &str, from_version: i64) -> Result<Vec<RecordedEvent>, StoreError> {
-        crate::store::read_stream(&mut self.tx, stream_id, from_version).await
+    pub async fn read_stream(
+        &mut self,
+        stream_id: &vectis_schemas::StreamId,
+        from_version: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        crate::store::read_stream(&mut self.tx, stream_id.as_str(), from_version).await
     }
 
     /// Appends inside the key's transaction. A rejected append leaves no trace, so the

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{postgres::PgRow, PgConnection, PgPool, Row};
 use uuid::Uuid;
-use vectis_schemas::{topics, upcast, EventEnvelope, SchemaCatalog, SchemaMode, SchemaViolation};
+use vectis_schemas::{topics, upcast, EventEnvelope, SchemaCatalog, SchemaMode, SchemaViolation, StreamId};
 
 use crate::{error::AppendError, metrics::TopicEventLabels, notifier::CommitNotifier, StoreError, StoreMetrics};
 
@@ -72,7 +72,7 @@ impl Default for EventMetadata {
 
 #[derive(Debug, Clone)]
 pub struct AppendRequest {
-    pub stream_id: String,
+    pub stream_id: StreamId,
     pub expected: ExpectedVersion,
     pub events: Vec<NewEvent>,
     pub metadata: EventMetadata,
@@ -96,7 +96,7 @@ impl RecordedEvent {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppendOutcome {
-    pub stream_id: String,
+    pub stream_id: StreamId,
     /// The stream's version after the append (the last event's `stream_version`).
     pub stream_version: i64,
     pub events: Vec<RecordedEvent>,
@@ -194,7 +194,7 @@ impl EventStore {
         );
         let mut insert = sqlx::query(&insert_events)
             .bind(&event_ids)
-            .bind(&stream_id)
+            .bind(stream_id.as_str())
             .bind(topic.name)
             .bind(&types)
             .bind(&schema_versions)
@@ -208,7 +208,7 @@ impl EventStore {
             insert.fetch_all(&mut *conn).await.map_err(|e| conflict_on_unique_violation(e, &stream_id, expected))?;
         if rows.is_empty() {
             let actual: Option<i64> = sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
-                .bind(&stream_id)
+                .bind(stream_id.as_str())
                 .fetch_optional(&mut *conn)
                 .await?;
             return Err(AppendError::Conflict { stream_id, expected, actual });
@@ -242,7 +242,11 @@ impl EventStore {
 
     /// Routes every event to its topic and validates it. All events of one stream
     /// must share a topic.
-    fn check_events(&self, stream_id: &str, events: &[NewEvent]) -> Result<&'static topics::TopicSpec, AppendError> {
+    fn check_events(
+        &self,
+        stream_id: &StreamId,
+        events: &[NewEvent],
+    ) -> Result<&'static topics::TopicSpec, AppendError> {
         let mut stream_topic = None;
         for event in events {
             let topic =
@@ -250,9 +254,9 @@ impl EventStore {
                     event_type: event.event_type.clone(),
                     version: event.schema_version,
                 })?;
-            if !stream_id.starts_with(topic.stream_prefix) || stream_id.len() == topic.stream_prefix.len() {
+            if stream_id.topic().name != topic.name {
                 return Err(AppendError::StreamTopicMismatch {
-                    stream_id: stream_id.to_string(),
+                    stream_id: stream_id.clone(),
                     event_type: event.event_type.clone(),
                     topic: topic.name,
                     prefix: topic.stream_prefix,
@@ -264,7 +268,7 @@ impl EventStore {
                 match (self.mode, &violation) {
                     (SchemaMode::Warn, SchemaViolation::Invalid { .. }) => {
                         tracing::warn!(
-                            stream_id,
+                            %stream_id,
                             topic = topic.name,
                             event_type = %event.event_type,
                             schema_version = event.schema_version,
@@ -282,17 +286,17 @@ impl EventStore {
     }
 
     /// The stream's current version, or `None` when it does not exist.
-    pub async fn stream_version(&self, stream_id: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn stream_version(&self, stream_id: &StreamId) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
-            .bind(stream_id)
+            .bind(stream_id.as_str())
             .fetch_optional(&self.pool)
             .await?)
     }
 
     /// The stream's events from `from_version` (inclusive), in order, as stored. Call
     /// [`RecordedEvent::upcast`] to see them at the current schema versions.
-    pub async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RecordedEvent>, StoreError> {
-        read_stream(&mut *self.pool.acquire().await?, stream_id, from_version).await
+    pub async fn read_stream(&self, stream_id: &StreamId, from_version: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        read_stream(&mut *self.pool.acquire().await?, stream_id.as_str(), from_version).await
     }
 
     /// Up to `limit` events after `after_position`, in global order, up to a settled
@@ -444,10 +448,10 @@ fn advance_stream_version(expected: ExpectedVersion) -> (&'static str, Option<i6
 }
 
 /// A unique violation on `(stream_id, stream_version)` is a lost race, not a failure.
-fn conflict_on_unique_violation(error: sqlx::Error, stream_id: &str, expected: ExpectedVersion) -> AppendError {
+fn conflict_on_unique_violation(error: sqlx::Error, stream_id: &StreamId, expected: ExpectedVersion) -> AppendError {
     match &error {
         sqlx::Error::Database(db) if db.constraint() == Some("events_stream_version_unique") => {
-            AppendError::Conflict { stream_id: stream_id.to_string(), expected, actual: None }
+            AppendError::Conflict { stream_id: stream_id.clone(), expected, actual: None }
         }
         _ => AppendError::Database(error),
     }

@@ -1,6 +1,7 @@
 //! Appends against a real PostgreSQL database, a fresh one per test (`sqlx::test`).
 
 use std::sync::Arc;
+use vectis_schemas::StreamId;
 
 use serde_json::json;
 mod common;
@@ -19,8 +20,8 @@ fn store(pool: PgPool, mode: SchemaMode) -> (EventStore, StoreMetrics) {
     (EventStore::new(pool, catalog, mode, metrics.clone()), metrics)
 }
 
-fn request(stream_id: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
-    AppendRequest { stream_id: stream_id.to_string(), expected, events, metadata: EventMetadata::default() }
+fn request(stream_id: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
+    AppendRequest { stream_id: stream_id.clone(), expected, events, metadata: EventMetadata::default() }
 }
 
 async fn count(pool: &PgPool, sql: &str) -> i64 {
@@ -31,7 +32,7 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
 async fn sixteen_concurrent_appenders_with_the_same_expected_version_one_wins(pool: PgPool) {
     let (store, _) = store(pool.clone(), SchemaMode::Strict);
     let order_id = Uuid::now_v7();
-    let stream = samples::order_stream(order_id);
+    let stream = StreamId::order(order_id);
     let placed = samples::order_placed(order_id, Uuid::now_v7(), "SKU-1", 2);
     store.append(request(&stream, ExpectedVersion::NoStream, vec![placed.into()])).await.expect("first append");
 
@@ -75,7 +76,7 @@ async fn sixteen_concurrent_appenders_with_the_same_expected_version_one_wins(po
 async fn writers_that_retry_on_conflict_leave_a_gapless_stream(pool: PgPool) {
     let (store, _) = store(pool, SchemaMode::Strict);
     let sku = "GAPLESS-1";
-    let stream = samples::inventory_stream(sku);
+    let stream = StreamId::inventory_item(sku).expect("a SKU");
     store
         .append(request(&stream, ExpectedVersion::NoStream, vec![samples::item_created(sku).into()]))
         .await
@@ -109,7 +110,7 @@ async fn writers_that_retry_on_conflict_leave_a_gapless_stream(pool: PgPool) {
 async fn expected_version_rules(pool: PgPool) {
     let (store, _) = store(pool, SchemaMode::Strict);
     let account = Uuid::now_v7();
-    let stream = samples::account_stream(account);
+    let stream = StreamId::account(account);
     let registered = || NewEvent::from(samples::account_registered(account, "Acme"));
     let approved = || NewEvent::from(samples::account_approved(account));
 
@@ -142,7 +143,7 @@ async fn expected_version_rules(pool: PgPool) {
 async fn strict_mode_rejects_an_invalid_event_and_appends_nothing(pool: PgPool) {
     let (store, metrics) = store(pool.clone(), SchemaMode::Strict);
     let order_id = Uuid::now_v7();
-    let stream = samples::order_stream(order_id);
+    let stream = StreamId::order(order_id);
     let valid = NewEvent::from(samples::order_confirmed(order_id));
     let invalid = NewEvent::new("OrderShipped", json!({"order_id": order_id, "carrier": 42}));
     let err = store.append(request(&stream, ExpectedVersion::Any, vec![valid, invalid])).await.expect_err("strict");
@@ -174,7 +175,7 @@ fn violations(metrics: &StoreMetrics, topic: &str, event_type: &str) -> u64 {
 async fn warn_mode_appends_an_invalid_event_and_counts_it(pool: PgPool) {
     let (store, metrics) = store(pool.clone(), SchemaMode::Warn);
     let order_id = Uuid::now_v7();
-    let stream = samples::order_stream(order_id);
+    let stream = StreamId::order(order_id);
     let invalid = NewEvent::new("OrderShipped", json!({"order_id": order_id, "carrier": 42}));
     let outcome = store.append(request(&stream, ExpectedVersion::Any, vec![invalid])).await.expect("warn appends");
     assert_eq!(outcome.stream_version, 1);
@@ -194,7 +195,11 @@ async fn warn_mode_appends_an_invalid_event_and_counts_it(pool: PgPool) {
 async fn unknown_types_and_misrouted_streams_are_refused_in_every_mode(pool: PgPool) {
     let (store, _) = store(pool.clone(), SchemaMode::Warn);
     let err = store
-        .append(request("order-1", ExpectedVersion::Any, vec![NewEvent::new("OrderTeleported", json!({}))]))
+        .append(request(
+            &StreamId::order(Uuid::now_v7()),
+            ExpectedVersion::Any,
+            vec![NewEvent::new("OrderTeleported", json!({}))],
+        ))
         .await
         .expect_err("unknown type");
     assert!(matches!(err, AppendError::Schema(SchemaViolation::UnknownEventType { .. })), "{err}");
@@ -202,7 +207,7 @@ async fn unknown_types_and_misrouted_streams_are_refused_in_every_mode(pool: PgP
     let account = Uuid::now_v7();
     let err = store
         .append(request(
-            &samples::order_stream(account),
+            &StreamId::order(account),
             ExpectedVersion::Any,
             vec![samples::account_approved(account).into()],
         ))
@@ -217,7 +222,7 @@ async fn unknown_types_and_misrouted_streams_are_refused_in_every_mode(pool: PgP
 async fn reads_return_what_was_appended_with_metadata_and_upcasting(pool: PgPool) {
     let (store, _) = store(pool, SchemaMode::Strict);
     let sku = "READ-1";
-    let stream = samples::inventory_stream(sku);
+    let stream = StreamId::inventory_item(sku).expect("a SKU");
     let metadata = EventMetadata {
         correlation_id: Uuid::now_v7(),
         causation_id: Some(Uuid::now_v7()),
@@ -248,5 +253,5 @@ async fn reads_return_what_was_appended_with_metadata_and_upcasting(pool: PgPool
     let after_first = store.read_all_committed(all[0].envelope.global_position, 10).await.expect("after");
     assert_eq!(after_first, all[1..]);
     assert_eq!(store.stream_version(&stream).await.expect("v"), Some(2));
-    assert_eq!(store.stream_version("inventory-NOPE").await.expect("v"), None);
+    assert_eq!(store.stream_version(&StreamId::inventory_item("NOPE").expect("a SKU")).await.expect("v"), None);
 }

@@ -1,6 +1,7 @@
 //! Idempotency keys and commit-order reads against a real PostgreSQL database.
 
 use std::{sync::Arc, time::Duration};
+use vectis_schemas::StreamId;
 
 mod common;
 
@@ -26,7 +27,7 @@ fn key(k: &str) -> IdempotencyKey {
 
 fn confirm(order_id: Uuid) -> AppendRequest {
     AppendRequest {
-        stream_id: samples::order_stream(order_id),
+        stream_id: StreamId::order(order_id),
         expected: ExpectedVersion::Any,
         events: vec![samples::order_confirmed(order_id).into()],
         metadata: EventMetadata::default(),

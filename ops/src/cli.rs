@@ -14,7 +14,7 @@ use vectis_runtime::{
     auth::{ApiKeys, Scope},
     rate_limit::{PolicyError, PolicyRow},
 };
-use vectis_schemas::{topics, SchemaCatalog};
+use vectis_schemas::{topics, SchemaCatalog, StreamId};
 
 use crate::read_side::{self, DlqCommand, ProjectionsCommand, SearchCommand};
 
@@ -145,7 +145,7 @@ enum EventsCommand {
     Append {
         /// Stream id, e.g. `order-0190a5b2-…`: its prefix must match the event's topic.
         #[arg(long)]
-        stream: String,
+        stream: StreamId,
         /// Event type, e.g. `OrderConfirmed`.
         #[arg(long = "type")]
         event_type: String,
@@ -159,7 +159,7 @@ enum EventsCommand {
     /// Print a stream's events (upcast to current schema versions), one JSON per line.
     Read {
         #[arg(long)]
-        stream: String,
+        stream: StreamId,
     },
     /// Print committed events after a global position, one JSON per line.
     Tail {

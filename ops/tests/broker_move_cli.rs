@@ -4,6 +4,7 @@
 //! starting the log mid-way, and `vectis relay republish` puts it right.
 
 use std::{ffi::OsStr, sync::Arc, time::Duration};
+use vectis_schemas::StreamId;
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -19,7 +20,7 @@ async fn an_operator_is_told_the_log_is_gone_and_republishes_it_from_the_event_s
     for _ in 0..20 {
         let account = Uuid::now_v7();
         let request = AppendRequest {
-            stream_id: samples::account_stream(account),
+            stream_id: StreamId::account(account),
             expected: ExpectedVersion::Any,
             events: vec![
                 samples::account_registered(account, "Acme").into(),

@@ -2,6 +2,7 @@
 //! against a test's own database and topics, with a projector running.
 
 use std::time::Duration;
+use vectis_schemas::StreamId;
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -48,7 +49,7 @@ async fn an_operator_sees_status_handles_a_dead_letter_and_rebuilds_with_the_cli
         let id = Uuid::now_v7();
         store
             .append(AppendRequest {
-                stream_id: samples::account_stream(id),
+                stream_id: StreamId::account(id),
                 expected: ExpectedVersion::NoStream,
                 events: vec![samples::account_registered(id, &format!("Buyer {n}")).into()],
                 metadata: EventMetadata::default(),
@@ -59,7 +60,7 @@ async fn an_operator_sees_status_handles_a_dead_letter_and_rebuilds_with_the_cli
     let relay = RelayHandle::start(pool.clone(), &kafka, 100);
     let projector = start_projector(&pool, &kafka, std::sync::Arc::new(Accounts), &ProjectorMetrics::default()).await;
     wait_for(&pool, "SELECT count(*) FROM read.accounts", 3).await;
-    let poisoned = samples::account_stream(Uuid::now_v7());
+    let poisoned = StreamId::account(Uuid::now_v7()).to_string();
     produce(&kafka, vectis_schemas::topics::ACCOUNTS.name, &[(poisoned.clone(), b"{not json".to_vec())]).await;
     wait_for(&pool, "SELECT count(*) FROM projection_dead_letters WHERE status = 'parked'", 1).await;
 

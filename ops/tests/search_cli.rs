@@ -16,6 +16,7 @@ use vectis_projectors::{
     metrics::ProjectorMetrics,
     search::{declaration::SearchRequest, metrics::SearchMetrics, SearchEngine, SearchSettings},
 };
+use vectis_schemas::StreamId;
 use vectis_schemas::{
     events::{InventoryEvent, ItemCreated, Money},
     samples,
@@ -40,7 +41,7 @@ async fn create_product(pool: &PgPool, sku: &str, name: &str, description: &str,
     .into();
     event_store(pool.clone())
         .append(AppendRequest {
-            stream_id: samples::inventory_stream(sku),
+            stream_id: StreamId::inventory_item(sku).expect("a SKU"),
             expected: ExpectedVersion::NoStream,
             events: vec![created.into(), samples::stock_received(sku, stock).into()],
             metadata: EventMetadata::default(),

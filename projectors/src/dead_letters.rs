@@ -138,11 +138,11 @@ pub async fn retry(
                 break;
             }
         };
-        let current = versions.get(&event.stream_id).copied().unwrap_or(0);
+        let current = versions.get(event.stream_id.as_str()).copied().unwrap_or(0);
         if event.stream_version <= current {
             already_applied += 1;
         } else if event.stream_version == current + 1 {
-            versions.insert(event.stream_id.clone(), event.stream_version);
+            versions.insert(event.stream_id.to_string(), event.stream_version);
             to_apply.push(event);
         } else {
             blocked = Some((
@@ -163,7 +163,7 @@ pub async fn retry(
             blocked = Some((queue[0].id, format!("apply failed: {error}")));
         }
     }
-    let applied: HashMap<String, i64> = to_apply.iter().map(|e| (e.stream_id.clone(), e.stream_version)).collect();
+    let applied: HashMap<String, i64> = to_apply.iter().map(|e| (e.stream_id.to_string(), e.stream_version)).collect();
     store::save_stream_versions(&mut tx, &target, &applied).await?;
     sqlx::query("UPDATE projection_dead_letters SET status = 'applied', resolved_at = now() WHERE id = ANY($1)")
         .bind(&resolved)

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use vectis_schemas::{
     events::{AccountEvent, InventoryEvent, OrderEvent},
     upcast::upcast_envelope,
-    EventEnvelope,
+    EventEnvelope, IdError, StreamId,
 };
 
 /// Any event of the log.
@@ -29,7 +29,7 @@ impl DomainEvent {
 /// One event ready to apply.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectedEvent {
-    pub stream_id: String,
+    pub stream_id: StreamId,
     pub stream_version: i64,
     pub global_position: i64,
     pub occurred_at: DateTime<Utc>,
@@ -56,6 +56,7 @@ pub fn decode(logical_topic: &str, key: Option<&str>, value: &[u8]) -> Result<Pr
         return Err(DecodeError::KeyMismatch { envelope: envelope.stream_id, key: key.map(str::to_string) });
     }
     let envelope = upcast_envelope(envelope).map_err(|e| DecodeError::Upcast(e.to_string()))?;
+    let stream_id: StreamId = envelope.stream_id.parse().map_err(|e: IdError| DecodeError::Data(e.to_string()))?;
     let data = envelope.data;
     let event_type = envelope.event_type.as_str();
     let event = match logical_topic {
@@ -72,7 +73,7 @@ pub fn decode(logical_topic: &str, key: Option<&str>, value: &[u8]) -> Result<Pr
     }
     .map_err(|e| DecodeError::Data(e.to_string()))?;
     Ok(ProjectedEvent {
-        stream_id: envelope.stream_id,
+        stream_id,
         stream_version: envelope.stream_version,
         global_position: envelope.global_position,
         occurred_at: envelope.occurred_at,

@@ -30,6 +30,7 @@ use tokio::{
 };
 use vectis_event_store::kafka::KafkaSettings;
 use vectis_read_side::Target;
+use vectis_schemas::StreamId;
 
 use crate::{
     event::{decode, ProjectedEvent},
@@ -558,15 +559,15 @@ impl Projector {
                 }
                 Ok(event) => event,
             };
-            if parked.contains(&event.stream_id) {
+            if parked.contains(event.stream_id.as_str()) {
                 letters.push(letter("waiting behind an earlier parked event of this stream".into(), Some(&event)));
                 continue;
             }
-            let current = versions.get(&event.stream_id).copied().unwrap_or(0);
+            let current = versions.get(event.stream_id.as_str()).copied().unwrap_or(0);
             if event.stream_version <= current {
                 report.duplicates += 1;
             } else if event.stream_version == current + 1 {
-                versions.insert(event.stream_id.clone(), event.stream_version);
+                versions.insert(event.stream_id.to_string(), event.stream_version);
                 to_apply.push((index, event));
             } else {
                 tracing::error!(
@@ -580,7 +581,7 @@ impl Projector {
                     ),
                     Some(&event),
                 ));
-                parked.insert(event.stream_id.clone());
+                parked.insert(event.stream_id.to_string());
             }
         }
         let schema = self.target.schema();
@@ -593,7 +594,7 @@ impl Projector {
         };
         let mut new_versions: HashMap<String, i64> = HashMap::new();
         for event in &applied {
-            new_versions.insert(event.stream_id.clone(), event.stream_version);
+            new_versions.insert(event.stream_id.to_string(), event.stream_version);
         }
         report.applied = applied.len();
         report.parked = letters.len();
@@ -614,7 +615,7 @@ impl Projector {
         letters: &'a mut Vec<DeadLetter>,
     ) -> BoxFuture<'a, Result<Vec<ProjectedEvent>, ApplyError>> {
         async move {
-            let mut by_stream: Vec<(String, Vec<(usize, ProjectedEvent)>)> = Vec::new();
+            let mut by_stream: Vec<(StreamId, Vec<(usize, ProjectedEvent)>)> = Vec::new();
             for (index, event) in to_apply {
                 match by_stream.iter_mut().find(|(stream, _)| *stream == event.stream_id) {
                     Some((_, events)) => events.push((index, event)),

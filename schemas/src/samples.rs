@@ -1,21 +1,9 @@
-//! Valid sample events, for tests, benchmarks and demos. Each function returns the
-//! stream id the event belongs to and the typed event.
+//! Valid sample events, for tests, benchmarks and demos (their streams:
+//! [`crate::StreamId`]'s builders).
 
 use uuid::Uuid;
 
 use crate::events::*;
-
-pub fn account_stream(account_id: Uuid) -> String {
-    format!("account-{account_id}")
-}
-
-pub fn order_stream(order_id: Uuid) -> String {
-    format!("order-{order_id}")
-}
-
-pub fn inventory_stream(sku: &str) -> String {
-    format!("inventory-{sku}")
-}
 
 pub fn account_registered(account_id: Uuid, name: &str) -> AccountEvent {
     AccountRegistered {

@@ -19,6 +19,7 @@ use vectis_projectors::{
     store,
 };
 use vectis_read_side::Target;
+use vectis_schemas::StreamId;
 
 use crate::{database_url, RelayHandle};
 
@@ -91,7 +92,7 @@ pub fn env_number(name: &str, default: u64) -> u64 {
 }
 
 /// Appends and returns the last event's global position.
-pub async fn append(store: &EventStore, stream_id: String, events: Vec<NewEvent>) -> anyhow::Result<i64> {
+pub async fn append(store: &EventStore, stream_id: StreamId, events: Vec<NewEvent>) -> anyhow::Result<i64> {
     let outcome = store
         .append(AppendRequest {
             stream_id,
@@ -110,7 +111,7 @@ pub async fn fill(
     store: &EventStore,
     kafka: &KafkaSettings,
     units: usize,
-    unit_streams: fn(usize) -> Vec<(String, Vec<NewEvent>)>,
+    unit_streams: fn(usize) -> Vec<(StreamId, Vec<NewEvent>)>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let writers: Vec<_> = (0..FILL_WRITERS)

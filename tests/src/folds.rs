@@ -9,7 +9,7 @@ use vectis_command_api::{
     handling::CommandHandler,
 };
 use vectis_projectors::read_models::accounts::AccountRow;
-use vectis_schemas::samples::{account_stream, inventory_stream, order_stream};
+use vectis_schemas::StreamId;
 
 fn status_name(status: &AccountStatus) -> &'static str {
     match status {
@@ -34,7 +34,7 @@ pub async fn accounts_match_the_event_store(
         return Err(format!("{} rows for {} accounts", rows.len(), ids.len()));
     }
     for row in rows {
-        let loaded = handler.load::<Account>(&account_stream(row.account_id)).await.map_err(|e| e.to_string())?;
+        let loaded = handler.load::<Account>(&StreamId::account(row.account_id)).await.map_err(|e| e.to_string())?;
         let account = loaded.state.ok_or("row without account")?;
         let expected = (
             status_name(&account.status),
@@ -90,7 +90,10 @@ pub async fn commerce_matches_the_event_store(
 ) -> Result<(), String> {
     let fail = |e: sqlx::Error| e.to_string();
     for sku in skus {
-        let loaded = handler.load::<InventoryItem>(&inventory_stream(sku)).await.map_err(|e| e.to_string())?;
+        let loaded = handler
+            .load::<InventoryItem>(&StreamId::inventory_item(sku).expect("a SKU"))
+            .await
+            .map_err(|e| e.to_string())?;
         let item = loaded.state.ok_or("no item")?;
         let row: Option<(i64, i64, i64, i64)> =
             sqlx::query_as("SELECT on_hand, reserved, available, version FROM read.inventory_items WHERE sku = $1")
@@ -127,7 +130,7 @@ pub async fn commerce_matches_the_event_store(
         }
     }
     for order_id in orders {
-        let loaded = handler.load::<Order>(&order_stream(*order_id)).await.map_err(|e| e.to_string())?;
+        let loaded = handler.load::<Order>(&StreamId::order(*order_id)).await.map_err(|e| e.to_string())?;
         let order = loaded.state.ok_or("no order")?;
         let row: Option<(String, i64, i32, i64, Uuid)> = sqlx::query_as(
             "SELECT status, total_minor, line_count, version, account_id FROM read.orders WHERE order_id = $1",

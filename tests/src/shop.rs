@@ -10,10 +10,7 @@ use vectis_command_api::{
     handling::CommandHandler,
 };
 use vectis_event_store::EventMetadata;
-use vectis_schemas::{
-    events::Money,
-    samples::{account_stream, inventory_stream, order_stream},
-};
+use vectis_schemas::{events::Money, StreamId};
 
 use crate::event_store;
 
@@ -40,7 +37,7 @@ impl Shop {
         };
         for command in std::iter::once(register).chain(commands) {
             self.handler
-                .execute::<Account, _>(&mut store, &account_stream(id), None, &self.metadata, |_| command.clone())
+                .execute::<Account, _>(&mut store, &StreamId::account(id), None, &self.metadata, |_| command.clone())
                 .await
                 .expect("account command");
         }
@@ -51,9 +48,13 @@ impl Shop {
         let mut store = self.handler.store().clone();
         for command in commands {
             self.handler
-                .execute::<InventoryItem, _>(&mut store, &inventory_stream(sku), None, &self.metadata, |_| {
-                    command.clone()
-                })
+                .execute::<InventoryItem, _>(
+                    &mut store,
+                    &StreamId::inventory_item(sku).expect("a SKU"),
+                    None,
+                    &self.metadata,
+                    |_| command.clone(),
+                )
                 .await
                 .expect("inventory command");
         }
@@ -71,10 +72,15 @@ impl Shop {
 
     pub async fn order(&self, account_id: Uuid, lines: &[(&str, i64)], then: Vec<OrderCommand>) -> Uuid {
         let mut store = self.handler.store().clone();
-        let account = self.handler.load::<Account>(&account_stream(account_id)).await.expect("account").state;
+        let account = self.handler.load::<Account>(&StreamId::account(account_id)).await.expect("account").state;
         let mut catalogue = BTreeMap::new();
         for (sku, _) in lines {
-            let item = self.handler.load::<InventoryItem>(&inventory_stream(sku)).await.expect("item").state;
+            let item = self
+                .handler
+                .load::<InventoryItem>(&StreamId::inventory_item(sku).expect("a SKU"))
+                .await
+                .expect("item")
+                .state;
             catalogue.insert(sku.to_string(), item.expect("the product exists"));
         }
         let lines = lines.iter().map(|(sku, quantity)| OrderLineRequest { sku: sku.to_string(), quantity: *quantity });
@@ -82,7 +88,7 @@ impl Shop {
         let place = OrderCommand::Place { order_id, account_id, account, lines: lines.collect(), catalogue };
         for command in std::iter::once(place).chain(then) {
             self.handler
-                .execute::<Order, _>(&mut store, &order_stream(order_id), None, &self.metadata, |_| command.clone())
+                .execute::<Order, _>(&mut store, &StreamId::order(order_id), None, &self.metadata, |_| command.clone())
                 .await
                 .expect("order command");
         }

@@ -13,7 +13,7 @@ use vectis_command_api::{
 use vectis_event_store::EventMetadata;
 use vectis_schemas::{
     events::{AdjustmentReason, Money},
-    samples::{account_stream, inventory_stream, order_stream},
+    StreamId,
 };
 
 /// Registers `count` accounts (pending approval). Returns the ids.
@@ -31,7 +31,7 @@ pub async fn register_accounts(handler: &CommandHandler, count: usize) -> Vec<Uu
             approval_threshold: Money::new(10_000, "EUR"),
         };
         handler
-            .execute::<Account, _>(&mut store, &account_stream(id), None, &metadata, |_| register.clone())
+            .execute::<Account, _>(&mut store, &StreamId::account(id), None, &metadata, |_| register.clone())
             .await
             .expect("register");
         ids.push(id);
@@ -62,7 +62,7 @@ pub async fn account_workload(handler: &CommandHandler, count: usize) -> Vec<Uui
         };
         for command in commands {
             handler
-                .execute::<Account, _>(&mut store, &account_stream(*id), None, &metadata, |_| command.clone())
+                .execute::<Account, _>(&mut store, &StreamId::account(*id), None, &metadata, |_| command.clone())
                 .await
                 .expect("command");
         }
@@ -90,7 +90,13 @@ pub async fn commerce_workload(handler: &CommandHandler, accounts: &[Uuid]) -> (
         ];
         for command in commands {
             handler
-                .execute::<InventoryItem, _>(&mut store, &inventory_stream(&sku), None, &metadata, |_| command.clone())
+                .execute::<InventoryItem, _>(
+                    &mut store,
+                    &StreamId::inventory_item(&sku).expect("a SKU"),
+                    None,
+                    &metadata,
+                    |_| command.clone(),
+                )
                 .await
                 .expect("inventory");
         }
@@ -105,7 +111,13 @@ pub async fn commerce_workload(handler: &CommandHandler, accounts: &[Uuid]) -> (
                 now,
             };
             handler
-                .execute::<InventoryItem, _>(&mut store, &inventory_stream(&sku), None, &metadata, |_| reserve.clone())
+                .execute::<InventoryItem, _>(
+                    &mut store,
+                    &StreamId::inventory_item(&sku).expect("a SKU"),
+                    None,
+                    &metadata,
+                    |_| reserve.clone(),
+                )
                 .await
                 .expect("reserve");
             let settle = match r {
@@ -115,9 +127,13 @@ pub async fn commerce_workload(handler: &CommandHandler, accounts: &[Uuid]) -> (
             };
             if let Some(settle) = settle {
                 handler
-                    .execute::<InventoryItem, _>(&mut store, &inventory_stream(&sku), None, &metadata, |_| {
-                        settle.clone()
-                    })
+                    .execute::<InventoryItem, _>(
+                        &mut store,
+                        &StreamId::inventory_item(&sku).expect("a SKU"),
+                        None,
+                        &metadata,
+                        |_| settle.clone(),
+                    )
                     .await
                     .expect("settle");
             }
@@ -126,7 +142,7 @@ pub async fn commerce_workload(handler: &CommandHandler, accounts: &[Uuid]) -> (
     }
     let mut orders = Vec::new();
     for (n, account_id) in accounts.iter().enumerate() {
-        let account = handler.load::<Account>(&account_stream(*account_id)).await.expect("account").state;
+        let account = handler.load::<Account>(&StreamId::account(*account_id)).await.expect("account").state;
         if account.as_ref().is_none_or(|a| a.status != AccountStatus::Approved) {
             continue;
         }
@@ -137,14 +153,18 @@ pub async fn commerce_workload(handler: &CommandHandler, accounts: &[Uuid]) -> (
             .map(|sku| OrderLineRequest { sku: sku.clone(), quantity: 1 + n as i64 % 3 })
             .collect();
         for line in &lines {
-            let item =
-                handler.load::<InventoryItem>(&inventory_stream(&line.sku)).await.expect("item").state.expect("exists");
+            let item = handler
+                .load::<InventoryItem>(&StreamId::inventory_item(&line.sku).expect("a SKU"))
+                .await
+                .expect("item")
+                .state
+                .expect("exists");
             catalogue.insert(line.sku.clone(), item);
         }
         let order_id = Uuid::now_v7();
         let place = OrderCommand::Place { order_id, account_id: *account_id, account, lines, catalogue };
         handler
-            .execute::<Order, _>(&mut store, &order_stream(order_id), None, &metadata, |_| place.clone())
+            .execute::<Order, _>(&mut store, &StreamId::order(order_id), None, &metadata, |_| place.clone())
             .await
             .expect("place");
         let path: Vec<OrderCommand> = match n % 4 {
@@ -159,7 +179,7 @@ pub async fn commerce_workload(handler: &CommandHandler, accounts: &[Uuid]) -> (
         };
         for command in path {
             handler
-                .execute::<Order, _>(&mut store, &order_stream(order_id), None, &metadata, |_| command.clone())
+                .execute::<Order, _>(&mut store, &StreamId::order(order_id), None, &metadata, |_| command.clone())
                 .await
                 .expect("transition");
         }

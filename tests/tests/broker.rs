@@ -20,6 +20,7 @@ use vectis_event_store::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent
 use vectis_projectors::{metrics::ProjectorMetrics, read_models, runtime::group_id};
 use vectis_read_side::Target;
 use vectis_schemas::samples;
+use vectis_schemas::StreamId;
 use vectis_tests::{committed_offsets, event_store, fresh_topics, start_projector, until_caught_up, RelayHandle};
 
 /// librdkafka's fetch wait here is 10 s. A broker that holds a fetch for its whole wait,
@@ -110,13 +111,13 @@ async fn kafka_tools_describe_every_projection_group_and_its_offsets_match_the_c
         let account = Uuid::now_v7();
         let order = Uuid::now_v7();
         let sku = format!("SKU-{n}");
-        let appends: [(String, Vec<NewEvent>); 3] = [
+        let appends: [(StreamId, Vec<NewEvent>); 3] = [
             (
-                samples::account_stream(account),
+                StreamId::account(account),
                 vec![samples::account_registered(account, "Acme").into(), samples::account_approved(account).into()],
             ),
-            (samples::inventory_stream(&sku), vec![samples::item_created(&sku).into()]),
-            (samples::order_stream(order), vec![samples::order_placed(order, account, &sku, 2).into()]),
+            (StreamId::inventory_item(&sku).expect("a SKU"), vec![samples::item_created(&sku).into()]),
+            (StreamId::order(order), vec![samples::order_placed(order, account, &sku, 2).into()]),
         ];
         for (stream_id, events) in appends {
             let request =

@@ -4,6 +4,7 @@
 //! the event store.
 
 use std::{sync::Arc, time::Duration};
+use vectis_schemas::StreamId;
 
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;
@@ -24,7 +25,7 @@ use vectis_projectors::{
     republish::{republish, RepublishError},
 };
 use vectis_read_side::Target;
-use vectis_schemas::{events::Money, samples::account_stream};
+use vectis_schemas::events::Money;
 use vectis_tests::{event_store, fresh_topics, http_get, produce, recreate_topics, start_projector, RelayHandle};
 use vectis_tests::{
     folds::{accounts_match_the_event_store, commerce_matches_the_event_store},
@@ -297,14 +298,19 @@ async fn a_poison_record_parks_its_stream_and_other_streams_go_on(pool: PgPool) 
     let (poisoned, healthy) = (ids[0], ids[1]);
 
     // A record of the first account's stream that is not an event at all...
-    produce(&kafka, vectis_schemas::topics::ACCOUNTS.name, &[(account_stream(poisoned), b"{not json".to_vec())]).await;
+    produce(
+        &kafka,
+        vectis_schemas::topics::ACCOUNTS.name,
+        &[(StreamId::account(poisoned).to_string(), b"{not json".to_vec())],
+    )
+    .await;
     // ...then real events for both accounts.
     let metadata = EventMetadata::default();
     let mut store = handler.store().clone();
     for id in [poisoned, healthy] {
         let change = AccountCommand::ChangeCreditLimit { credit_limit: Money::new(777_777, "EUR") };
         handler
-            .execute::<Account, _>(&mut store, &account_stream(id), None, &metadata, |_| change.clone())
+            .execute::<Account, _>(&mut store, &StreamId::account(id), None, &metadata, |_| change.clone())
             .await
             .expect("command");
     }
@@ -331,7 +337,7 @@ async fn a_poison_record_parks_its_stream_and_other_streams_go_on(pool: PgPool) 
             .await
             .expect("letters");
     assert_eq!(letters.len(), 2);
-    assert!(letters.iter().all(|(stream, _, _)| *stream == account_stream(poisoned)));
+    assert!(letters.iter().all(|(stream, _, _)| *stream == StreamId::account(poisoned).as_str()));
     assert!(letters[0].2.starts_with("undecodable"), "{letters:?}");
     assert!(letters[1].2.contains("waiting behind"), "{letters:?}");
     assert_eq!(metrics.parked.get_or_create(&ProjectorMetrics::label("accounts")).get(), 2);

@@ -28,7 +28,8 @@ use vectis_projectors::{
     store,
 };
 use vectis_read_side::Target;
-use vectis_schemas::{events::Money, samples::account_stream};
+use vectis_schemas::events::Money;
+use vectis_schemas::StreamId;
 use vectis_tests::{committed_offsets, event_store, fresh_topics, start_projector, workloads, RelayHandle};
 
 /// Registers `count` accounts, changing the credit limit of every other one. Returns
@@ -45,7 +46,7 @@ async fn change_limit(handler: &CommandHandler, id: Uuid, amount: i64) {
     let mut store = handler.store().clone();
     let change = AccountCommand::ChangeCreditLimit { credit_limit: Money::new(amount, "EUR") };
     handler
-        .execute::<Account, _>(&mut store, &account_stream(id), None, &EventMetadata::default(), |_| change.clone())
+        .execute::<Account, _>(&mut store, &StreamId::account(id), None, &EventMetadata::default(), |_| change.clone())
         .await
         .expect("change limit");
 }
@@ -60,7 +61,7 @@ async fn folded(pool: &PgPool, handler: &CommandHandler) -> Vec<(Uuid, i64, i64)
             .expect("streams");
     let mut rows = Vec::new();
     for stream in streams {
-        let loaded = handler.load::<Account>(&stream).await.expect("load");
+        let loaded = handler.load::<Account>(&stream.parse().expect("a stream id")).await.expect("load");
         let account = loaded.state.expect("registered");
         rows.push((account.id, account.credit_limit.amount_minor, loaded.version));
     }
@@ -136,7 +137,7 @@ async fn a_retried_dead_letter_applies_it_and_the_events_behind_it_in_order(pool
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(letters.iter().all(|l| l.letter.stream_id.as_deref() == Some(account_stream(broken).as_str())));
+    assert!(letters.iter().all(|l| l.letter.stream_id.as_deref() == Some(StreamId::account(broken).as_str())));
     assert!(letters[0].letter.error.contains("credit limit 666666 refused"), "{letters:?}");
     assert!(letters[1].letter.error.contains("waiting behind"), "{letters:?}");
 

@@ -13,18 +13,19 @@ use vectis_event_store::{
     StoredResponse,
 };
 use vectis_schemas::samples;
+use vectis_schemas::StreamId;
 use vectis_tests::{event_store, eventually, fresh_topics, ConsumedRecord, RelayHandle, TopicReader};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn append_request(stream_id: String, events: Vec<NewEvent>) -> AppendRequest {
+fn append_request(stream_id: StreamId, events: Vec<NewEvent>) -> AppendRequest {
     AppendRequest { stream_id, expected: ExpectedVersion::Any, events, metadata: EventMetadata::default() }
 }
 
 async fn confirm_order(store: &EventStore) -> i64 {
     let order = Uuid::now_v7();
     let outcome = store
-        .append(append_request(samples::order_stream(order), vec![samples::order_confirmed(order).into()]))
+        .append(append_request(StreamId::order(order), vec![samples::order_confirmed(order).into()]))
         .await
         .expect("append");
     outcome.events[0].envelope.global_position
@@ -51,11 +52,11 @@ async fn an_outside_kafka_client_sees_the_envelope_key_and_headers(pool: PgPool)
         EventMetadata { correlation_id: Uuid::now_v7(), causation_id: None, traceparent: Some(traceparent.into()) };
     for (stream, events) in [
         (
-            samples::account_stream(account),
+            StreamId::account(account),
             vec![samples::account_registered(account, "Acme").into(), samples::account_approved(account).into()],
         ),
-        (samples::inventory_stream("SKU-1"), vec![samples::item_created("SKU-1").into()]),
-        (samples::order_stream(order), vec![samples::order_placed(order, account, "SKU-1", 3).into()]),
+        (StreamId::inventory_item("SKU-1").expect("a SKU"), vec![samples::item_created("SKU-1").into()]),
+        (StreamId::order(order), vec![samples::order_placed(order, account, "SKU-1", 3).into()]),
     ] {
         store
             .append(AppendRequest {
@@ -115,7 +116,7 @@ async fn late_commit_scenario(pool: PgPool, a_commits: bool) {
     };
     let order = Uuid::now_v7();
     let late = open
-        .append(append_request(samples::order_stream(order), vec![samples::order_confirmed(order).into()]))
+        .append(append_request(StreamId::order(order), vec![samples::order_confirmed(order).into()]))
         .await
         .expect("append in A")
         .events[0]
@@ -170,11 +171,11 @@ async fn a_late_abort_releases_later_events_and_none_is_skipped(pool: PgPool) {
 
 /// Appends `per_stream` events to each of `streams` inventory streams; returns the
 /// stream ids.
-async fn fill(store: &EventStore, streams: usize, per_stream: usize) -> Vec<String> {
+async fn fill(store: &EventStore, streams: usize, per_stream: usize) -> Vec<StreamId> {
     let mut ids = Vec::new();
     for s in 0..streams {
         let sku = format!("SKU-{s:04}");
-        let stream = samples::inventory_stream(&sku);
+        let stream = StreamId::inventory_item(&sku).expect("a SKU");
         let mut events = vec![samples::item_created(&sku).into()];
         events.extend((1..per_stream).map(|_| NewEvent::from(samples::stock_received(&sku, 1))));
         store.append(append_request(stream.clone(), events)).await.expect("fill");
@@ -363,7 +364,7 @@ async fn with_concurrent_writers_every_committed_event_reaches_the_topics(pool: 
                 for n in 0..2_500 {
                     let order = orders[n % orders.len()];
                     let event = samples::order_confirmed(order).into();
-                    store.append(append_request(samples::order_stream(order), vec![event])).await.expect("append");
+                    store.append(append_request(StreamId::order(order), vec![event])).await.expect("append");
                 }
             })
         })

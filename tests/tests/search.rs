@@ -32,7 +32,7 @@ use vectis_projectors::{
         projection::SearchProjection,
     },
 };
-use vectis_schemas::samples::{inventory_stream, order_stream};
+use vectis_schemas::StreamId;
 use vectis_search::{
     backend::{EngineError, SearchBackend},
     declaration::{Filter, FilterValue, Hit, IndexDeclaration, SearchRequest, SearchResults, Sort},
@@ -239,7 +239,7 @@ async fn conformance(pool: PgPool, settings: SearchSettings) {
     let order_store = shop.handler.store().clone();
     let mut store = order_store.clone();
     shop.handler
-        .execute::<Order, _>(&mut store, &order_stream(confirmed), None, &shop.metadata, |_| OrderCommand::Ship {
+        .execute::<Order, _>(&mut store, &StreamId::order(confirmed), None, &shop.metadata, |_| OrderCommand::Ship {
             carrier: "DHL".into(),
             tracking_number: "T1".into(),
         })
@@ -309,7 +309,7 @@ async fn expected_documents(kafka: &KafkaSettings, events: usize) -> HashMap<&'s
                 continue;
             }
             let event = decode(topic, record.key.as_deref(), &record.payload).expect("decodes");
-            let version = versions.entry(event.stream_id.clone()).or_default();
+            let version = versions.entry(event.stream_id.to_string()).or_default();
             if event.stream_version != *version + 1 {
                 continue; // a duplicate from the relay's at-least-once publishing
             }
@@ -527,7 +527,7 @@ async fn engine_failures_are_retried_or_parked_never_ignored(pool: PgPool) {
     };
     assert_eq!(engine.unavailable.load(Ordering::SeqCst), 0, "the unavailable engine was retried");
     let streams: Vec<&str> = parked.iter().filter_map(|p| p.letter.stream_id.as_deref()).collect();
-    assert!(streams.iter().all(|s| *s == inventory_stream("POISON-1")), "only the rejected stream parks: {streams:?}");
+    assert!(streams.iter().all(|s| *s == "inventory-POISON-1"), "only the rejected stream parks: {streams:?}");
     assert!(parked[0].letter.error.contains("document POISON-1 is too large"), "{}", parked[0].letter.error);
     let index = format!("{namespace}products_v1");
     let declaration = vectis_projectors::search::declaration("products").expect("declared");

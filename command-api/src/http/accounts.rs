@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use vectis_runtime::auth::{ApiKeys, Scope};
-use vectis_schemas::{events::Money, samples::account_stream};
+use vectis_schemas::{events::Money, StreamId};
 
 use super::{
     command::{CommandContext, CommandResponse},
@@ -99,7 +99,7 @@ async fn on_account(
     raw: &[u8],
     command: AccountCommand,
 ) -> Response {
-    context.run::<Account, _>(state, raw, account_stream(id), StatusCode::OK, |_| command.clone()).await
+    context.run::<Account, _>(state, raw, StreamId::account(id), StatusCode::OK, |_| command.clone()).await
 }
 
 /// Money as clients send it: integer minor units and an ISO 4217 code.
@@ -161,7 +161,7 @@ async fn register(
     let account_id = Uuid::now_v7();
     let request = body.value;
     context
-        .run_new::<Account, _>(&state, &body.raw, account_stream(account_id), |_| AccountCommand::Register {
+        .run_new::<Account, _>(&state, &body.raw, StreamId::account(account_id), |_| AccountCommand::Register {
             account_id,
             name: request.name.trim().to_string(),
             email: request.email.clone(),

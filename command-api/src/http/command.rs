@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use vectis_event_store::{EventMetadata, IdempotencyBegin, IdempotencyKey, StoredResponse};
 use vectis_runtime::auth::Principal;
-use vectis_schemas::EventEnvelope;
+use vectis_schemas::{ConsistencyToken, EventEnvelope, StreamId};
 
 use super::{problem::ApiError, AppState};
 use crate::handling::{Aggregate, CommandError, CommandOutcome, StreamKnown};
@@ -104,7 +104,8 @@ fn is_traceparent(value: &str) -> bool {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CommandResponse {
     /// The stream the command wrote: `account-<uuid>`, `inventory-<sku>` or `order-<uuid>`.
-    pub stream_id: String,
+    #[schema(value_type = String)]
+    pub stream_id: StreamId,
     /// The stream's version after the append; send it as `If-Match` next time.
     pub stream_version: i64,
     /// Pass as `X-Consistency-Token` to a query to read this write.
@@ -113,18 +114,13 @@ pub struct CommandResponse {
     pub events: Vec<EventEnvelope>,
 }
 
-/// `<stream id>@<version>`: what a read must have applied to reflect this write.
-pub fn consistency_token(stream_id: &str, version: i64) -> String {
-    format!("{stream_id}@{version}")
-}
-
 impl CommandContext {
     /// Handles the command and answers. `success` is 201 for creations, 200 otherwise.
     pub async fn run<A, F>(
         self,
         state: &AppState,
         raw_body: &[u8],
-        stream_id: String,
+        stream_id: StreamId,
         success: StatusCode,
         command: F,
     ) -> Response
@@ -137,7 +133,7 @@ impl CommandContext {
 
     /// `run` for a creation whose stream id the server just generated (see
     /// [`StreamKnown::New`]).
-    pub async fn run_new<A, F>(self, state: &AppState, raw_body: &[u8], stream_id: String, command: F) -> Response
+    pub async fn run_new<A, F>(self, state: &AppState, raw_body: &[u8], stream_id: StreamId, command: F) -> Response
     where
         A: Aggregate,
         F: Fn(&Option<A>) -> A::Command + Send,
@@ -149,7 +145,7 @@ impl CommandContext {
         self,
         state: &AppState,
         raw_body: &[u8],
-        stream_id: String,
+        stream_id: StreamId,
         known: StreamKnown,
         success: StatusCode,
         command: F,
@@ -206,7 +202,7 @@ fn render(outcome: Result<CommandOutcome, CommandError>, success: StatusCode) ->
     match outcome {
         Ok(outcome) => {
             let body = CommandResponse {
-                consistency_token: consistency_token(&outcome.stream_id, outcome.stream_version),
+                consistency_token: ConsistencyToken::new(outcome.stream_id.clone(), outcome.stream_version).to_string(),
                 stream_id: outcome.stream_id,
                 stream_version: outcome.stream_version,
                 events: outcome.events.into_iter().map(|e| e.envelope).collect(),

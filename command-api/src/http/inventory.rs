@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use vectis_runtime::auth::{ApiKeys, Scope};
-use vectis_schemas::{events::AdjustmentReason, samples::inventory_stream};
+use vectis_schemas::{events::AdjustmentReason, StreamId};
 
 use super::{
     accounts::MoneyBody,
@@ -59,6 +59,12 @@ fn sku_from_path(sku: String) -> Result<String, ApiError> {
     }
 }
 
+/// The item's stream. A SKU that passed validation always names one.
+pub(super) fn item_stream(sku: &str) -> Result<StreamId, ApiError> {
+    StreamId::inventory_item(sku)
+        .map_err(|error| ApiError::Validation(vec![FieldProblem { field: "sku".into(), message: error.to_string() }]))
+}
+
 fn check_quantity(field: &str, quantity: i64, problems: &mut Vec<FieldProblem>) {
     if !(1..=MAX_QUANTITY).contains(&quantity) {
         problem(problems, field, format!("must be between 1 and {MAX_QUANTITY}"));
@@ -95,7 +101,11 @@ impl Validate for CreateItem {
 #[utoipa::path(post, path = "/v1/inventory/items", tag = "inventory", request_body = CreateItem,
     responses((status = 201, description = "Created", body = CommandResponse)),
     security(("api_key" = ["inventory:write"])))]
-async fn create(State(state): State<AppState>, context: CommandContext, body: CommandBody<CreateItem>) -> Response {
+async fn create(
+    State(state): State<AppState>,
+    context: CommandContext,
+    body: CommandBody<CreateItem>,
+) -> Result<Response, ApiError> {
     let item = body.value;
     let command = InventoryCommand::Create {
         sku: item.sku.clone(),
@@ -103,11 +113,9 @@ async fn create(State(state): State<AppState>, context: CommandContext, body: Co
         description: item.description.clone(),
         unit_price: item.unit_price.money(),
     };
-    context
-        .run::<InventoryItem, _>(&state, &body.raw, inventory_stream(&item.sku), StatusCode::CREATED, |_| {
-            command.clone()
-        })
-        .await
+    Ok(context
+        .run::<InventoryItem, _>(&state, &body.raw, item_stream(&item.sku)?, StatusCode::CREATED, |_| command.clone())
+        .await)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -138,7 +146,7 @@ async fn receive(
     let sku = sku_from_path(sku)?;
     let command = InventoryCommand::Receive { quantity: body.value.quantity, reference: body.value.reference.clone() };
     Ok(context
-        .run::<InventoryItem, _>(&state, &body.raw, inventory_stream(&sku), StatusCode::CREATED, |_| command.clone())
+        .run::<InventoryItem, _>(&state, &body.raw, item_stream(&sku)?, StatusCode::CREATED, |_| command.clone())
         .await)
 }
 
@@ -176,7 +184,7 @@ async fn adjust(
     let command =
         InventoryCommand::Adjust { delta: body.value.delta, reason: body.value.reason, note: body.value.note.clone() };
     Ok(context
-        .run::<InventoryItem, _>(&state, &body.raw, inventory_stream(&sku), StatusCode::CREATED, |_| command.clone())
+        .run::<InventoryItem, _>(&state, &body.raw, item_stream(&sku)?, StatusCode::CREATED, |_| command.clone())
         .await)
 }
 
@@ -219,7 +227,7 @@ async fn reserve(
         now,
     };
     Ok(context
-        .run::<InventoryItem, _>(&state, &body.raw, inventory_stream(&sku), StatusCode::CREATED, |_| command.clone())
+        .run::<InventoryItem, _>(&state, &body.raw, item_stream(&sku)?, StatusCode::CREATED, |_| command.clone())
         .await)
 }
 
@@ -249,7 +257,7 @@ async fn release(
     let sku = sku_from_path(sku)?;
     let command = InventoryCommand::Release { reservation_id, reason: body.value.reason.clone() };
     Ok(context
-        .run::<InventoryItem, _>(&state, &body.raw, inventory_stream(&sku), StatusCode::OK, |_| command.clone())
+        .run::<InventoryItem, _>(&state, &body.raw, item_stream(&sku)?, StatusCode::OK, |_| command.clone())
         .await)
 }
 
@@ -263,5 +271,5 @@ async fn commit(
 ) -> Result<Response, ApiError> {
     let sku = sku_from_path(sku)?;
     let command = InventoryCommand::Commit { reservation_id };
-    Ok(context.run::<InventoryItem, _>(&state, &[], inventory_stream(&sku), StatusCode::OK, |_| command.clone()).await)
+    Ok(context.run::<InventoryItem, _>(&state, &[], item_stream(&sku)?, StatusCode::OK, |_| command.clone()).await)
 }

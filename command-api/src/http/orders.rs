@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use vectis_runtime::auth::{ApiKeys, Scope};
-use vectis_schemas::samples::{account_stream, inventory_stream, order_stream};
+use vectis_schemas::StreamId;
 
 use super::{
     accounts::Reason,
@@ -101,9 +101,10 @@ async fn place(
     let request = body.value;
     let handler = &state.handler;
     // The account and every SKU are independent reads: do them at once.
-    let item_streams: Vec<String> = request.lines.iter().map(|line| inventory_stream(&line.sku)).collect();
+    let item_streams: Vec<StreamId> =
+        request.lines.iter().map(|line| super::inventory::item_stream(&line.sku)).collect::<Result<_, _>>()?;
     let (account, items) = futures::future::join(
-        handler.load::<Account>(&account_stream(request.account_id)),
+        handler.load::<Account>(&StreamId::account(request.account_id)),
         futures::future::try_join_all(item_streams.iter().map(|stream| handler.load::<InventoryItem>(stream))),
     )
     .await;
@@ -118,7 +119,7 @@ async fn place(
         lines: request.lines.iter().map(|l| OrderLineRequest { sku: l.sku.clone(), quantity: l.quantity }).collect(),
         catalogue,
     };
-    Ok(context.run_new::<Order, _>(&state, &body.raw, order_stream(order_id), |_| command.clone()).await)
+    Ok(context.run_new::<Order, _>(&state, &body.raw, StreamId::order(order_id), |_| command.clone()).await)
 }
 
 async fn transition(
@@ -128,7 +129,7 @@ async fn transition(
     raw: &[u8],
     command: OrderCommand,
 ) -> Response {
-    context.run::<Order, _>(state, raw, order_stream(id), StatusCode::OK, |_| command.clone()).await
+    context.run::<Order, _>(state, raw, StreamId::order(id), StatusCode::OK, |_| command.clone()).await
 }
 
 #[utoipa::path(post, path = "/v1/orders/{id}/confirm", tag = "orders", params(("id" = Uuid, Path, description = "The order id")),

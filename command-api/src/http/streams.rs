@@ -7,7 +7,7 @@ use axum::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 use vectis_runtime::auth::{ApiKeys, Scope};
-use vectis_schemas::EventEnvelope;
+use vectis_schemas::{EventEnvelope, IdError, StreamId};
 
 use super::{problem::ApiError, AppState};
 
@@ -24,6 +24,8 @@ async fn read_stream(
     State(state): State<AppState>,
     Path(stream_id): Path<String>,
 ) -> Result<Json<Vec<EventEnvelope>>, ApiError> {
+    // An id no stream can have names none.
+    let stream_id: StreamId = stream_id.parse().map_err(|error: IdError| ApiError::NotFound(error.to_string()))?;
     let events = state
         .handler
         .store()

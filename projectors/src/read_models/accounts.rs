@@ -101,12 +101,8 @@ pub fn evolve(row: Option<AccountRow>, event: &AccountEvent, version: i64, at: D
     Some(row)
 }
 
-fn account_id(stream_id: &str) -> Option<Uuid> {
-    stream_id.strip_prefix("account-").and_then(|id| id.parse().ok())
-}
-
 async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent]) -> Result<(), sqlx::Error> {
-    let ids: Vec<Uuid> = events.iter().filter_map(|e| account_id(&e.stream_id)).collect();
+    let ids: Vec<Uuid> = events.iter().filter_map(|e| e.stream_id.uuid()).collect();
     let existing: Vec<AccountRow> =
         sqlx::query_as(&format!("SELECT * FROM {schema}.accounts WHERE account_id = ANY($1)"))
             .bind(&ids)
@@ -114,7 +110,7 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
             .await?;
     let mut rows: HashMap<Uuid, Option<AccountRow>> = existing.into_iter().map(|r| (r.account_id, Some(r))).collect();
     for event in events {
-        let (DomainEvent::Account(account_event), Some(id)) = (&event.event, account_id(&event.stream_id)) else {
+        let (DomainEvent::Account(account_event), Some(id)) = (&event.event, event.stream_id.uuid()) else {
             continue;
         };
         let row = rows.remove(&id).flatten();

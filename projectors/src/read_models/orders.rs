@@ -133,12 +133,8 @@ pub fn evolve(row: Option<OrderRow>, event: &OrderEvent, version: i64, at: DateT
     Some(row)
 }
 
-fn order_id(stream_id: &str) -> Option<Uuid> {
-    stream_id.strip_prefix("order-").and_then(|id| id.parse().ok())
-}
-
 async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent]) -> Result<(), sqlx::Error> {
-    let ids: Vec<Uuid> = events.iter().filter_map(|e| order_id(&e.stream_id)).collect();
+    let ids: Vec<Uuid> = events.iter().filter_map(|e| e.stream_id.uuid()).collect();
     let existing: Vec<OrderRow> = sqlx::query_as(&format!("SELECT * FROM {schema}.orders WHERE order_id = ANY($1)"))
         .bind(&ids)
         .fetch_all(&mut *conn)
@@ -147,7 +143,7 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
     let mut lines = Vec::new();
     let mut history = Vec::new();
     for event in events {
-        let (DomainEvent::Order(order_event), Some(id)) = (&event.event, order_id(&event.stream_id)) else { continue };
+        let (DomainEvent::Order(order_event), Some(id)) = (&event.event, event.stream_id.uuid()) else { continue };
         if let OrderEvent::OrderPlaced(placed) = order_event {
             lines.extend(placed.lines.iter().enumerate().map(|(n, line)| OrderLineRow {
                 order_id: id,

@@ -337,10 +337,11 @@ mod tests {
     use chrono::Utc;
     use uuid::Uuid;
     use vectis_schemas::samples;
+    use vectis_schemas::StreamId;
 
     use super::*;
 
-    fn projected(stream_id: String, version: i64, event: DomainEvent) -> ProjectedEvent {
+    fn projected(stream_id: StreamId, version: i64, event: DomainEvent) -> ProjectedEvent {
         ProjectedEvent { stream_id, stream_version: version, global_position: version, occurred_at: Utc::now(), event }
     }
 
@@ -354,12 +355,12 @@ mod tests {
     fn an_order_gets_its_account_name_whichever_topic_is_consumed_first() {
         let (account, order) = (Uuid::now_v7(), Uuid::now_v7());
         let registered = projected(
-            samples::account_stream(account),
+            StreamId::account(account),
             1,
             DomainEvent::Account(samples::account_registered(account, "Acme Fasteners")),
         );
         let placed = projected(
-            samples::order_stream(order),
+            StreamId::order(order),
             1,
             DomainEvent::Order(samples::order_placed(order, account, "BOLT-M8", 2)),
         );
@@ -379,7 +380,7 @@ mod tests {
         let order = Uuid::now_v7();
         let mut docs = Documents::default();
         let placed = projected(
-            samples::order_stream(order),
+            StreamId::order(order),
             1,
             DomainEvent::Order(samples::order_placed(order, Uuid::now_v7(), "BOLT-M8", 2)),
         );
@@ -387,7 +388,7 @@ mod tests {
         let stored: Vec<(String, Body)> =
             docs.changed_state().into_iter().filter_map(|(k, b)| b.map(|b| (k, b))).collect();
         let mut docs = Documents::loaded(stored, OrderDocuments.link_field());
-        let confirmed = projected(samples::order_stream(order), 2, DomainEvent::Order(samples::order_confirmed(order)));
+        let confirmed = projected(StreamId::order(order), 2, DomainEvent::Order(samples::order_confirmed(order)));
         fold(&OrderDocuments, &mut docs, &[confirmed]);
         match docs.engine_changes(&ORDERS).as_slice() {
             [DocumentChange::Upsert { changed, full, .. }] => {
@@ -402,7 +403,7 @@ mod tests {
     #[test]
     fn products_carry_what_the_inventory_read_model_calls_available() {
         let sku = "BOLT.M8";
-        let stream = samples::inventory_stream(sku);
+        let stream = StreamId::inventory_item(sku).expect("a SKU");
         let mut docs = Documents::default();
         let events = [
             projected(stream.clone(), 1, DomainEvent::Inventory(samples::item_created(sku))),

@@ -9,6 +9,7 @@
 //! Run with `scripts/bench`. Uses its own database and topics, dropped/left unused after.
 
 use std::time::{Duration, Instant};
+use vectis_schemas::StreamId;
 
 use anyhow::Context;
 use rdkafka::{
@@ -92,7 +93,7 @@ async fn bench_appends(pool: &PgPool, store: &EventStore) -> anyhow::Result<f64>
                     let order = Uuid::now_v7();
                     store
                         .append(AppendRequest {
-                            stream_id: samples::order_stream(order),
+                            stream_id: StreamId::order(order),
                             expected: ExpectedVersion::NoStream,
                             events: vec![order_event(order)],
                             metadata: EventMetadata::default(),
@@ -145,7 +146,7 @@ async fn bench_relay(pool: &PgPool, store: &EventStore) -> anyhow::Result<()> {
         batch.extend((1..100).map(|_| NewEvent::from(samples::stock_received(&sku, 1))));
         store
             .append(AppendRequest {
-                stream_id: samples::inventory_stream(&sku),
+                stream_id: StreamId::inventory_item(&sku).expect("a SKU"),
                 expected: ExpectedVersion::NoStream,
                 events: batch,
                 metadata: EventMetadata::default(),

@@ -23,6 +23,7 @@ use vectis_event_store::NewEvent;
 use vectis_projectors::read_models;
 use vectis_query_api::process::{QueryApi, QueryApiSettings};
 use vectis_runtime::auth::{ApiKeys, Scope};
+use vectis_schemas::StreamId;
 use vectis_schemas::{
     events::{Money, OrderEvent, OrderLine, OrderPlaced},
     samples,
@@ -41,11 +42,11 @@ type RequestBody = Box<dyn Fn() -> String + Send + Sync>;
 
 /// One account and its orders; order ids are derived from the unit so the benchmark
 /// can ask for them.
-fn unit_streams(unit: usize) -> Vec<(String, Vec<NewEvent>)> {
+fn unit_streams(unit: usize) -> Vec<(StreamId, Vec<NewEvent>)> {
     let account_id = Uuid::from_u128(unit as u128 + 1);
     let name = format!("Buyer {unit} Ltd");
     let mut streams =
-        vec![(samples::account_stream(account_id), vec![samples::account_registered(account_id, &name).into()])];
+        vec![(StreamId::account(account_id), vec![samples::account_registered(account_id, &name).into()])];
     for n in 0..ORDERS_PER_ACCOUNT {
         let order_id = order_id(unit, n);
         let lines: Vec<OrderLine> = (0..3)
@@ -61,7 +62,7 @@ fn unit_streams(unit: usize) -> Vec<(String, Vec<NewEvent>)> {
             .collect();
         let total = Money::new(lines.iter().map(|l| l.line_total.amount_minor).sum(), "EUR");
         let placed: OrderEvent = OrderPlaced { order_id, account_id, currency: "EUR".into(), lines, total }.into();
-        streams.push((samples::order_stream(order_id), vec![placed.into()]));
+        streams.push((StreamId::order(order_id), vec![placed.into()]));
     }
     streams
 }

@@ -44,6 +44,7 @@ use vectis_projectors::{
     store,
 };
 use vectis_read_side::Target;
+use vectis_schemas::StreamId;
 use vectis_schemas::{
     events::{
         AccountEvent, ApprovalThresholdChanged, CreditLimitChanged, InventoryEvent, Money, OrderApprovalRequested,
@@ -71,7 +72,7 @@ fn order(event: impl Into<OrderEvent>) -> NewEvent {
 
 /// The streams of one workload unit: every event type the read models handle but the
 /// rejections, in orders a real command flow produces.
-fn unit_streams(unit: usize) -> Vec<(String, Vec<NewEvent>)> {
+fn unit_streams(unit: usize) -> Vec<(StreamId, Vec<NewEvent>)> {
     let eur = |minor| Money::new(minor, "EUR");
     let account_id = Uuid::now_v7();
     let sku = format!("BENCH-{unit:06}");
@@ -137,10 +138,10 @@ fn unit_streams(unit: usize) -> Vec<(String, Vec<NewEvent>)> {
         order(OrderCancelled { order_id: second, reason: "customer changed their mind".into() }),
     ];
     vec![
-        (samples::account_stream(account_id), account_events),
-        (samples::inventory_stream(&sku), inventory_events),
-        (samples::order_stream(first), shipped),
-        (samples::order_stream(second), cancelled),
+        (StreamId::account(account_id), account_events),
+        (StreamId::inventory_item(&sku).expect("a SKU"), inventory_events),
+        (StreamId::order(first), shipped),
+        (StreamId::order(second), cancelled),
     ]
 }
 
@@ -392,17 +393,17 @@ async fn end_to_end(
                         0 => {
                             let id = Uuid::now_v7();
                             let event = account(samples::account_registered(id, "Latency probe"));
-                            (View::Accounts, id.to_string(), samples::account_stream(id), event)
+                            (View::Accounts, id.to_string(), StreamId::account(id), event)
                         }
                         1 => {
                             let sku = format!("E2E-{n:07}");
                             let event = inventory(samples::item_created(&sku));
-                            (View::InventoryItems, sku.clone(), samples::inventory_stream(&sku), event)
+                            (View::InventoryItems, sku.clone(), StreamId::inventory_item(&sku).expect("a SKU"), event)
                         }
                         _ => {
                             let id = Uuid::now_v7();
                             let event = order(samples::order_placed(id, Uuid::from_u128(1), "E2E", 1));
-                            (View::Orders, id.to_string(), samples::order_stream(id), event)
+                            (View::Orders, id.to_string(), StreamId::order(id), event)
                         }
                     };
                     let asked = Instant::now();

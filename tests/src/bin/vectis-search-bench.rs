@@ -12,6 +12,7 @@
 //! Run with `scripts/bench search`.
 
 use std::time::Instant;
+use vectis_schemas::StreamId;
 
 use uuid::Uuid;
 use vectis_event_store::{kafka::KafkaSettings, NewEvent};
@@ -52,7 +53,7 @@ fn inventory(event: impl Into<InventoryEvent>) -> NewEvent {
 }
 
 /// One product; every fifth unit also an account with one order.
-fn unit_streams(unit: usize) -> Vec<(String, Vec<NewEvent>)> {
+fn unit_streams(unit: usize) -> Vec<(StreamId, Vec<NewEvent>)> {
     let part = PARTS[unit % PARTS.len()];
     let sku = format!("{}-{unit:06}", part.to_uppercase());
     let size = 3 + unit % 22;
@@ -63,16 +64,15 @@ fn unit_streams(unit: usize) -> Vec<(String, Vec<NewEvent>)> {
         unit_price: Money::new(5 + (unit as i64 * 37) % 5_000, "EUR"),
     };
     let mut streams = vec![(
-        samples::inventory_stream(&sku),
+        StreamId::inventory_item(&sku).expect("a SKU"),
         vec![inventory(created), inventory(samples::stock_received(&sku, 1 + (unit % 1_000) as i64))],
     )];
     if unit % 5 == 0 {
         let (account_id, order_id) = (Uuid::now_v7(), Uuid::now_v7());
         let name = format!("Buyer {unit} {}", KINDS[unit % KINDS.len()]);
-        streams
-            .push((samples::account_stream(account_id), vec![samples::account_registered(account_id, &name).into()]));
+        streams.push((StreamId::account(account_id), vec![samples::account_registered(account_id, &name).into()]));
         let placed: OrderEvent = samples::order_placed(order_id, account_id, &sku, 1 + (unit % 7) as i64);
-        streams.push((samples::order_stream(order_id), vec![placed.into()]));
+        streams.push((StreamId::order(order_id), vec![placed.into()]));
     }
     streams
 }
