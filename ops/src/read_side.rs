@@ -7,14 +7,16 @@ use vectis_read_side::Target;
 use anyhow::Context;
 use clap::Subcommand;
 use sqlx::PgPool;
-use vectis_event_store::settings::StoreSettings;
-use vectis_projectors::{
+use vectis_consumer::{
     dead_letters::{self, DeadLetterError},
     lag::{LagProbe, TOPIC_RECREATED_FIX},
+    settings::ConsumerSettings,
+};
+use vectis_event_store::settings::StoreSettings;
+use vectis_projectors::{
     process::all_projections,
     projection::Projection,
     rebuild::{self, Progress, RebuildError},
-    runtime::ProjectorSettings,
     search::{
         declaration::{Filter, SearchRequest, Sort},
         metrics::SearchMetrics,
@@ -101,7 +103,7 @@ pub async fn rebuild_to_the_end(
     anyhow::ensure!((1..=100_000).contains(&max_batch), "--max-batch must be 1 to 100000");
     anyhow::ensure!(progress_every >= 0.1, "--progress-every must be at least 0.1 s");
     let name = projection.name();
-    let mut projector_settings = ProjectorSettings::new(settings.kafka.clone());
+    let mut projector_settings = ConsumerSettings::new(settings.kafka.clone());
     projector_settings.max_batch = max_batch;
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();

@@ -8,8 +8,9 @@ use vectis_schemas::StreamId;
 
 use sqlx::PgPool;
 use uuid::Uuid;
+use vectis_consumer::metrics::ConsumerMetrics;
 use vectis_event_store::{AppendRequest, EventMetadata, ExpectedVersion};
-use vectis_projectors::{metrics::ProjectorMetrics, read_models::accounts::Accounts};
+use vectis_projectors::read_models::accounts::Accounts;
 use vectis_schemas::samples;
 use vectis_tests::{cli, event_store, fresh_topics, recreate_topics, start_projector, until_caught_up, RelayHandle};
 
@@ -31,7 +32,7 @@ async fn an_operator_is_told_the_log_is_gone_and_republishes_it_from_the_event_s
         store.append(request).await.expect("append");
     }
     let relay = RelayHandle::start(pool.clone(), &kafka, 500);
-    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &ProjectorMetrics::default()).await;
+    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &ConsumerMetrics::default()).await;
     until_caught_up(&pool, &kafka, &[Arc::new(Accounts)]).await;
     projector.stop().await.expect("clean stop");
     relay.stop().await;
@@ -62,7 +63,7 @@ async fn an_operator_is_told_the_log_is_gone_and_republishes_it_from_the_event_s
     );
 
     let relay = RelayHandle::start(pool.clone(), &kafka, 500);
-    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &ProjectorMetrics::default()).await;
+    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &ConsumerMetrics::default()).await;
     until_caught_up(&pool, &kafka, &[Arc::new(Accounts)]).await;
     let status = cli::run(env!("CARGO_BIN_EXE_vectis"), &pool, &kafka, &[], &["projections", "status"]).await;
     assert_eq!(status.code, 0, "{}{}", status.stdout, status.stderr);

@@ -6,8 +6,9 @@ use vectis_schemas::StreamId;
 
 use sqlx::PgPool;
 use uuid::Uuid;
+use vectis_consumer::metrics::ConsumerMetrics;
 use vectis_event_store::{kafka::KafkaSettings, AppendRequest, EventMetadata, ExpectedVersion};
-use vectis_projectors::{metrics::ProjectorMetrics, read_models::accounts::Accounts};
+use vectis_projectors::read_models::accounts::Accounts;
 use vectis_schemas::samples;
 use vectis_tests::{
     cli::{self, CliOutput},
@@ -58,7 +59,7 @@ async fn an_operator_sees_status_handles_a_dead_letter_and_rebuilds_with_the_cli
             .expect("append");
     }
     let relay = RelayHandle::start(pool.clone(), &kafka, 100);
-    let projector = start_projector(&pool, &kafka, std::sync::Arc::new(Accounts), &ProjectorMetrics::default()).await;
+    let projector = start_projector(&pool, &kafka, std::sync::Arc::new(Accounts), &ConsumerMetrics::default()).await;
     wait_for(&pool, "SELECT count(*) FROM read.accounts", 3).await;
     let poisoned = StreamId::account(Uuid::now_v7()).to_string();
     produce(&kafka, vectis_schemas::topics::ACCOUNTS.name, &[(poisoned.clone(), b"{not json".to_vec())]).await;

@@ -11,11 +11,9 @@ use std::{
 
 use sqlx::PgPool;
 use uuid::Uuid;
+use vectis_consumer::metrics::ConsumerMetrics;
 use vectis_event_store::{kafka::KafkaSettings, AppendRequest, EventMetadata, ExpectedVersion};
-use vectis_projectors::{
-    metrics::ProjectorMetrics,
-    search::{declaration::SearchRequest, metrics::SearchMetrics, SearchEngine, SearchSettings},
-};
+use vectis_projectors::search::{declaration::SearchRequest, metrics::SearchMetrics, SearchEngine, SearchSettings};
 use vectis_schemas::StreamId;
 use vectis_schemas::{
     events::{InventoryEvent, ItemCreated, Money},
@@ -76,7 +74,7 @@ async fn an_operator_searches_and_reindexes_without_downtime(pool: PgPool) {
     create_product(&pool, "SPRING-10", "Compression spring", "Music wire spring, 10 mm", 340, 50).await;
     create_product(&pool, "WASHER-M8", "Flat washer M8", "Stainless steel washer", 15, 2_000).await;
     let relay = RelayHandle::start(pool.clone(), &kafka, 100);
-    let projector = start_projector(&pool, &kafka, products, &ProjectorMetrics::default()).await;
+    let projector = start_projector(&pool, &kafka, products, &ConsumerMetrics::default()).await;
     until_total(&engine, &pool, "", 3).await;
 
     // A misspelled word finds the product, highlighted.

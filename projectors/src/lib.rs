@@ -1,29 +1,19 @@
-//! The read side: the consumer-group projector runtime and the PostgreSQL read models
-//! it builds (DESIGN.md, "Projectors").
+//! The projections (DESIGN.md, "Projectors"): the PostgreSQL read models and the search
+//! indexes, each a handler on the consumer runtime (`vectis-consumer`), with their
+//! tables, blue/green rebuild and the `vectis-projectors` process.
 //!
-//! - [`event`]: a Kafka record decoded into a typed, upcast event.
-//! - [`projection`]: what a read model implements — its tables and a set-based apply.
-//! - [`store`]: versioned table sets, the `read` views, checkpoints, stream versions,
-//!   dead letters.
-//! - [`runtime`]: one consumer group per projection; batches applied in one PostgreSQL
-//!   transaction with their checkpoints; duplicates skipped, gaps and poison parked.
-//! - [`lag`]: how far a projection version is behind the log, in events and seconds.
-//! - [`stall`]: which partitions are idle, progressing or stuck.
-//! - [`rebuild`]: blue/green rebuild of a projection into a new version.
-//! - [`dead_letters`]: parked events for operators: list, retry, discard.
+//! - [`projection`]: what a read model adds to a handler — its tables and views.
+//! - [`store`]: versioned table sets and the `read` views over the active one.
 //! - [`read_models`]: accounts, inventory, orders.
-//! - [`search`]: the search indexes and their projectors (Meilisearch or embedded).
+//! - [`search`]: the search projections (the engines are `vectis-search`).
+//! - [`rebuild`]: blue/green rebuild of a projection into a new version.
+//! - [`republish`]: republishing the log to a new broker.
+//! - [`process`]: the `vectis-projectors` process.
 
-pub mod dead_letters;
-pub mod event;
-pub mod lag;
-pub mod metrics;
 pub mod process;
 pub mod projection;
 pub mod read_models;
 pub mod rebuild;
 pub mod republish;
-pub mod runtime;
 pub mod search;
-pub mod stall;
 pub mod store;

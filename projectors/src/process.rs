@@ -10,14 +10,18 @@ use sqlx::PgPool;
 use vectis_event_store::settings::StoreSettings;
 use vectis_runtime::{env_duration, env_or, env_parse, pool_metrics::PoolCollector, OpsState, Shutdown};
 
-use crate::{
+use vectis_consumer::{
     lag::{LagProbe, ProjectionLag, Watermarks, TOPIC_RECREATED_FIX},
-    metrics::ProjectorMetrics,
+    metrics::ConsumerMetrics,
+    runtime::{GroupConsumer, RejoinRequests, RunningConsumer},
+    settings::{ConsumerSettings, DEFAULT_STALL_AFTER},
+    stall::{describe, ProgressWatch, StalledPartition},
+};
+
+use crate::{
     projection::Projection,
     read_models,
-    runtime::{Projector, ProjectorSettings, RejoinRequests, RunningProjector, DEFAULT_STALL_AFTER},
     search::{self, metrics::SearchMetrics, SearchEngine, SearchSettings},
-    stall::{describe, ProgressWatch, StalledPartition},
     store,
 };
 
@@ -83,7 +87,7 @@ pub fn all_projections(engine: &SearchEngine) -> Vec<Arc<dyn Projection>> {
 }
 
 pub struct ProjectorsProcess {
-    running: Vec<RunningProjector>,
+    running: Vec<RunningConsumer>,
     ops_addr: SocketAddr,
     ops_task: tokio::task::JoinHandle<()>,
     lag_task: tokio::task::JoinHandle<()>,
@@ -104,7 +108,7 @@ impl ProjectorsProcess {
         shutdown: Shutdown,
     ) -> anyhow::Result<Self> {
         let mut registry = Registry::default();
-        let metrics = ProjectorMetrics::register(&mut registry);
+        let metrics = ConsumerMetrics::register(&mut registry);
         registry.register_collector(Box::new(PoolCollector::new(pool.clone())));
         let search_metrics = SearchMetrics::register(&mut registry);
         let engine = SearchEngine::new(&settings.search, settings.store.kafka.naming.prefix(), search_metrics)
@@ -120,13 +124,13 @@ impl ProjectorsProcess {
             let version = store::install(&pool, projection.as_ref())
                 .await
                 .with_context(|| format!("installing the {} read model", projection.name()))?;
-            let mut projector_settings = ProjectorSettings::new(settings.store.kafka.clone());
+            let mut projector_settings = ConsumerSettings::new(settings.store.kafka.clone());
             projector_settings.max_batch = settings.max_batch;
             projector_settings.stall_after = settings.stall_after;
             projector_settings.group_instance_id =
                 settings.instance_id.as_ref().map(|id| format!("{id}.{}", projection.name()));
             let name = projection.name();
-            let projector = Projector::new(pool.clone(), projection, version, projector_settings, metrics.clone());
+            let projector = GroupConsumer::new(pool.clone(), projection, version, projector_settings, metrics.clone());
             let started = projector.start().with_context(|| format!("starting the {name} projector"))?;
             rejoins.insert(name, started.rejoin_requests());
             running.push(started);
@@ -189,7 +193,7 @@ async fn report_lag(
     probe: LagProbe,
     projections: Vec<Arc<dyn Projection>>,
     stalls: Stalls,
-    metrics: ProjectorMetrics,
+    metrics: ConsumerMetrics,
     engine: SearchEngine,
     interval: Duration,
     shutdown: Shutdown,

@@ -23,13 +23,15 @@ use sqlx::PgPool;
 use vectis_event_store::kafka::KafkaSettings;
 use vectis_read_side::Target;
 
-use crate::{
+use vectis_consumer::{
+    checkpoints::{self, RowLock},
     lag::{LagError, LagProbe, ProjectionLag},
-    metrics::ProjectorMetrics,
-    projection::Projection,
-    runtime::{group_id, Projector, ProjectorSettings, IDLE_RETIREMENT_CHECK},
-    store::{self, RowLock},
+    metrics::ConsumerMetrics,
+    runtime::GroupConsumer,
+    settings::{group_id, ConsumerSettings, DEFAULT_IDLE_RETIREMENT_CHECK},
 };
+
+use crate::{projection::Projection, store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -119,7 +121,7 @@ pub async fn try_switch(
     building: &Target,
 ) -> Result<Option<i32>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    if !store::lock_current(&mut tx, building, RowLock::Exclusive).await? {
+    if !checkpoints::lock_current(&mut tx, building, RowLock::Exclusive).await? {
         return Ok(None);
     }
     let state = vectis_read_side::state::state(&mut tx, projection.name()).await?.ok_or(sqlx::Error::RowNotFound)?;
@@ -167,7 +169,7 @@ pub async fn try_switch(
 /// batch (they find it retired under the row lock).
 pub async fn drop_version(pool: &PgPool, projection: &dyn Projection, retired: &Target) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    if store::lock_current(&mut tx, retired, RowLock::Exclusive).await? {
+    if checkpoints::lock_current(&mut tx, retired, RowLock::Exclusive).await? {
         // Still in use: never drop what readers or a rebuild may need.
         return Ok(());
     }
@@ -194,7 +196,7 @@ pub async fn drop_version(pool: &PgPool, projection: &dyn Projection, retired: &
 pub async fn run(
     pool: &PgPool,
     projection: Arc<dyn Projection>,
-    settings: ProjectorSettings,
+    settings: ConsumerSettings,
     interval: Duration,
     mut on_progress: impl FnMut(&Progress),
     interrupted: impl std::future::Future<Output = ()>,
@@ -204,7 +206,7 @@ pub async fn run(
     let kafka = settings.kafka.clone();
     // The rebuild's own metrics are not exported: its latencies are replay, not service.
     let projector =
-        Projector::new(pool.clone(), projection.clone(), target.version, settings, ProjectorMetrics::default())
+        GroupConsumer::new(pool.clone(), projection.clone(), target.version, settings, ConsumerMetrics::default())
             .start()?;
     tokio::pin!(interrupted);
     let mut previous: Option<(i64, Instant)> = None;
@@ -261,7 +263,7 @@ pub async fn run(
 /// would then recreate); Kafka and Redpanda refuse while members remain, so it retries
 /// for a while, then leaves the group with a warning: it holds nothing the system needs.
 async fn delete_retired_group(kafka: &KafkaSettings, group: &str) {
-    tokio::time::sleep(IDLE_RETIREMENT_CHECK * 2).await;
+    tokio::time::sleep(DEFAULT_IDLE_RETIREMENT_CHECK * 2).await;
     let admin: AdminClient<DefaultClientContext> = match kafka.client_config().create() {
         Ok(admin) => admin,
         Err(error) => {

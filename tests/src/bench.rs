@@ -8,16 +8,11 @@ use std::{
 use anyhow::Context;
 use sqlx::{postgres::PgPoolOptions, Executor, PgPool};
 use uuid::Uuid;
+use vectis_consumer::{lag::LagProbe, metrics::ConsumerMetrics, runtime::GroupConsumer, settings::ConsumerSettings};
 use vectis_event_store::{
     kafka::KafkaSettings, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, MIGRATOR,
 };
-use vectis_projectors::{
-    lag::LagProbe,
-    metrics::ProjectorMetrics,
-    projection::Projection,
-    runtime::{Projector, ProjectorSettings},
-    store,
-};
+use vectis_projectors::{projection::Projection, store};
 use vectis_read_side::Target;
 use vectis_schemas::StreamId;
 
@@ -189,12 +184,12 @@ pub async fn projector_catch_up(
     let version = store::install(pool, projection.as_ref()).await?;
     let target = Target { projection: projection.name(), version };
     let topics = projection.topics();
-    let running = Projector::new(
+    let running = GroupConsumer::new(
         pool.clone(),
         projection,
         version,
-        ProjectorSettings::new(kafka.clone()),
-        ProjectorMetrics::default(),
+        ConsumerSettings::new(kafka.clone()),
+        ConsumerMetrics::default(),
     )
     .start()?;
     let probe = LagProbe::new(kafka)?;

@@ -256,13 +256,13 @@ pub async fn start_projector(
     pool: &PgPool,
     kafka: &KafkaSettings,
     projection: Arc<dyn vectis_projectors::projection::Projection>,
-    metrics: &vectis_projectors::metrics::ProjectorMetrics,
-) -> vectis_projectors::runtime::RunningProjector {
-    use vectis_projectors::runtime::{Projector, ProjectorSettings};
+    metrics: &vectis_consumer::metrics::ConsumerMetrics,
+) -> vectis_consumer::runtime::RunningConsumer {
+    use vectis_consumer::{runtime::GroupConsumer, settings::ConsumerSettings};
     let version = vectis_projectors::store::install(pool, projection.as_ref()).await.expect("install");
-    let mut settings = ProjectorSettings::new(kafka.clone());
+    let mut settings = ConsumerSettings::new(kafka.clone());
     settings.max_batch = 500;
-    Projector::new(pool.clone(), projection, version, settings, metrics.clone()).start().expect("projector starts")
+    GroupConsumer::new(pool.clone(), projection, version, settings, metrics.clone()).start().expect("projector starts")
 }
 
 /// Sends raw records (key, value) to a logical topic, as an outside producer would:
@@ -317,7 +317,7 @@ pub async fn until_caught_up(
     kafka: &KafkaSettings,
     projections: &[Arc<dyn vectis_projectors::projection::Projection>],
 ) {
-    let probe = vectis_projectors::lag::LagProbe::new(kafka).expect("lag probe");
+    let probe = vectis_consumer::lag::LagProbe::new(kafka).expect("lag probe");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let (last, relayed): (i64, i64) = sqlx::query_as(

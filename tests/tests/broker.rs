@@ -16,8 +16,9 @@ use rdkafka::{
 };
 use sqlx::PgPool;
 use uuid::Uuid;
+use vectis_consumer::{metrics::ConsumerMetrics, settings::group_id};
 use vectis_event_store::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent};
-use vectis_projectors::{metrics::ProjectorMetrics, read_models, runtime::group_id};
+use vectis_projectors::read_models;
 use vectis_read_side::Target;
 use vectis_schemas::samples;
 use vectis_schemas::StreamId;
@@ -101,7 +102,7 @@ async fn kafka_tools_describe_every_projection_group_and_its_offsets_match_the_c
     let kafka = fresh_topics().await.expect("topics");
     let store = event_store(pool.clone());
     let relay = RelayHandle::start(pool.clone(), &kafka, 500);
-    let metrics = ProjectorMetrics::default();
+    let metrics = ConsumerMetrics::default();
     let projections = read_models::all();
     let mut projectors = Vec::new();
     for projection in &projections {

@@ -4,6 +4,7 @@
 //! the event store.
 
 use std::{sync::Arc, time::Duration};
+use vectis_consumer::handler::Handler;
 use vectis_schemas::StreamId;
 
 use sqlx::{Connection, PgPool};
@@ -13,11 +14,9 @@ use vectis_command_api::{
     domain::{Account, AccountCommand},
     handling::CommandHandler,
 };
+use vectis_consumer::{lag::LagProbe, metrics::ConsumerMetrics};
 use vectis_event_store::{relay, EventMetadata};
 use vectis_projectors::{
-    lag::LagProbe,
-    metrics::ProjectorMetrics,
-    projection::Projection,
     read_models::{
         self,
         accounts::{AccountRow, Accounts},
@@ -50,8 +49,8 @@ struct AccountsProjected {
     kafka: vectis_event_store::kafka::KafkaSettings,
     handler: CommandHandler,
     relay: RelayHandle,
-    metrics: ProjectorMetrics,
-    projector: vectis_projectors::runtime::RunningProjector,
+    metrics: ConsumerMetrics,
+    projector: vectis_consumer::runtime::RunningConsumer,
     ids: Vec<Uuid>,
 }
 
@@ -59,7 +58,7 @@ async fn accounts_projected(pool: &PgPool, count: usize) -> AccountsProjected {
     let kafka = fresh_topics().await.expect("topics");
     let handler = CommandHandler::new(event_store(pool.clone()));
     let relay = RelayHandle::start(pool.clone(), &kafka, 500);
-    let metrics = ProjectorMetrics::default();
+    let metrics = ConsumerMetrics::default();
     let projector = start_projector(pool, &kafka, Arc::new(Accounts), &metrics).await;
     let ids = account_workload(&handler, count).await;
     until_consistent(pool, &handler, &ids, Duration::from_secs(60)).await;
@@ -71,13 +70,13 @@ async fn the_accounts_read_model_equals_the_fold_of_the_event_store(pool: PgPool
     let kafka = fresh_topics().await.expect("topics");
     let handler = CommandHandler::new(event_store(pool.clone()));
     let relay = RelayHandle::start(pool.clone(), &kafka, 500);
-    let metrics = ProjectorMetrics::default();
+    let metrics = ConsumerMetrics::default();
     let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
 
     let ids = account_workload(&handler, 40).await;
     until_consistent(&pool, &handler, &ids, Duration::from_secs(60)).await;
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
-    let label = ProjectorMetrics::label("accounts");
+    let label = ConsumerMetrics::label("accounts");
     assert_eq!(metrics.applied.get_or_create(&label).get(), events as u64, "every event applied once");
     assert_eq!(metrics.parked.get_or_create(&label).get(), 0);
 
@@ -90,7 +89,7 @@ async fn killed_and_restarted_projectors_lose_nothing_and_apply_nothing_twice(po
     let kafka = fresh_topics().await.expect("topics");
     let handler = CommandHandler::new(event_store(pool.clone()));
     let relay = RelayHandle::start(pool.clone(), &kafka, 200);
-    let metrics = ProjectorMetrics::default();
+    let metrics = ConsumerMetrics::default();
     // Four writers, about 20,000 events in all.
     let writers: Vec<_> = (0..4)
         .map(|_| {
@@ -112,7 +111,7 @@ async fn killed_and_restarted_projectors_lose_nothing_and_apply_nothing_twice(po
     assert!(events >= 20_000, "{events} events");
     let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
     until_consistent(&pool, &handler, &ids, Duration::from_secs(180)).await;
-    let label = ProjectorMetrics::label("accounts");
+    let label = ConsumerMetrics::label("accounts");
     assert_eq!(metrics.parked.get_or_create(&label).get(), 0, "nothing parked");
     projector.stop().await.expect("clean stop");
     relay.stop().await;
@@ -123,7 +122,7 @@ async fn every_read_model_equals_the_fold_after_a_mixed_workload(pool: PgPool) {
     let kafka = fresh_topics().await.expect("topics");
     let handler = CommandHandler::new(event_store(pool.clone()));
     let relay = RelayHandle::start(pool.clone(), &kafka, 500);
-    let metrics = ProjectorMetrics::default();
+    let metrics = ConsumerMetrics::default();
     let mut projectors = Vec::new();
     for projection in read_models::all() {
         projectors.push(start_projector(&pool, &kafka, projection, &metrics).await);
@@ -141,7 +140,7 @@ async fn every_read_model_equals_the_fold_after_a_mixed_workload(pool: PgPool) {
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
     let applied: u64 = ["accounts", "inventory", "orders"]
         .iter()
-        .map(|p| metrics.applied.get_or_create(&ProjectorMetrics::label(p)).get())
+        .map(|p| metrics.applied.get_or_create(&ConsumerMetrics::label(p)).get())
         .sum();
     assert_eq!(applied, events as u64, "every event applied exactly once");
     for projector in projectors {
@@ -258,7 +257,7 @@ async fn republished_duplicates_change_nothing(pool: PgPool) {
     let kafka = fresh_topics().await.expect("topics");
     let handler = CommandHandler::new(event_store(pool.clone()));
     let relay = RelayHandle::start(pool.clone(), &kafka, 500);
-    let metrics = ProjectorMetrics::default();
+    let metrics = ConsumerMetrics::default();
     let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
     let ids = account_workload(&handler, 10).await;
     until_consistent(&pool, &handler, &ids, Duration::from_secs(60)).await;
@@ -275,7 +274,7 @@ async fn republished_duplicates_change_nothing(pool: PgPool) {
         .map(|r| (r.key.clone().expect("key"), r.payload.clone()))
         .collect();
     produce(&kafka, vectis_schemas::topics::ACCOUNTS.name, &copies).await;
-    let label = ProjectorMetrics::label("accounts");
+    let label = ConsumerMetrics::label("accounts");
     vectis_tests::eventually(Duration::from_secs(30), "every copy skipped", || {
         metrics.duplicates.get_or_create(&label).get() == events as u64
     })
@@ -291,7 +290,7 @@ async fn a_poison_record_parks_its_stream_and_other_streams_go_on(pool: PgPool) 
     let kafka = fresh_topics().await.expect("topics");
     let handler = CommandHandler::new(event_store(pool.clone()));
     let relay = RelayHandle::start(pool.clone(), &kafka, 500);
-    let metrics = ProjectorMetrics::default();
+    let metrics = ConsumerMetrics::default();
     let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
     let ids = account_workload(&handler, 2).await;
     until_consistent(&pool, &handler, &ids, Duration::from_secs(60)).await;
@@ -340,7 +339,7 @@ async fn a_poison_record_parks_its_stream_and_other_streams_go_on(pool: PgPool) 
     assert!(letters.iter().all(|(stream, _, _)| *stream == StreamId::account(poisoned).as_str()));
     assert!(letters[0].2.starts_with("undecodable"), "{letters:?}");
     assert!(letters[1].2.contains("waiting behind"), "{letters:?}");
-    assert_eq!(metrics.parked.get_or_create(&ProjectorMetrics::label("accounts")).get(), 2);
+    assert_eq!(metrics.parked.get_or_create(&ConsumerMetrics::label("accounts")).get(), 2);
     projector.stop().await.expect("clean stop");
     relay.stop().await;
 }
@@ -355,7 +354,7 @@ async fn a_recreated_log_is_held_and_reported_until_republished_from_the_event_s
     let AccountsProjected { kafka, handler, relay, metrics, projector, mut ids } = accounts_projected(&pool, 30).await;
     projector.stop().await.expect("clean stop");
     relay.stop().await;
-    let applied_before = metrics.applied.get_or_create(&ProjectorMetrics::label("accounts")).get();
+    let applied_before = metrics.applied.get_or_create(&ConsumerMetrics::label("accounts")).get();
 
     recreate_topics(&kafka).await.expect("recreate the topics");
     let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
@@ -379,7 +378,7 @@ async fn a_recreated_log_is_held_and_reported_until_republished_from_the_event_s
         (0..6).map(|n| (format!("sentinel-{n}"), b"not an event envelope".to_vec())).collect();
     produce(&kafka, vectis_schemas::topics::ACCOUNTS.name, &sentinels).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let label = ProjectorMetrics::label("accounts");
+    let label = ConsumerMetrics::label("accounts");
     assert_eq!(metrics.applied.get_or_create(&label).get(), applied_before, "nothing applied while held");
     assert_eq!(metrics.parked.get_or_create(&label).get(), 0, "nothing read while held");
     let lag = probe.measure(&pool, &target, Accounts.topics()).await.expect("lag");
@@ -426,10 +425,10 @@ async fn a_recreated_log_is_held_and_reported_until_republished_from_the_event_s
 /// goes on projecting with nothing lost or applied twice.
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn a_projector_asked_to_rejoin_leaves_joins_again_and_loses_nothing(pool: PgPool) {
-    use vectis_projectors::stall::StalledPartition;
+    use vectis_consumer::stall::StalledPartition;
     let AccountsProjected { kafka, handler, relay, metrics, projector, mut ids } = accounts_projected(&pool, 30).await;
 
-    let label = ProjectorMetrics::label("accounts");
+    let label = ConsumerMetrics::label("accounts");
     let writer = {
         let handler = handler.clone();
         tokio::spawn(async move { account_workload(&handler, 200).await })

@@ -7,9 +7,9 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 use vectis_command_api::domain::{AccountCommand, InventoryCommand, OrderCommand};
+use vectis_consumer::metrics::ConsumerMetrics;
 use vectis_event_store::kafka::KafkaSettings;
 use vectis_projectors::{
-    metrics::ProjectorMetrics,
     read_models,
     search::{metrics::SearchMetrics, SearchEngine, SearchSettings},
 };
@@ -117,9 +117,9 @@ async fn world(
     kafka: &KafkaSettings,
     acme_orders: usize,
     search: &SearchDir,
-) -> (World, Vec<vectis_projectors::runtime::RunningProjector>, RelayHandle) {
+) -> (World, Vec<vectis_consumer::runtime::RunningConsumer>, RelayHandle) {
     let relay = RelayHandle::start(pool.clone(), kafka, 500);
-    let metrics = ProjectorMetrics::default();
+    let metrics = ConsumerMetrics::default();
     let engine =
         SearchEngine::new(&search.settings(), kafka.naming.prefix(), SearchMetrics::default()).expect("engine");
     let mut projectors = Vec::new();
@@ -165,7 +165,7 @@ async fn world(
     until_caught_up(pool, kafka, &projections).await;
     // What the projectors process does every `PROJECTOR_LAG_INTERVAL_MS`: measure each
     // projection's lag and store it, where the query API reads it.
-    let probe = vectis_projectors::lag::LagProbe::new(kafka).expect("lag probe");
+    let probe = vectis_consumer::lag::LagProbe::new(kafka).expect("lag probe");
     for projection in &projections {
         let target = vectis_read_side::Target { projection: projection.name(), version: 1 };
         let lag = probe.measure(pool, &target, projection.topics()).await.expect("lag");
@@ -174,7 +174,7 @@ async fn world(
     (World { acme, northwind, orders, cancelled }, projectors, relay)
 }
 
-async fn stop(projectors: Vec<vectis_projectors::runtime::RunningProjector>, relay: RelayHandle, service: Service) {
+async fn stop(projectors: Vec<vectis_consumer::runtime::RunningConsumer>, relay: RelayHandle, service: Service) {
     service.shutdown.trigger();
     for projector in projectors {
         projector.stop().await.expect("clean stop");
@@ -513,7 +513,7 @@ async fn a_query_with_a_commands_token_reads_that_write(pool: PgPool) {
     use vectis_command_api::process::{CommandApi, CommandApiSettings};
     let kafka = fresh_topics().await.expect("topics");
     let relay = RelayHandle::start(pool.clone(), &kafka, 500);
-    let metrics = ProjectorMetrics::default();
+    let metrics = ConsumerMetrics::default();
     let mut projectors = Vec::new();
     for projection in read_models::all() {
         projectors.push(start_projector(&pool, &kafka, projection, &metrics).await);

@@ -9,6 +9,7 @@ use std::{
     },
     time::Duration,
 };
+use vectis_consumer::handler::Handler;
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -16,16 +17,16 @@ use vectis_command_api::{
     domain::{Account, AccountCommand},
     handling::CommandHandler,
 };
-use vectis_event_store::EventMetadata;
-use vectis_projectors::{
+use vectis_consumer::{
     dead_letters::{self, DeadLetterError},
     lag::LagProbe,
-    metrics::ProjectorMetrics,
-    projection::Projection,
+    metrics::ConsumerMetrics,
+    settings::ConsumerSettings,
+};
+use vectis_event_store::EventMetadata;
+use vectis_projectors::{
     read_models::{self, accounts::Accounts},
-    rebuild,
-    runtime::ProjectorSettings,
-    store,
+    rebuild, store,
 };
 use vectis_read_side::Target;
 use vectis_schemas::events::Money;
@@ -101,7 +102,7 @@ async fn a_retried_dead_letter_applies_it_and_the_events_behind_it_in_order(pool
     let kafka = fresh_topics().await.expect("topics");
     let handler = CommandHandler::new(event_store(pool.clone()));
     let relay = RelayHandle::start(pool.clone(), &kafka, 500);
-    let metrics = ProjectorMetrics::default();
+    let metrics = ConsumerMetrics::default();
     let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
     let ids = register_accounts(&handler, 2).await;
     until_equal_to_the_fold(&pool, &handler, Duration::from_secs(60)).await;
@@ -194,13 +195,13 @@ async fn lag_counts_unapplied_events_and_their_age_and_is_zero_when_caught_up(po
     let waited = first_event_age.elapsed().as_secs_f64();
     assert!(lag.seconds() >= 1.5 && lag.seconds() < waited + 30.0, "lag {}s after waiting {waited}s", lag.seconds());
 
-    let metrics = ProjectorMetrics::default();
+    let metrics = ConsumerMetrics::default();
     let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
     until_equal_to_the_fold(&pool, &handler, Duration::from_secs(60)).await;
     let lag = probe.measure(&pool, &target, Accounts.topics()).await.expect("measure");
     assert_eq!((lag.events(), lag.seconds()), (0, 0.0), "caught up");
     metrics.record_lag(&lag);
-    assert_eq!(metrics.lag_seconds.get_or_create(&ProjectorMetrics::label("accounts")).get(), 0.0);
+    assert_eq!(metrics.lag_seconds.get_or_create(&ConsumerMetrics::label("accounts")).get(), 0.0);
     projector.stop().await.expect("clean stop");
     relay.stop().await;
 }
@@ -210,11 +211,11 @@ async fn two_instances_share_the_partitions_and_one_takes_over_when_the_other_st
     let kafka = fresh_topics().await.expect("topics");
     let handler = CommandHandler::new(event_store(pool.clone()));
     let relay = RelayHandle::start(pool.clone(), &kafka, 200);
-    let (first_metrics, second_metrics) = (ProjectorMetrics::default(), ProjectorMetrics::default());
+    let (first_metrics, second_metrics) = (ConsumerMetrics::default(), ConsumerMetrics::default());
     let first = start_projector(&pool, &kafka, Arc::new(Accounts), &first_metrics).await;
     let second = start_projector(&pool, &kafka, Arc::new(Accounts), &second_metrics).await;
-    let label = ProjectorMetrics::label("accounts");
-    let applied = |m: &ProjectorMetrics| m.applied.get_or_create(&label).get();
+    let label = ConsumerMetrics::label("accounts");
+    let applied = |m: &ConsumerMetrics| m.applied.get_or_create(&label).get();
 
     // Joining the group takes a rebalance or two: write until both have applied some.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -247,7 +248,7 @@ async fn a_rebuild_under_traffic_switches_readers_atomically_to_tables_equal_to_
     let kafka = fresh_topics().await.expect("topics");
     let handler = CommandHandler::new(event_store(pool.clone()));
     let relay = RelayHandle::start(pool.clone(), &kafka, 500);
-    let metrics = ProjectorMetrics::default();
+    let metrics = ConsumerMetrics::default();
     let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &metrics).await;
     register_accounts(&handler, 150).await;
     until_equal_to_the_fold(&pool, &handler, Duration::from_secs(90)).await;
@@ -277,7 +278,7 @@ async fn a_rebuild_under_traffic_switches_readers_atomically_to_tables_equal_to_
         let handler = handler.clone();
         tokio::spawn(async move { register_accounts(&handler, 150).await })
     };
-    let mut settings = ProjectorSettings::new(kafka.clone());
+    let mut settings = ConsumerSettings::new(kafka.clone());
     settings.max_batch = 200;
     let mut progress_lines = Vec::new();
     let version = rebuild::run(
@@ -343,9 +344,11 @@ async fn a_projector_starts_at_its_postgresql_checkpoint_not_at_the_brokers_offs
     // Checkpoints past everything on the log, and no offsets committed in the group:
     // a projector that ignored PostgreSQL would start at the beginning.
     let mut conn = pool.acquire().await.expect("connection");
-    store::save_checkpoints(&mut conn, &target, &lag.high_watermarks()).await.expect("checkpoints");
+    vectis_consumer::checkpoints::save_checkpoints(&mut conn, &target, &lag.high_watermarks())
+        .await
+        .expect("checkpoints");
     drop(conn);
-    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &ProjectorMetrics::default()).await;
+    let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &ConsumerMetrics::default()).await;
     let newcomer = register_accounts(&handler, 1).await[0];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while projected(&pool).await.is_empty() {

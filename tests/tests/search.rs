@@ -20,13 +20,10 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 use vectis_command_api::domain::{AccountCommand, InventoryCommand, Order, OrderCommand};
+use vectis_consumer::{dead_letters, event::decode, metrics::ConsumerMetrics, runtime::RunningConsumer};
 use vectis_event_store::kafka::KafkaSettings;
 use vectis_projectors::{
-    dead_letters,
-    event::decode,
-    metrics::ProjectorMetrics,
     projection::Projection,
-    runtime::RunningProjector,
     search::{
         documents::{self, Documents},
         projection::SearchProjection,
@@ -59,8 +56,8 @@ impl Drop for DataDir {
 }
 
 /// The three search projectors, writing to `engine`.
-async fn start_search_projectors(pool: &PgPool, kafka: &KafkaSettings, engine: &SearchEngine) -> Vec<RunningProjector> {
-    let metrics = ProjectorMetrics::default();
+async fn start_search_projectors(pool: &PgPool, kafka: &KafkaSettings, engine: &SearchEngine) -> Vec<RunningConsumer> {
+    let metrics = ConsumerMetrics::default();
     let mut running = Vec::new();
     for projection in vectis_projectors::search::projections(engine) {
         running.push(start_projector(pool, kafka, projection, &metrics).await);
@@ -511,7 +508,7 @@ async fn engine_failures_are_retried_or_parked_never_ignored(pool: PgPool) {
     shop.product("POISON-1", "Hex nut", "Steel", 100, 10).await;
     shop.product("GOOD-2", "Flat washer", "Steel", 100, 10).await;
     let relay = RelayHandle::start(pool.clone(), &kafka, 500);
-    let metrics = ProjectorMetrics::default();
+    let metrics = ConsumerMetrics::default();
     let projector = start_projector(&pool, &kafka, projection, &metrics).await;
 
     // The rejected document's stream parks, with the engine's error; the others are
@@ -541,7 +538,7 @@ async fn engine_failures_are_retried_or_parked_never_ignored(pool: PgPool) {
         assert!(tokio::time::Instant::now() < deadline, "the good documents are searchable: {:?}", sorted_ids(&all));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let label = ProjectorMetrics::label("search_products");
+    let label = ConsumerMetrics::label("search_products");
     assert!(metrics.retries.get_or_create(&label).get() >= 3, "every failure counted as a retry");
 
     projector.stop().await.expect("clean stop");

@@ -10,10 +10,12 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 use vectis_schemas::events::AccountEvent;
 
-use crate::{
+use vectis_consumer::{
     event::{DomainEvent, ProjectedEvent},
-    projection::{ApplyError, Projection},
+    handler::{ApplyError, Handler},
 };
+
+use crate::projection::Projection;
 
 pub struct Accounts;
 
@@ -149,17 +151,9 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
     Ok(())
 }
 
-impl Projection for Accounts {
+impl Handler for Accounts {
     fn spec(&self) -> &'static ProjectionSpec {
         &catalog::ACCOUNTS
-    }
-
-    fn tables_ddl(&self) -> &'static str {
-        DDL
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        &["accounts"]
     }
 
     fn apply<'a>(
@@ -169,5 +163,15 @@ impl Projection for Accounts {
         events: &'a [ProjectedEvent],
     ) -> BoxFuture<'a, Result<(), ApplyError>> {
         apply(conn, schema, events).map_err(ApplyError::from).boxed()
+    }
+}
+
+impl Projection for Accounts {
+    fn tables_ddl(&self) -> &'static str {
+        DDL
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["accounts"]
     }
 }

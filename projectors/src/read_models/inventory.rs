@@ -11,10 +11,12 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 use vectis_schemas::events::InventoryEvent;
 
-use crate::{
+use vectis_consumer::{
     event::{DomainEvent, ProjectedEvent},
-    projection::{ApplyError, Projection},
+    handler::{ApplyError, Handler},
 };
+
+use crate::projection::Projection;
 
 pub struct Inventory;
 
@@ -267,17 +269,9 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
     Ok(())
 }
 
-impl Projection for Inventory {
+impl Handler for Inventory {
     fn spec(&self) -> &'static ProjectionSpec {
         &catalog::INVENTORY
-    }
-
-    fn tables_ddl(&self) -> &'static str {
-        DDL
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        &["inventory_items", "inventory_reservations"]
     }
 
     fn apply<'a>(
@@ -287,5 +281,15 @@ impl Projection for Inventory {
         events: &'a [ProjectedEvent],
     ) -> BoxFuture<'a, Result<(), ApplyError>> {
         apply(conn, schema, events).map_err(ApplyError::from).boxed()
+    }
+}
+
+impl Projection for Inventory {
+    fn tables_ddl(&self) -> &'static str {
+        DDL
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["inventory_items", "inventory_reservations"]
     }
 }

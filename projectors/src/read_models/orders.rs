@@ -11,10 +11,12 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 use vectis_schemas::events::OrderEvent;
 
-use crate::{
+use vectis_consumer::{
     event::{DomainEvent, ProjectedEvent},
-    projection::{ApplyError, Projection},
+    handler::{ApplyError, Handler},
 };
+
+use crate::projection::Projection;
 
 pub struct Orders;
 
@@ -222,17 +224,9 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
     Ok(())
 }
 
-impl Projection for Orders {
+impl Handler for Orders {
     fn spec(&self) -> &'static ProjectionSpec {
         &catalog::ORDERS
-    }
-
-    fn tables_ddl(&self) -> &'static str {
-        DDL
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        &["orders", "order_lines", "order_status_history"]
     }
 
     fn apply<'a>(
@@ -242,5 +236,15 @@ impl Projection for Orders {
         events: &'a [ProjectedEvent],
     ) -> BoxFuture<'a, Result<(), ApplyError>> {
         apply(conn, schema, events).map_err(ApplyError::from).boxed()
+    }
+}
+
+impl Projection for Orders {
+    fn tables_ddl(&self) -> &'static str {
+        DDL
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["orders", "order_lines", "order_status_history"]
     }
 }

@@ -14,13 +14,12 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 use vectis_schemas::events::{AccountEvent, OrderEvent};
 
-use crate::{
-    event::{DomainEvent, ProjectedEvent},
-    read_models::{
-        accounts,
-        inventory::{self, InventoryState, ItemRow, ReservationRow},
-        orders,
-    },
+use vectis_consumer::event::{DomainEvent, ProjectedEvent};
+
+use crate::read_models::{
+    accounts,
+    inventory::{self, InventoryState, ItemRow, ReservationRow},
+    orders,
 };
 use vectis_search::{
     declaration::IndexDeclaration,

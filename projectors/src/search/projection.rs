@@ -20,10 +20,12 @@ use super::{
     engine_index_name,
     metrics::SearchMetrics,
 };
-use crate::{
+use vectis_consumer::{
     event::ProjectedEvent,
-    projection::{ApplyError, Projection},
+    handler::{ApplyError, Handler},
 };
+
+use crate::projection::Projection;
 
 pub struct SearchProjection {
     model: Arc<dyn DocumentModel>,
@@ -32,10 +34,9 @@ pub struct SearchProjection {
     metrics: SearchMetrics,
 }
 
-impl From<EngineError> for ApplyError {
-    fn from(error: EngineError) -> Self {
-        Self::Engine { transient: error.is_transient(), message: error.to_string() }
-    }
+/// An engine's refusal or failure, as the runtime retries (transient) or parks it.
+fn engine_failure(error: EngineError) -> ApplyError {
+    ApplyError::Engine { transient: error.is_transient(), message: error.to_string() }
 }
 
 impl SearchProjection {
@@ -70,7 +71,7 @@ impl SearchProjection {
         save(conn, schema, self.model.link_field(), docs.changed_state()).await?;
         let changes = docs.engine_changes(declaration);
         if !changes.is_empty() {
-            self.backend.write(&self.engine_index(version), declaration, &changes).await?;
+            self.backend.write(&self.engine_index(version), declaration, &changes).await.map_err(engine_failure)?;
             self.metrics.indexed.get_or_create(&SearchMetrics::label(declaration.name)).inc_by(changes.len() as u64);
         }
         Ok(())
@@ -145,11 +146,33 @@ async fn save(
     Ok(())
 }
 
-impl Projection for SearchProjection {
+impl Handler for SearchProjection {
     fn spec(&self) -> &'static vectis_read_side::ProjectionSpec {
         self.model.declaration().projection
     }
 
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        schema: &'a str,
+        events: &'a [ProjectedEvent],
+    ) -> BoxFuture<'a, Result<(), ApplyError>> {
+        self.apply_events(conn, schema, events).boxed()
+    }
+
+    fn prepare_version(&self, version: i32) -> BoxFuture<'_, Result<(), ApplyError>> {
+        async move {
+            self.backend.prepare(&self.engine_index(version), self.model.declaration()).await.map_err(engine_failure)
+        }
+        .boxed()
+    }
+
+    fn release_version(&self, version: i32) {
+        self.backend.release(&self.engine_index(version));
+    }
+}
+
+impl Projection for SearchProjection {
     fn tables_ddl(&self) -> &'static str {
         // `link`: the value of the model's link field, by which another stream's event
         // finds the documents it updates (B-tree: a GIN index on the body answered
@@ -163,24 +186,7 @@ impl Projection for SearchProjection {
         &[]
     }
 
-    fn apply<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        schema: &'a str,
-        events: &'a [ProjectedEvent],
-    ) -> BoxFuture<'a, Result<(), ApplyError>> {
-        self.apply_events(conn, schema, events).boxed()
-    }
-
-    fn prepare_version(&self, version: i32) -> BoxFuture<'_, Result<(), ApplyError>> {
-        async move { Ok(self.backend.prepare(&self.engine_index(version), self.model.declaration()).await?) }.boxed()
-    }
-
     fn drop_version_outside(&self, version: i32) -> BoxFuture<'_, Result<(), ApplyError>> {
-        async move { Ok(self.backend.delete_index(&self.engine_index(version)).await?) }.boxed()
-    }
-
-    fn release_version(&self, version: i32) {
-        self.backend.release(&self.engine_index(version));
+        async move { self.backend.delete_index(&self.engine_index(version)).await.map_err(engine_failure) }.boxed()
     }
 }

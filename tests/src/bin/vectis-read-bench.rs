@@ -34,15 +34,14 @@ use rdkafka::{
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use vectis_event_store::{kafka::KafkaSettings, EventStore, NewEvent};
-use vectis_projectors::{
+use vectis_consumer::{
     event::decode,
-    metrics::ProjectorMetrics,
-    projection::Projection,
-    read_models,
-    runtime::{consumer_config, Projector, ProjectorSettings, Record},
-    store,
+    metrics::ConsumerMetrics,
+    runtime::{GroupConsumer, Record},
+    settings::{consumer_config, ConsumerSettings},
 };
+use vectis_event_store::{kafka::KafkaSettings, EventStore, NewEvent};
+use vectis_projectors::{projection::Projection, read_models, store};
 use vectis_read_side::Target;
 use vectis_schemas::StreamId;
 use vectis_schemas::{
@@ -148,7 +147,7 @@ fn unit_streams(unit: usize) -> Vec<(StreamId, Vec<NewEvent>)> {
 /// A consumer with the projector's client settings, in a group of its own.
 fn bare_consumer(kafka: &KafkaSettings, topics: &[&str]) -> anyhow::Result<BaseConsumer> {
     let group = format!("{}bench.bare.{}", kafka.naming.prefix(), Uuid::new_v4().simple());
-    let consumer: BaseConsumer = consumer_config(&ProjectorSettings::new(kafka.clone()), &group).create()?;
+    let consumer: BaseConsumer = consumer_config(&ConsumerSettings::new(kafka.clone()), &group).create()?;
     let physical: Vec<String> = topics.iter().map(|t| kafka.naming.physical(t)).collect();
     consumer.subscribe(&physical.iter().map(String::as_str).collect::<Vec<_>>())?;
     Ok(consumer)
@@ -209,12 +208,12 @@ async fn apply_from_memory(
     let (pool, database) = create_database(4).await?;
     let outcome = async {
         let version = store::install(&pool, projection.as_ref()).await?;
-        let projector = Projector::new(
+        let projector = GroupConsumer::new(
             pool.clone(),
             projection,
             version,
-            ProjectorSettings::new(kafka.clone()),
-            ProjectorMetrics::default(),
+            ConsumerSettings::new(kafka.clone()),
+            ConsumerMetrics::default(),
         );
         let started = Instant::now();
         for chunk in records.chunks(batch) {
@@ -319,7 +318,7 @@ async fn start_probe(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<Vec<Probed>>>> {
     let group = format!("{}bench.probe.{}", kafka.naming.prefix(), Uuid::new_v4().simple());
-    let consumer: BaseConsumer = consumer_config(&ProjectorSettings::new(kafka.clone()), &group).create()?;
+    let consumer: BaseConsumer = consumer_config(&ConsumerSettings::new(kafka.clone()), &group).create()?;
     let kafka = kafka.clone();
     let consumer = tokio::task::spawn_blocking(move || {
         let mut at_end = TopicPartitionList::new();
@@ -361,13 +360,19 @@ async fn end_to_end(
     rate: u64,
     seconds: u64,
 ) -> anyhow::Result<EndToEnd> {
-    let metrics = ProjectorMetrics::default();
+    let metrics = ConsumerMetrics::default();
     let mut running = Vec::new();
     for projection in read_models::all() {
         let version = store::install(pool, projection.as_ref()).await?;
         running.push(
-            Projector::new(pool.clone(), projection, version, ProjectorSettings::new(kafka.clone()), metrics.clone())
-                .start()?,
+            GroupConsumer::new(
+                pool.clone(),
+                projection,
+                version,
+                ConsumerSettings::new(kafka.clone()),
+                metrics.clone(),
+            )
+            .start()?,
         );
     }
     let relay = RelayHandle::start(pool.clone(), kafka, 1000);

@@ -28,7 +28,7 @@ use vectis_read_side::{
 };
 use vectis_schemas::EventEnvelope;
 
-use crate::store;
+use crate::checkpoints;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LagError {
@@ -184,7 +184,7 @@ impl LagProbe {
         let watermarks: Vec<(String, i32, i64, i64)> =
             watermarks.0.iter().filter(|(topic, ..)| physical.contains(topic)).cloned().collect();
         let partitions: Vec<(String, i32)> = watermarks.iter().map(|(t, p, _, _)| (t.clone(), *p)).collect();
-        let checkpoints = store::checkpoints(pool, target, &partitions).await?;
+        let checkpoints = checkpoints::checkpoints(pool, target, &partitions).await?;
         let mut lags: Vec<PartitionLag> = watermarks
             .into_iter()
             .map(|(topic, partition, low, high)| {

@@ -13,9 +13,10 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::{
+    checkpoints::{self, DeadLetter, RowLock},
     event::{decode, ProjectedEvent},
-    projection::Projection,
-    store::{self, DeadLetter, RowLock},
+    handler::Handler,
+    sequencing::Sequence,
 };
 
 /// A stored dead letter: the record and its error, and what became of it.
@@ -87,23 +88,23 @@ pub struct RetryOutcome {
 
 /// Applies dead letter `id` and the events parked behind it in its stream, in order,
 /// as far as they go: up to the first that still cannot be applied (which keeps its
-/// place, with the new error). `projections` are the read models this build knows.
-pub async fn retry(
+/// place, with the new error). `handlers` are the ones this build knows.
+pub async fn retry<H: Handler + ?Sized>(
     pool: &PgPool,
-    projections: &[std::sync::Arc<dyn Projection>],
+    handlers: &[std::sync::Arc<H>],
     id: i64,
 ) -> Result<RetryOutcome, DeadLetterError> {
     let letter = get(pool, id).await?;
     if letter.status != "parked" {
         return Err(DeadLetterError::NotParked { id, status: letter.status });
     }
-    let projection = projections
+    let projection = handlers
         .iter()
         .find(|p| p.name() == letter.projection)
         .ok_or_else(|| DeadLetterError::UnknownProjection { id, projection: letter.projection.clone() })?;
     let target = Target { projection: projection.name(), version: letter.version };
     let mut tx = pool.begin().await?;
-    if !store::lock_current(&mut tx, &target, RowLock::Exclusive).await? {
+    if !checkpoints::lock_current(&mut tx, &target, RowLock::Exclusive).await? {
         return Err(DeadLetterError::Retired { projection: letter.projection, version: letter.version });
     }
     // The whole stream's parked events, head first: a later one cannot go before it.
@@ -123,7 +124,7 @@ pub async fn retry(
         None => vec![letter.clone()],
     };
     let streams: Vec<String> = letter.letter.stream_id.iter().cloned().collect();
-    let mut versions = store::stream_versions(&mut tx, &target, &streams).await?;
+    let mut versions = checkpoints::stream_versions(&mut tx, &target, &streams).await?;
     let mut to_apply: Vec<ProjectedEvent> = Vec::new();
     let mut resolved: Vec<i64> = Vec::new();
     let mut already_applied = 0;
@@ -139,17 +140,16 @@ pub async fn retry(
             }
         };
         let current = versions.get(event.stream_id.as_str()).copied().unwrap_or(0);
-        if event.stream_version <= current {
-            already_applied += 1;
-        } else if event.stream_version == current + 1 {
-            versions.insert(event.stream_id.to_string(), event.stream_version);
-            to_apply.push(event);
-        } else {
-            blocked = Some((
-                parked.id,
-                format!("gap: the read model is at version {current}, the event has version {}", event.stream_version),
-            ));
-            break;
+        match Sequence::of(current, event.stream_version) {
+            Sequence::Duplicate => already_applied += 1,
+            Sequence::Next => {
+                versions.insert(event.stream_id.to_string(), event.stream_version);
+                to_apply.push(event);
+            }
+            gap @ Sequence::Gap { .. } => {
+                blocked = Some((parked.id, gap.gap_error().unwrap_or_default()));
+                break;
+            }
         }
         resolved.push(parked.id);
     }
@@ -164,7 +164,7 @@ pub async fn retry(
         }
     }
     let applied: HashMap<String, i64> = to_apply.iter().map(|e| (e.stream_id.to_string(), e.stream_version)).collect();
-    store::save_stream_versions(&mut tx, &target, &applied).await?;
+    checkpoints::save_stream_versions(&mut tx, &target, &applied).await?;
     sqlx::query("UPDATE projection_dead_letters SET status = 'applied', resolved_at = now() WHERE id = ANY($1)")
         .bind(&resolved)
         .execute(&mut *tx)

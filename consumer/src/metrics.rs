@@ -1,4 +1,4 @@
-//! Projector metrics, labelled by projection (DESIGN.md, "Operability").
+//! GroupConsumer metrics, labelled by projection (DESIGN.md, "Operability").
 
 use std::sync::atomic::AtomicU64;
 
@@ -24,7 +24,7 @@ pub struct PartitionLabel {
 }
 
 #[derive(Clone, Debug)]
-pub struct ProjectorMetrics {
+pub struct ConsumerMetrics {
     pub lag_events: Family<PartitionLabel, Gauge>,
     pub checkpoint_beyond_log: Family<PartitionLabel, Gauge>,
     pub lag_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
@@ -38,7 +38,7 @@ pub struct ProjectorMetrics {
     pub latency: Family<ProjectionLabel, Histogram>,
 }
 
-impl Default for ProjectorMetrics {
+impl Default for ConsumerMetrics {
     fn default() -> Self {
         Self {
             lag_events: Family::default(),
@@ -60,7 +60,7 @@ impl Default for ProjectorMetrics {
     }
 }
 
-impl ProjectorMetrics {
+impl ConsumerMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
         registry.register(names::PROJECTION_EVENTS_APPLIED, "Events applied to read models", metrics.applied.clone());
