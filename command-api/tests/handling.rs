@@ -13,16 +13,10 @@ use vectis_command_api::{
     },
     handling::{CommandError, CommandHandler, StreamKnown},
 };
-use vectis_event_store::{EventMetadata, EventStore, IdempotencyBegin, IdempotencyKey, StoreMetrics, StoredResponse};
-use vectis_schemas::{
-    events::{Money, StockReserved},
-    SchemaCatalog, SchemaMode,
-};
+use vectis_event_store::{EventMetadata, IdempotencyBegin, IdempotencyKey, StoredResponse};
+use vectis_schemas::events::{Money, StockReserved};
 
-fn handler(pool: PgPool) -> CommandHandler {
-    let catalog = Arc::new(SchemaCatalog::embedded().expect("schemas compile"));
-    CommandHandler::new(EventStore::new(pool, catalog, SchemaMode::Strict, StoreMetrics::default()))
-}
+use vectis_test_support::command_api::handler;
 
 fn eur(amount_minor: i64) -> Money {
     Money::new(amount_minor, "EUR")

@@ -1,12 +1,10 @@
 //! The command API over HTTP (router driven with `oneshot`), against a real
 //! PostgreSQL event store: statuses, problem documents, idempotency, If-Match.
 
-mod common;
-
 use axum::{body::Body, http::StatusCode};
-use common::{command_api, command_api_with_timeout, send, Answer, TestApi, JSON};
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use vectis_test_support::command_api::{command_api, command_api_with_timeout, send, Answer, TestApi, JSON};
 
 fn registration() -> Value {
     json!({

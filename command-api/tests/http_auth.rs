@@ -1,13 +1,11 @@
 //! API keys on the command API: 401 without a valid key, 403 without the scope,
 //! staff actions for `admin` only, idempotency keys per API key.
 
-mod common;
-
 use axum::{body::Body, http::StatusCode};
-use common::{command_api, send, Answer, TestApi, JSON};
 use serde_json::json;
 use sqlx::PgPool;
 use vectis_runtime::auth::Scope;
+use vectis_test_support::command_api::{command_api, send, Answer, TestApi, JSON};
 
 fn registration() -> String {
     json!({"name": "Acme", "email": "buyer@acme.example",

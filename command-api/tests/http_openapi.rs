@@ -2,14 +2,12 @@
 //! validator, complete (every endpoint of the API, with its scope), and true — real
 //! requests and responses of a whole order lifecycle match the schemas it documents.
 
-mod common;
-
 use std::process::Command;
 
 use axum::{body::Body, http::StatusCode};
-use common::{command_api, send, Answer, TestApi, JSON};
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use vectis_test_support::command_api::{command_api, send, Answer, TestApi, JSON};
 
 async fn document(api: &TestApi) -> Value {
     let answer = send(api, "GET", "/openapi.json", &[("authorization", "")], Body::empty()).await;

@@ -1,12 +1,10 @@
 //! Inventory and order endpoints over HTTP against a real PostgreSQL event store.
 
-mod common;
-
 use axum::{body::Body, http::StatusCode};
-use common::{command_api, send, Answer, TestApi, JSON};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
+use vectis_test_support::command_api::{command_api, send, Answer, TestApi, JSON};
 
 async fn post(app: &TestApi, uri: &str, body: Value) -> Answer {
     send(app, "POST", uri, &[JSON], body.to_string()).await

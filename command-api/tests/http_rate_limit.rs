@@ -2,14 +2,13 @@
 //! that append nothing, a spoofed `X-Forwarded-For` from an untrusted peer changes
 //! nothing, a trusted proxy's does, and a policy change applies without a restart.
 
-mod common;
-
 use std::{net::IpAddr, time::Duration};
 
 use axum::http::StatusCode;
-use common::{command_api, command_api_configured, send, Answer, TestApi, JSON, PEER};
 use sqlx::PgPool;
 use vectis_runtime::rate_limit::{PolicyError, PolicyRow, TrustedProxies};
+use vectis_test_support::command_api::{command_api, command_api_configured, send, Answer, TestApi, JSON, PEER};
+use vectis_test_support::until;
 
 const REGISTER: &str = r#"{"name":"Acme","email":"buyer@acme.example","credit_limit":{"amount_minor":100,"currency":"EUR"},"approval_threshold":{"amount_minor":50,"currency":"EUR"}}"#;
 
@@ -117,21 +116,17 @@ async fn a_policy_change_takes_effect_without_a_restart(pool: PgPool) {
     // running service hears of it.
     PolicyRow::set(&pool, &PEER.to_string(), "*", 1000, 1000.0, "raised for a test").await.expect("policy");
     let peer: IpAddr = PEER;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while api.rate_limiter.policies().governing(peer, "POST /v1/accounts").map(|p| p.capacity) != Some(1000) {
-        assert!(tokio::time::Instant::now() < deadline, "the new policy was not loaded within 10 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(Duration::from_secs(10), "the new policy to load", || {
+        api.rate_limiter.policies().governing(peer, "POST /v1/accounts").map(|p| p.capacity) == Some(1000)
+    })
+    .await;
     let answer = register(&api, None).await;
     assert_eq!(answer.status, StatusCode::CREATED);
     assert_eq!(header(&answer, "ratelimit-limit"), "1000");
 
     // Delete every policy: nothing is limited any more.
     sqlx::query("DELETE FROM rate_limit_policies").execute(&pool).await.expect("delete");
-    while !api.rate_limiter.policies().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the deletion was not noticed within 10 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(Duration::from_secs(10), "the deletion to be noticed", || api.rate_limiter.policies().is_empty()).await;
     assert!(register(&api, None).await.headers.get("ratelimit-limit").is_none());
 }
 

@@ -4,20 +4,17 @@ use std::sync::Arc;
 use vectis_schemas::StreamId;
 
 use serde_json::json;
-mod common;
 
-use common::read_all_committed_eventually;
 use sqlx::PgPool;
 use uuid::Uuid;
 use vectis_event_store::{
     AppendError, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreMetrics,
 };
-use vectis_schemas::{samples, SchemaCatalog, SchemaMode, SchemaViolation};
+use vectis_schemas::{samples, SchemaMode, SchemaViolation};
+use vectis_test_support::store::read_all_committed_eventually;
 
 fn store(pool: PgPool, mode: SchemaMode) -> (EventStore, StoreMetrics) {
-    let metrics = StoreMetrics::default();
-    let catalog = Arc::new(SchemaCatalog::embedded().expect("schemas compile"));
-    (EventStore::new(pool, catalog, mode, metrics.clone()), metrics)
+    vectis_test_support::store::event_store_in_mode(pool, mode)
 }
 
 fn request(stream_id: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {

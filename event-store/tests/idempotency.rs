@@ -3,22 +3,19 @@
 use std::{sync::Arc, time::Duration};
 use vectis_schemas::StreamId;
 
-mod common;
-
-use common::read_all_committed_eventually;
 use sqlx::PgPool;
 use uuid::Uuid;
 use vectis_event_store::{
     AppendError, AppendRequest, EventMetadata, EventStore, ExpectedVersion, IdempotencyBegin, IdempotencyKey,
-    StoreMetrics, StoredResponse,
+    StoredResponse,
 };
-use vectis_schemas::{samples, SchemaCatalog, SchemaMode};
+use vectis_schemas::samples;
+use vectis_test_support::store::read_all_committed_eventually;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 fn store(pool: PgPool) -> EventStore {
-    let catalog = Arc::new(SchemaCatalog::embedded().expect("schemas compile"));
-    EventStore::new(pool, catalog, SchemaMode::Strict, StoreMetrics::default())
+    vectis_test_support::event_store(pool)
 }
 
 fn key(k: &str) -> IdempotencyKey {

@@ -12,7 +12,9 @@ use vectis_consumer::metrics::ConsumerMetrics;
 use vectis_event_store::{AppendRequest, EventMetadata, ExpectedVersion};
 use vectis_projectors::read_models::accounts::Accounts;
 use vectis_schemas::samples;
-use vectis_tests::{cli, event_store, fresh_topics, recreate_topics, start_projector, until_caught_up, RelayHandle};
+use vectis_test_support::{
+    cli, event_store, fresh_topics, recreate_topics, start_projector, until_caught_up, RelayHandle,
+};
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn an_operator_is_told_the_log_is_gone_and_republishes_it_from_the_event_store(pool: PgPool) {

@@ -10,7 +10,7 @@ use vectis_consumer::metrics::ConsumerMetrics;
 use vectis_event_store::{kafka::KafkaSettings, AppendRequest, EventMetadata, ExpectedVersion};
 use vectis_projectors::read_models::accounts::Accounts;
 use vectis_schemas::samples;
-use vectis_tests::{
+use vectis_test_support::{
     cli::{self, CliOutput},
     event_store, fresh_topics, produce, start_projector, RelayHandle,
 };

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
 use sqlx::PgPool;
 use vectis_ops::relay_process::{RelayProcess, RelayProcessSettings};
 use vectis_runtime::Shutdown;
-use vectis_tests::http_get;
+use vectis_test_support::http_get;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");

@@ -19,7 +19,7 @@ use vectis_schemas::{
     events::{InventoryEvent, ItemCreated, Money},
     samples,
 };
-use vectis_tests::{
+use vectis_test_support::{
     cli::{self, CliOutput},
     event_store, fresh_topics, start_projector, RelayHandle,
 };

@@ -22,7 +22,9 @@ use vectis_projectors::read_models;
 use vectis_read_side::Target;
 use vectis_schemas::samples;
 use vectis_schemas::StreamId;
-use vectis_tests::{committed_offsets, event_store, fresh_topics, start_projector, until_caught_up, RelayHandle};
+use vectis_test_support::{
+    committed_offsets, event_store, eventually, fresh_topics, start_projector, until_caught_up, RelayHandle,
+};
 
 /// librdkafka's fetch wait here is 10 s. A broker that holds a fetch for its whole wait,
 /// or re-reads its storage at intervals within it, answers seconds after the record
@@ -177,23 +179,24 @@ async fn kafka_tools_describe_every_projection_group_and_its_offsets_match_the_c
             .collect();
             assert!(!checkpoints.is_empty(), "{group} applied events of {physical}");
             // The Kafka commit follows the PostgreSQL one, asynchronously.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                let committed: BTreeMap<i32, i64> = committed_offsets(&kafka, &group, logical)
-                    .await
-                    .into_iter()
-                    .enumerate()
-                    .filter_map(|(partition, offset)| offset.map(|o| (partition as i32, o)))
-                    .collect();
-                if committed == checkpoints {
-                    break;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "{group} on {physical}: committed {committed:?}, checkpoints {checkpoints:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            eventually(
+                Duration::from_secs(30),
+                &format!("{group}'s commits on {physical} to equal its checkpoints"),
+                || async {
+                    let committed: BTreeMap<i32, i64> = committed_offsets(&kafka, &group, logical)
+                        .await
+                        .into_iter()
+                        .enumerate()
+                        .filter_map(|(partition, offset)| offset.map(|o| (partition as i32, o)))
+                        .collect();
+                    if committed == checkpoints {
+                        Ok(())
+                    } else {
+                        Err(format!("committed {committed:?}, checkpoints {checkpoints:?}"))
+                    }
+                },
+            )
+            .await;
         }
     }
     for projector in projectors {

@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
 use vectis_command_api::handling::CommandHandler;
-use vectis_tests::{
+use vectis_test_support::{
     database_url, event_store,
     folds::{accounts_match_the_event_store, commerce_matches_the_event_store},
     fresh_topics,

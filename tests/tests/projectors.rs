@@ -25,23 +25,16 @@ use vectis_projectors::{
 };
 use vectis_read_side::Target;
 use vectis_schemas::events::Money;
-use vectis_tests::{event_store, fresh_topics, http_get, produce, recreate_topics, start_projector, RelayHandle};
-use vectis_tests::{
+use vectis_test_support::{
+    event_store, eventually, fresh_topics, http_get, produce, recreate_topics, start_projector, until, RelayHandle,
+};
+use vectis_test_support::{
     folds::{accounts_match_the_event_store, commerce_matches_the_event_store},
     workloads::{account_workload, commerce_workload},
 };
 
 async fn until_consistent(pool: &PgPool, handler: &CommandHandler, ids: &[Uuid], timeout: Duration) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match accounts_match_the_event_store(pool, handler, ids).await {
-            Ok(()) => return,
-            Err(difference) if tokio::time::Instant::now() >= deadline => {
-                panic!("the read model did not converge within {timeout:?}: {difference}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
+    eventually(timeout, "the read model to converge", || accounts_match_the_event_store(pool, handler, ids)).await
 }
 
 /// Fresh topics, a relay, an accounts projector, and `count` accounts projected.
@@ -132,11 +125,10 @@ async fn every_read_model_equals_the_fold_after_a_mixed_workload(pool: PgPool) {
     assert!(orders.len() >= 8, "the workload places orders in every state");
 
     until_consistent(&pool, &handler, &accounts, Duration::from_secs(60)).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while let Err(difference) = commerce_matches_the_event_store(&pool, &handler, &skus, &orders).await {
-        assert!(tokio::time::Instant::now() < deadline, "did not converge: {difference}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(60), "the read models to equal the fold of the event store", || {
+        commerce_matches_the_event_store(&pool, &handler, &skus, &orders)
+    })
+    .await;
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
     let applied: u64 = ["accounts", "inventory", "orders"]
         .iter()
@@ -176,8 +168,7 @@ async fn the_projectors_process_projects_and_serves_metrics_and_readiness(pool: 
     // 3 read models and 3 search indexes on 6 partitions per topic (search orders
     // reads orders and accounts).
     let partitions = 6 * (3 + 2 + 1 + 1);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually(Duration::from_secs(30), &format!("lag 0 on all {partitions} partitions in /metrics"), || async {
         let (_, metrics) = http_get(addr, "/metrics").await;
         let lag_events: Vec<&str> =
             metrics.lines().filter(|l| l.starts_with("vectis_projection_lag_events{")).collect();
@@ -187,23 +178,24 @@ async fn the_projectors_process_projects_and_serves_metrics_and_readiness(pool: 
             && metrics.contains(r#"vectis_search_freshness_seconds{index="accounts"} 0.0"#)
             && metrics.contains(r#"vectis_search_documents{index="accounts"} 5"#);
         if caught_up {
-            break;
+            Ok(())
+        } else {
+            Err(metrics)
         }
-        assert!(tokio::time::Instant::now() < deadline, "lag never reported 0 for {partitions} partitions:\n{metrics}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     // Stored too, for readers without a broker client (the query API's `projections`).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     for spec in vectis_read_side::catalog::ALL {
         let target = Target { projection: spec.name, version: 1 };
-        loop {
-            let stored = vectis_read_side::state::measured_lag(&pool, &target).await.expect("stored lag");
+        eventually(Duration::from_secs(30), &format!("{}'s stored lag to be 0", spec.name), || async {
+            let stored = vectis_read_side::state::measured_lag(&pool, &target).await.map_err(|e| e.to_string())?;
             if stored.as_ref().is_some_and(|lag| lag.events == 0 && lag.seconds_at(chrono::Utc::now()) == 0.0) {
-                break;
+                Ok(())
+            } else {
+                Err(format!("stored lag {stored:?}"))
             }
-            assert!(tokio::time::Instant::now() < deadline, "{}: stored lag {stored:?}", spec.name);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
     }
     let (_, metrics) = http_get(addr, "/metrics").await;
     for line in [
@@ -266,7 +258,7 @@ async fn republished_duplicates_change_nothing(pool: PgPool) {
     // What a relay crash between publishing and advancing its cursor does: the same
     // records again.
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
-    let mut reader = vectis_tests::TopicReader::new(&kafka).expect("reader");
+    let mut reader = vectis_test_support::TopicReader::new(&kafka).expect("reader");
     let copies: Vec<(String, Vec<u8>)> = reader
         .read_at_least(events as usize, Duration::from_secs(30))
         .await
@@ -275,7 +267,7 @@ async fn republished_duplicates_change_nothing(pool: PgPool) {
         .collect();
     produce(&kafka, vectis_schemas::topics::ACCOUNTS.name, &copies).await;
     let label = ConsumerMetrics::label("accounts");
-    vectis_tests::eventually(Duration::from_secs(30), "every copy skipped", || {
+    vectis_test_support::until(Duration::from_secs(30), "every copy skipped", || {
         metrics.duplicates.get_or_create(&label).get() == events as u64
     })
     .await;
@@ -313,23 +305,23 @@ async fn a_poison_record_parks_its_stream_and_other_streams_go_on(pool: PgPool) 
             .await
             .expect("command");
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let limits = eventually(Duration::from_secs(30), "the healthy stream applied and two events parked", || async {
         let limits: Vec<(Uuid, i64)> = sqlx::query_as("SELECT account_id, credit_limit_minor FROM read.accounts")
             .fetch_all(&pool)
             .await
-            .expect("rows");
+            .map_err(|e| e.to_string())?;
         let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_dead_letters WHERE status = 'parked'")
             .fetch_one(&pool)
             .await
-            .expect("count");
+            .map_err(|e| e.to_string())?;
         if limits.contains(&(healthy, 777_777)) && parked == 2 {
-            assert!(!limits.contains(&(poisoned, 777_777)), "the poisoned stream's later event waits");
-            break;
+            Ok(limits)
+        } else {
+            Err(format!("limits {limits:?}, {parked} parked"))
         }
-        assert!(tokio::time::Instant::now() < deadline, "limits {limits:?}, {parked} parked");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    assert!(!limits.contains(&(poisoned, 777_777)), "the poisoned stream's later event waits");
     let letters: Vec<(String, Option<i64>, String)> =
         sqlx::query_as("SELECT stream_id, stream_version, error FROM projection_dead_letters ORDER BY \"offset\"")
             .fetch_all(&pool)
@@ -361,14 +353,10 @@ async fn a_recreated_log_is_held_and_reported_until_republished_from_the_event_s
     let probe = LagProbe::new(&kafka).expect("lag probe");
     let target = Target { projection: "accounts", version: 1 };
     // A topic created a moment ago may not be listed with its partitions yet.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let lag = loop {
-        match probe.measure(&pool, &target, Accounts.topics()).await {
-            Ok(lag) => break lag,
-            Err(error) => assert!(tokio::time::Instant::now() < deadline, "lag: {error}"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let lag = eventually(Duration::from_secs(30), "the lag of the recreated topics", || async {
+        probe.measure(&pool, &target, Accounts.topics()).await.map_err(|e| e.to_string())
+    })
+    .await;
     assert!(!lag.beyond_log().is_empty(), "the checkpoints are beyond the recreated log: {lag:?}");
     assert!(lag.beyond_log().iter().all(|p| p.high_watermark == 0));
 
@@ -439,11 +427,7 @@ async fn a_projector_asked_to_rejoin_leaves_joins_again_and_loses_nothing(pool: 
         lag: 1,
         since_progress: Duration::from_secs(60),
     }]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while metrics.rejoins.get_or_create(&label).get() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the projector did not rejoin");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until(Duration::from_secs(10), "the projector to rejoin", || metrics.rejoins.get_or_create(&label).get() > 0).await;
     ids.extend(writer.await.expect("writer"));
     until_consistent(&pool, &handler, &ids, Duration::from_secs(60)).await;
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");

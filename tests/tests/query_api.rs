@@ -18,7 +18,9 @@ use vectis_runtime::{
     auth::{ApiKeys, Scope},
     Environment, Shutdown,
 };
-use vectis_tests::{fresh_topics, http_get, http_request, shop::Shop, start_projector, until_caught_up, RelayHandle};
+use vectis_test_support::{
+    fresh_topics, http_get, http_request, shop::Shop, start_projector, until_caught_up, RelayHandle,
+};
 
 struct Service {
     addr: SocketAddr,

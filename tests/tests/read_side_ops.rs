@@ -19,7 +19,7 @@ use vectis_command_api::{
 };
 use vectis_consumer::{
     dead_letters::{self, DeadLetterError},
-    lag::LagProbe,
+    lag::{LagProbe, ProjectionLag},
     metrics::ConsumerMetrics,
     settings::ConsumerSettings,
 };
@@ -31,7 +31,9 @@ use vectis_projectors::{
 use vectis_read_side::Target;
 use vectis_schemas::events::Money;
 use vectis_schemas::StreamId;
-use vectis_tests::{committed_offsets, event_store, fresh_topics, start_projector, workloads, RelayHandle};
+use vectis_test_support::{
+    committed_offsets, event_store, eventually, fresh_topics, start_projector, workloads, RelayHandle,
+};
 
 /// Registers `count` accounts, changing the credit limit of every other one. Returns
 /// the ids.
@@ -79,22 +81,42 @@ async fn projected(pool: &PgPool) -> Vec<(Uuid, i64, i64)> {
 
 /// Waits until `read.accounts` equals the fold of the event store.
 async fn until_equal_to_the_fold(pool: &PgPool, handler: &CommandHandler, timeout: Duration) {
-    let deadline = tokio::time::Instant::now() + timeout;
     let expected = folded(pool, handler).await;
-    loop {
+    eventually(timeout, "read.accounts to equal the fold of the event store", || async {
         let actual = projected(pool).await;
         if actual == expected {
-            return;
+            return Ok(());
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "read model did not converge: {} rows, {} expected; first differences: {:?}",
-            actual.len(),
-            expected.len(),
-            actual.iter().zip(&expected).filter(|(a, e)| a != e).take(3).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        let differences: Vec<_> = actual.iter().zip(&expected).filter(|(a, e)| a != e).take(3).collect();
+        Err(format!("{} rows, {} expected; first differences: {differences:?}", actual.len(), expected.len()))
+    })
+    .await
+}
+
+/// Waits until `read.accounts` has a row.
+async fn until_projected(pool: &PgPool, timeout: Duration) {
+    eventually(timeout, "an account in read.accounts", || async {
+        if projected(pool).await.is_empty() {
+            Err("no rows".to_string())
+        } else {
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Waits until the lag of `target` counts `events` (their records reached the broker),
+/// and returns that measurement.
+async fn lag_reaches(probe: &LagProbe, pool: &PgPool, target: &Target, events: i64) -> ProjectionLag {
+    eventually(Duration::from_secs(30), &format!("a lag of {events} events"), || async {
+        let lag = probe.measure(pool, target, Accounts.topics()).await.map_err(|e| e.to_string())?;
+        if lag.events() >= events {
+            Ok(lag)
+        } else {
+            Err(format!("{} events of lag", lag.events()))
+        }
+    })
+    .await
 }
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
@@ -121,23 +143,30 @@ async fn a_retried_dead_letter_applies_it_and_the_events_behind_it_in_order(pool
     .await
     .expect("defect");
     change_limit(&handler, broken, 666_666).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while dead_letters::list(&pool, Some("accounts"), false).await.expect("list").is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the refused event parks");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(30), "the refused event to park", || async {
+        let parked = dead_letters::list(&pool, Some("accounts"), false).await.map_err(|e| e.to_string())?;
+        if parked.is_empty() {
+            Err("nothing parked".to_string())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
     change_limit(&handler, broken, 777_777).await;
     change_limit(&handler, healthy, 555_555).await;
 
-    let letters = loop {
-        assert!(tokio::time::Instant::now() < deadline + Duration::from_secs(30), "the later event parks behind");
-        let letters = dead_letters::list(&pool, Some("accounts"), false).await.expect("list");
-        let healthy_applied = projected(&pool).await.iter().any(|(id, limit, _)| *id == healthy && *limit == 555_555);
-        if letters.len() == 2 && healthy_applied {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let letters =
+        eventually(Duration::from_secs(60), "the later event to park behind, the other stream going on", || async {
+            let letters = dead_letters::list(&pool, Some("accounts"), false).await.map_err(|e| e.to_string())?;
+            let healthy_applied =
+                projected(&pool).await.iter().any(|(id, limit, _)| *id == healthy && *limit == 555_555);
+            if letters.len() == 2 && healthy_applied {
+                Ok(letters)
+            } else {
+                Err(format!("{} parked, the healthy stream applied: {healthy_applied}", letters.len()))
+            }
+        })
+        .await;
     assert!(letters.iter().all(|l| l.letter.stream_id.as_deref() == Some(StreamId::account(broken).as_str())));
     assert!(letters[0].letter.error.contains("credit limit 666666 refused"), "{letters:?}");
     assert!(letters[1].letter.error.contains("waiting behind"), "{letters:?}");
@@ -184,11 +213,7 @@ async fn lag_counts_unapplied_events_and_their_age_and_is_zero_when_caught_up(po
     register_accounts(&handler, 20).await;
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
     let first_event_age = tokio::time::Instant::now();
-    let mut lag = probe.measure(&pool, &target, Accounts.topics()).await.expect("measure");
-    while lag.events() < events {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        lag = probe.measure(&pool, &target, Accounts.topics()).await.expect("measure");
-    }
+    lag_reaches(&probe, &pool, &target, events).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let lag = probe.measure(&pool, &target, Accounts.topics()).await.expect("measure");
     assert_eq!(lag.events(), events, "nothing applied: every event lags");
@@ -218,12 +243,14 @@ async fn two_instances_share_the_partitions_and_one_takes_over_when_the_other_st
     let applied = |m: &ConsumerMetrics| m.applied.get_or_create(&label).get();
 
     // Joining the group takes a rebalance or two: write until both have applied some.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while applied(&first_metrics) == 0 || applied(&second_metrics) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "both instances applied events within 60 s");
+    eventually(Duration::from_secs(60), "both instances to apply events", || async {
+        if applied(&first_metrics) > 0 && applied(&second_metrics) > 0 {
+            return Ok(());
+        }
         register_accounts(&handler, 10).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        Err(format!("applied {} and {}", applied(&first_metrics), applied(&second_metrics)))
+    })
+    .await;
     until_equal_to_the_fold(&pool, &handler, Duration::from_secs(90)).await;
 
     // The first leaves while events keep coming: the second takes its partitions over.
@@ -336,11 +363,7 @@ async fn a_projector_starts_at_its_postgresql_checkpoint_not_at_the_brokers_offs
     let probe = LagProbe::new(&kafka).expect("probe");
     register_accounts(&handler, 10).await;
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
-    let mut lag = probe.measure(&pool, &target, Accounts.topics()).await.expect("measure");
-    while lag.events() < events {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        lag = probe.measure(&pool, &target, Accounts.topics()).await.expect("measure");
-    }
+    let lag = lag_reaches(&probe, &pool, &target, events).await;
     // Checkpoints past everything on the log, and no offsets committed in the group:
     // a projector that ignored PostgreSQL would start at the beginning.
     let mut conn = pool.acquire().await.expect("connection");
@@ -350,11 +373,7 @@ async fn a_projector_starts_at_its_postgresql_checkpoint_not_at_the_brokers_offs
     drop(conn);
     let projector = start_projector(&pool, &kafka, Arc::new(Accounts), &ConsumerMetrics::default()).await;
     let newcomer = register_accounts(&handler, 1).await[0];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while projected(&pool).await.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the new account is projected");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_projected(&pool, Duration::from_secs(60)).await;
     let rows = projected(&pool).await;
     assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![newcomer], "only what follows the checkpoints");
     projector.stop().await.expect("clean stop");

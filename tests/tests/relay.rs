@@ -14,7 +14,7 @@ use vectis_event_store::{
 };
 use vectis_schemas::samples;
 use vectis_schemas::StreamId;
-use vectis_tests::{event_store, eventually, fresh_topics, ConsumedRecord, RelayHandle, TopicReader};
+use vectis_test_support::{event_store, eventually, fresh_topics, until, ConsumedRecord, RelayHandle, TopicReader};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -202,6 +202,7 @@ async fn a_relay_killed_mid_batch_republishes_only_a_suffix_and_loses_nothing(po
     // Every event is sent at once (the window holds them all); the cursor follows the
     // acknowledged prefix. Kill the relay once the broker has acknowledged part of it.
     let relay = RelayHandle::start(pool.clone(), &kafka, total as i64);
+    // Polled every millisecond, not with `until`'s 20 ms: the kill must land mid-batch.
     let deadline = tokio::time::Instant::now() + WAIT;
     while relay.metrics.published_total() == 0 {
         assert!(tokio::time::Instant::now() < deadline, "relay published nothing");
@@ -224,11 +225,15 @@ async fn a_relay_killed_mid_batch_republishes_only_a_suffix_and_loses_nothing(po
 
     let relay = RelayHandle::start(pool.clone(), &kafka, 1000);
     let last: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events").fetch_one(&pool).await.expect("last");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while relay_cursor(&pool).await < last {
-        assert!(tokio::time::Instant::now() < deadline, "relay did not catch up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, "the relay to catch up", || async {
+        let cursor = relay_cursor(&pool).await;
+        if cursor >= last {
+            Ok(())
+        } else {
+            Err(format!("cursor at {cursor} of {last}"))
+        }
+    })
+    .await;
     relay.stop().await;
     let mut reader = TopicReader::new(&kafka).expect("reader");
     reader.read_at_least(total, WAIT).await;
@@ -270,7 +275,7 @@ async fn two_relays_one_publishes_and_the_other_takes_over_without_loss(pool: Pg
     let store = event_store(pool.clone());
     let first = RelayHandle::start(pool.clone(), &kafka, 100);
     let second = RelayHandle::start(pool.clone(), &kafka, 100);
-    eventually(WAIT, "one relay leads", || first.is_leader() || second.is_leader()).await;
+    until(WAIT, "one relay leads", || first.is_leader() || second.is_leader()).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(first.is_leader() ^ second.is_leader(), "exactly one relay holds the lock");
 
@@ -284,7 +289,7 @@ async fn two_relays_one_publishes_and_the_other_takes_over_without_loss(pool: Pg
     assert_eq!(standby.metrics.published_total(), 0, "the standby publishes nothing");
 
     leader.stop().await;
-    eventually(WAIT, "the standby takes over", || standby.is_leader()).await;
+    until(WAIT, "the standby takes over", || standby.is_leader()).await;
     for _ in 0..30 {
         confirm_order(&store).await;
     }
@@ -304,7 +309,7 @@ async fn a_commit_wakes_the_idle_relay_without_waiting_for_its_timer(pool: PgPoo
     let kafka = fresh_topics().await.expect("topics");
     let store = event_store(pool.clone());
     let relay = RelayHandle::start_polling_every(pool.clone(), &kafka, 100, Duration::from_secs(600));
-    eventually(WAIT, "relay leads", || relay.is_leader()).await;
+    until(WAIT, "relay leads", || relay.is_leader()).await;
     let mut reader = TopicReader::new(&kafka).expect("reader");
     // Let the relay go idle on an empty store, waiting on LISTEN or its 10-minute timer.
     reader.read_for(Duration::from_millis(500)).await;
@@ -322,7 +327,7 @@ async fn provisioning_is_idempotent_and_reports_partition_mismatches() {
     use vectis_schemas::TopicNaming;
 
     let kafka = KafkaSettings::new(
-        vectis_tests::brokers(),
+        vectis_test_support::brokers(),
         TopicNaming::with_prefix(format!("test-{}.", Uuid::new_v4().simple())),
     );
     // Someone created the orders topic by hand with too few partitions.

@@ -38,7 +38,9 @@ use vectis_search::{
     metrics::SearchMetrics,
     namespace_of, SearchEngine, SearchSettings,
 };
-use vectis_tests::{fresh_topics, shop::Shop, start_projector, until_caught_up, RelayHandle, TopicReader};
+use vectis_test_support::{
+    eventually, fresh_topics, shop::Shop, start_projector, until_caught_up, RelayHandle, TopicReader,
+};
 
 /// A data directory of the test's own, removed when dropped.
 struct DataDir(PathBuf);
@@ -103,15 +105,15 @@ async fn until(
     what: &str,
     accept: impl Fn(&SearchResults) -> bool,
 ) -> SearchResults {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let results = engine.search(pool, index, request).await.expect("search answers");
+    eventually(Duration::from_secs(60), what, || async {
+        let results = engine.search(pool, index, request).await.map_err(|e| e.to_string())?;
         if accept(&results) {
-            return results;
+            Ok(results)
+        } else {
+            Err(format!("last results {results:#?}"))
         }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: never got there; last results {results:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 async fn conformance(pool: PgPool, settings: SearchSettings) {
@@ -397,21 +399,23 @@ async fn killed_and_restarted_search_projectors_converge_to_an_uninterrupted_run
     let sizes: BTreeMap<&str, usize> = expected.iter().map(|(index, docs)| (*index, docs.len())).collect();
     assert_eq!(sizes, BTreeMap::from([("accounts", 60), ("orders", 40), ("products", 20)]));
     for (index, expected) in expected {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let actual = engine_documents(&engine, &pool, index).await;
-            if actual == expected {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{index}: {} documents in the engine, {} expected; first difference: {:?}",
-                actual.len(),
-                expected.len(),
-                expected.iter().find(|(id, doc)| actual.get(*id) != Some(doc))
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(
+            Duration::from_secs(60),
+            &format!("{index}'s documents to equal an uninterrupted run's"),
+            || async {
+                let actual = engine_documents(&engine, &pool, index).await;
+                if actual == expected {
+                    return Ok(());
+                }
+                let first_difference = expected.iter().find(|(id, doc)| actual.get(*id) != Some(doc));
+                Err(format!(
+                    "{} in the engine, {} expected; first difference: {first_difference:?}",
+                    actual.len(),
+                    expected.len()
+                ))
+            },
+        )
+        .await;
     }
     for projector in projectors {
         projector.stop().await.expect("clean stop");
@@ -513,15 +517,15 @@ async fn engine_failures_are_retried_or_parked_never_ignored(pool: PgPool) {
 
     // The rejected document's stream parks, with the engine's error; the others are
     // searchable; the unavailable engine cost retries, not dead letters.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let parked = loop {
-        let parked = dead_letters::list(&pool, Some("search_products"), false).await.expect("dead letters");
-        if !parked.is_empty() {
-            break parked;
+    let parked = eventually(Duration::from_secs(60), "the rejected document to park", || async {
+        let parked = dead_letters::list(&pool, Some("search_products"), false).await.map_err(|e| e.to_string())?;
+        if parked.is_empty() {
+            Err("nothing parked".to_string())
+        } else {
+            Ok(parked)
         }
-        assert!(tokio::time::Instant::now() < deadline, "the rejected document never parked");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     assert_eq!(engine.unavailable.load(Ordering::SeqCst), 0, "the unavailable engine was retried");
     let streams: Vec<&str> = parked.iter().filter_map(|p| p.letter.stream_id.as_deref()).collect();
     assert!(streams.iter().all(|s| *s == "inventory-POISON-1"), "only the rejected stream parks: {streams:?}");
@@ -530,14 +534,15 @@ async fn engine_failures_are_retried_or_parked_never_ignored(pool: PgPool) {
     let declaration = vectis_projectors::search::declaration("products").expect("declared");
     // The products sit on different partitions, so the good ones may be applied in
     // batches after the one that parked the rejected document.
-    loop {
-        let all = engine.inner.search(&index, declaration, &request("")).await.expect("search");
+    eventually(Duration::from_secs(60), "the good documents to be searchable", || async {
+        let all = engine.inner.search(&index, declaration, &request("")).await.map_err(|e| e.to_string())?;
         if sorted_ids(&all) == ["GOOD-1", "GOOD-2"] {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{:?}", sorted_ids(&all)))
         }
-        assert!(tokio::time::Instant::now() < deadline, "the good documents are searchable: {:?}", sorted_ids(&all));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let label = ConsumerMetrics::label("search_products");
     assert!(metrics.retries.get_or_create(&label).get() >= 3, "every failure counted as a retry");
 

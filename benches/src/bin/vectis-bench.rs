@@ -18,12 +18,10 @@ use rdkafka::{
 };
 use sqlx::{Executor, PgPool};
 use uuid::Uuid;
+use vectis_benches::{create_database, drop_database, env_number, unthrottle_loopback, Connection, Figures};
 use vectis_event_store::{AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent};
 use vectis_schemas::samples;
-use vectis_tests::{
-    bench::{create_database, drop_database, env_number, unthrottle_loopback, Connection, Figures},
-    event_store, fresh_topics, RelayHandle,
-};
+use vectis_test_support::{event_store, fresh_topics, RelayHandle};
 
 const WRITER_COUNTS: [usize; 3] = [1, 8, 32];
 
@@ -222,7 +220,7 @@ async fn main() -> anyhow::Result<()> {
     let (pool, database) = bench_database().await?;
     let store = event_store(pool.clone());
     println!("# Vectis foundation benchmark");
-    println!("PostgreSQL: {}; broker: {}", database, vectis_tests::brokers());
+    println!("PostgreSQL: {}; broker: {}", database, vectis_test_support::brokers());
     let outcome = async {
         let append_ceiling = bench_appends(&pool, &store).await?;
         bench_commands(&pool, append_ceiling).await?;

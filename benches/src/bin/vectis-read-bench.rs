@@ -34,6 +34,9 @@ use rdkafka::{
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::mpsc;
 use uuid::Uuid;
+use vectis_benches::{
+    append, create_database, drop_database, env_number, fill, projector_catch_up, CatchUp, Figures, BATCH,
+};
 use vectis_consumer::{
     event::decode,
     metrics::ConsumerMetrics,
@@ -52,10 +55,7 @@ use vectis_schemas::{
     },
     samples, EventEnvelope,
 };
-use vectis_tests::{
-    bench::{append, create_database, drop_database, env_number, fill, projector_catch_up, CatchUp, Figures, BATCH},
-    event_store, fresh_topics, RelayHandle,
-};
+use vectis_test_support::{event_store, fresh_topics, RelayHandle};
 
 fn account(event: impl Into<AccountEvent>) -> NewEvent {
     event.into().into()
@@ -507,13 +507,13 @@ async fn main() -> anyhow::Result<()> {
     println!("# Vectis read-side benchmark");
     println!(
         "PostgreSQL database {database}; broker {}; topic prefix {}",
-        vectis_tests::brokers(),
+        vectis_test_support::brokers(),
         kafka.naming.prefix()
     );
     println!(
         "Live lag from another terminal: DATABASE_URL={} KAFKA_BROKERS={} VECTIS_TOPIC_PREFIX={} vectis projections status",
-        vectis_tests::database_url(&database)?,
-        vectis_tests::brokers(),
+        vectis_test_support::database_url(&database)?,
+        vectis_test_support::brokers(),
         kafka.naming.prefix()
     );
     let outcome = run(&pool, &kafka, units).await;

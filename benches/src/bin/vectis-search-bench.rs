@@ -15,6 +15,7 @@ use std::time::Instant;
 use vectis_schemas::StreamId;
 
 use uuid::Uuid;
+use vectis_benches::{create_database, drop_database, env_number, fill, projector_catch_up, Figures};
 use vectis_event_store::{kafka::KafkaSettings, NewEvent};
 use vectis_projectors::search::{
     declaration::{Filter, FilterValue, SearchRequest, Sort},
@@ -25,10 +26,7 @@ use vectis_schemas::{
     events::{InventoryEvent, ItemCreated, Money, OrderEvent},
     samples,
 };
-use vectis_tests::{
-    bench::{create_database, drop_database, env_number, fill, projector_catch_up, Figures},
-    event_store, fresh_topics,
-};
+use vectis_test_support::{event_store, fresh_topics};
 
 const KINDS: [&str; 12] = [
     "Hex",
@@ -93,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
     let (pool, database) = create_database(20).await?;
     let kafka = fresh_topics().await?;
     println!("# Vectis search benchmark");
-    println!("broker {}; topic prefix {}", vectis_tests::brokers(), kafka.naming.prefix());
+    println!("broker {}; topic prefix {}", vectis_test_support::brokers(), kafka.naming.prefix());
     println!("\n## Fill");
     let filled = fill(&pool, &event_store(pool.clone()), &kafka, products, unit_streams).await;
     pool.close().await;

@@ -19,6 +19,9 @@ use std::{
 
 use anyhow::Context;
 use uuid::Uuid;
+use vectis_benches::{
+    create_database, drop_database, env_number, fill, projector_catch_up, unthrottle_loopback, Connection, Figures,
+};
 use vectis_event_store::NewEvent;
 use vectis_projectors::read_models;
 use vectis_query_api::process::{QueryApi, QueryApiSettings};
@@ -28,12 +31,7 @@ use vectis_schemas::{
     events::{Money, OrderEvent, OrderLine, OrderPlaced},
     samples,
 };
-use vectis_tests::{
-    bench::{
-        create_database, drop_database, env_number, fill, projector_catch_up, unthrottle_loopback, Connection, Figures,
-    },
-    event_store, fresh_topics,
-};
+use vectis_test_support::{event_store, fresh_topics};
 
 const ORDERS_PER_ACCOUNT: usize = 5;
 

@@ -1,11 +1,8 @@
-//! Helpers shared by the HTTP tests: the command API over a test database, and a
-//! request sender that returns status, content type and body bytes.
-
-#![allow(dead_code)]
+//! The command API's router over a test database, called in process, and a request
+//! sender that returns status, content type, headers and body bytes.
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    sync::Arc,
     time::Duration,
 };
 
@@ -23,13 +20,11 @@ use vectis_command_api::{
     handling::CommandHandler,
     http::{app, AppState},
 };
-use vectis_event_store::{EventStore, StoreMetrics};
 use vectis_runtime::{
     auth::{ApiKeys, Scope},
     http_metrics::HttpMetrics,
     rate_limit::{RateLimiter, TrustedProxies},
 };
-use vectis_schemas::{SchemaCatalog, SchemaMode};
 
 /// The command API under test, and an admin key that `send` presents unless a test
 /// sends its own `Authorization` header.
@@ -62,8 +57,7 @@ pub async fn command_api_configured(
     let rate_limiter = RateLimiter::start(pool.clone(), trusted).await.expect("rate-limit policies load");
     let keys = ApiKeys::new(pool.clone());
     let (_, key) = keys.create("test-admin", &[Scope::Admin]).await.expect("admin key");
-    let catalog = Arc::new(SchemaCatalog::embedded().expect("schemas compile"));
-    let store = EventStore::new(pool, catalog, SchemaMode::Strict, StoreMetrics::default());
+    let store = crate::event_store(pool);
     let metrics = HttpMetrics::register(&mut Registry::default());
     let state = AppState {
         handler: CommandHandler::new(store),
@@ -110,6 +104,5 @@ pub async fn send(app: &TestApi, method: &str, uri: &str, headers: &[(&str, &str
 pub const JSON: (&str, &str) = ("content-type", "application/json");
 
 pub fn handler(pool: PgPool) -> CommandHandler {
-    let catalog = Arc::new(SchemaCatalog::embedded().expect("schemas compile"));
-    CommandHandler::new(EventStore::new(pool, catalog, SchemaMode::Strict, StoreMetrics::default()))
+    CommandHandler::new(crate::event_store(pool))
 }

@@ -16,7 +16,7 @@ use vectis_projectors::{projection::Projection, store};
 use vectis_read_side::Target;
 use vectis_schemas::StreamId;
 
-use crate::{database_url, RelayHandle};
+use vectis_test_support::{database_url, RelayHandle};
 
 /// Concurrent appenders while filling.
 pub const FILL_WRITERS: usize = 8;
