@@ -78,6 +78,7 @@ pub async fn commerce_workload(handler: &CommandHandler, accounts: &[Uuid]) -> (
     let mut skus = Vec::new();
     for n in 0..12 {
         let sku = format!("SKU-{n}");
+        let item = StreamId::inventory_item(&sku).expect("a SKU");
         let commands = vec![
             InventoryCommand::Create {
                 sku: sku.clone(),
@@ -90,13 +91,7 @@ pub async fn commerce_workload(handler: &CommandHandler, accounts: &[Uuid]) -> (
         ];
         for command in commands {
             handler
-                .execute::<InventoryItem, _>(
-                    &mut store,
-                    &StreamId::inventory_item(&sku).expect("a SKU"),
-                    None,
-                    &metadata,
-                    |_| command.clone(),
-                )
+                .execute::<InventoryItem, _>(&mut store, &item, None, &metadata, |_| command.clone())
                 .await
                 .expect("inventory");
         }
@@ -111,13 +106,7 @@ pub async fn commerce_workload(handler: &CommandHandler, accounts: &[Uuid]) -> (
                 now,
             };
             handler
-                .execute::<InventoryItem, _>(
-                    &mut store,
-                    &StreamId::inventory_item(&sku).expect("a SKU"),
-                    None,
-                    &metadata,
-                    |_| reserve.clone(),
-                )
+                .execute::<InventoryItem, _>(&mut store, &item, None, &metadata, |_| reserve.clone())
                 .await
                 .expect("reserve");
             let settle = match r {
@@ -127,13 +116,7 @@ pub async fn commerce_workload(handler: &CommandHandler, accounts: &[Uuid]) -> (
             };
             if let Some(settle) = settle {
                 handler
-                    .execute::<InventoryItem, _>(
-                        &mut store,
-                        &StreamId::inventory_item(&sku).expect("a SKU"),
-                        None,
-                        &metadata,
-                        |_| settle.clone(),
-                    )
+                    .execute::<InventoryItem, _>(&mut store, &item, None, &metadata, |_| settle.clone())
                     .await
                     .expect("settle");
             }

@@ -2,20 +2,13 @@
 //! approval threshold, and the stream version it reflects.
 
 use std::collections::HashMap;
-use vectis_read_side::{catalog, status::AccountStatus, ProjectionSpec};
 
 use chrono::{DateTime, Utc};
-use futures::{future::BoxFuture, FutureExt, TryFutureExt};
 use sqlx::PgConnection;
 use uuid::Uuid;
+use vectis_consumer::event::{DomainEvent, ProjectedEvent};
+use vectis_read_side::{catalog, status::AccountStatus};
 use vectis_schemas::events::AccountEvent;
-
-use vectis_consumer::{
-    event::{DomainEvent, ProjectedEvent},
-    handler::{ApplyError, Handler},
-};
-
-use crate::projection::Projection;
 
 pub struct Accounts;
 
@@ -151,27 +144,4 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
     Ok(())
 }
 
-impl Handler for Accounts {
-    fn spec(&self) -> &'static ProjectionSpec {
-        &catalog::ACCOUNTS
-    }
-
-    fn apply<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        schema: &'a str,
-        events: &'a [ProjectedEvent],
-    ) -> BoxFuture<'a, Result<(), ApplyError>> {
-        apply(conn, schema, events).map_err(ApplyError::from).boxed()
-    }
-}
-
-impl Projection for Accounts {
-    fn tables_ddl(&self) -> &'static str {
-        DDL
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        &["accounts"]
-    }
-}
+read_model!(Accounts, catalog::ACCOUNTS, DDL, &["accounts"]);

@@ -3,20 +3,13 @@
 //! or `rejected`, with `expires_at`).
 
 use std::collections::HashMap;
-use vectis_read_side::{catalog, status::ReservationStatus, ProjectionSpec};
 
 use chrono::{DateTime, Utc};
-use futures::{future::BoxFuture, FutureExt, TryFutureExt};
 use sqlx::PgConnection;
 use uuid::Uuid;
+use vectis_consumer::event::{DomainEvent, ProjectedEvent};
+use vectis_read_side::{catalog, status::ReservationStatus};
 use vectis_schemas::events::InventoryEvent;
-
-use vectis_consumer::{
-    event::{DomainEvent, ProjectedEvent},
-    handler::{ApplyError, Handler},
-};
-
-use crate::projection::Projection;
 
 pub struct Inventory;
 
@@ -269,27 +262,4 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
     Ok(())
 }
 
-impl Handler for Inventory {
-    fn spec(&self) -> &'static ProjectionSpec {
-        &catalog::INVENTORY
-    }
-
-    fn apply<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        schema: &'a str,
-        events: &'a [ProjectedEvent],
-    ) -> BoxFuture<'a, Result<(), ApplyError>> {
-        apply(conn, schema, events).map_err(ApplyError::from).boxed()
-    }
-}
-
-impl Projection for Inventory {
-    fn tables_ddl(&self) -> &'static str {
-        DDL
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        &["inventory_items", "inventory_reservations"]
-    }
-}
+read_model!(Inventory, catalog::INVENTORY, DDL, &["inventory_items", "inventory_reservations"]);

@@ -3,20 +3,13 @@
 //! `read.order_status_history` (one row per event, with the status it led to).
 
 use std::collections::HashMap;
-use vectis_read_side::{catalog, status::OrderStatus, ProjectionSpec};
 
 use chrono::{DateTime, Utc};
-use futures::{future::BoxFuture, FutureExt, TryFutureExt};
 use sqlx::PgConnection;
 use uuid::Uuid;
+use vectis_consumer::event::{DomainEvent, ProjectedEvent};
+use vectis_read_side::{catalog, status::OrderStatus};
 use vectis_schemas::events::OrderEvent;
-
-use vectis_consumer::{
-    event::{DomainEvent, ProjectedEvent},
-    handler::{ApplyError, Handler},
-};
-
-use crate::projection::Projection;
 
 pub struct Orders;
 
@@ -224,27 +217,4 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
     Ok(())
 }
 
-impl Handler for Orders {
-    fn spec(&self) -> &'static ProjectionSpec {
-        &catalog::ORDERS
-    }
-
-    fn apply<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        schema: &'a str,
-        events: &'a [ProjectedEvent],
-    ) -> BoxFuture<'a, Result<(), ApplyError>> {
-        apply(conn, schema, events).map_err(ApplyError::from).boxed()
-    }
-}
-
-impl Projection for Orders {
-    fn tables_ddl(&self) -> &'static str {
-        DDL
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        &["orders", "order_lines", "order_status_history"]
-    }
-}
+read_model!(Orders, catalog::ORDERS, DDL, &["orders", "order_lines", "order_status_history"]);
