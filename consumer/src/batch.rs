@@ -84,7 +84,7 @@ impl GroupConsumer {
             self.apply_stream_by_stream(&mut tx, &schema, records, to_apply, &mut letters).await?
         } else {
             let events: Vec<ProjectedEvent> = to_apply.into_iter().map(|(_, e)| e).collect();
-            self.projection.apply(&mut tx, &schema, &events).await?;
+            self.handler.apply(&mut tx, &schema, &events).await?;
             events
         };
         let mut new_versions: HashMap<String, i64> = HashMap::new();
@@ -121,7 +121,7 @@ impl GroupConsumer {
             for (stream, events) in by_stream {
                 sqlx::query("SAVEPOINT stream").execute(&mut *conn).await?;
                 let plain: Vec<ProjectedEvent> = events.iter().map(|(_, e)| e.clone()).collect();
-                match self.projection.apply(&mut *conn, schema, &plain).await {
+                match self.handler.apply(&mut *conn, schema, &plain).await {
                     Ok(()) => {
                         sqlx::query("RELEASE SAVEPOINT stream").execute(&mut *conn).await?;
                         applied.extend(plain);

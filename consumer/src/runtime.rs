@@ -112,7 +112,7 @@ pub enum BatchOutcome {
 /// `batch.rs`).
 pub struct GroupConsumer {
     pub(crate) pool: PgPool,
-    pub(crate) projection: Arc<dyn Handler>,
+    pub(crate) handler: Arc<dyn Handler>,
     pub(crate) target: Target,
     pub(crate) settings: ConsumerSettings,
     pub(crate) metrics: ConsumerMetrics,
@@ -121,13 +121,13 @@ pub struct GroupConsumer {
 impl GroupConsumer {
     pub fn new(
         pool: PgPool,
-        projection: Arc<dyn Handler>,
+        handler: Arc<dyn Handler>,
         version: i32,
         settings: ConsumerSettings,
         metrics: ConsumerMetrics,
     ) -> Self {
-        let target = Target { projection: projection.name(), version };
-        Self { pool, projection, target, settings, metrics }
+        let target = Target { projection: handler.name(), version };
+        Self { pool, handler, target, settings, metrics }
     }
 
     fn consumer(&self) -> Result<Arc<KafkaGroupConsumer>, KafkaError> {
@@ -140,7 +140,7 @@ impl GroupConsumer {
             watermark_timeout: self.settings.watermark_timeout,
         };
         let consumer: KafkaGroupConsumer = config.create_with_context(context)?;
-        let topics: Vec<String> = self.projection.topics().iter().map(|t| kafka.naming.physical(t)).collect();
+        let topics: Vec<String> = self.handler.topics().iter().map(|t| kafka.naming.physical(t)).collect();
         consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
         Ok(Arc::new(consumer))
     }
@@ -190,7 +190,7 @@ impl GroupConsumer {
                         let retired_version = self.target.version;
                         let retired = std::mem::replace(&mut consumer, self.follow_active_version().await?);
                         leave_group(retired).await?;
-                        self.projection.release_version(retired_version);
+                        self.handler.release_version(retired_version);
                     }
                 }
                 continue;
@@ -203,11 +203,11 @@ impl GroupConsumer {
                 let retired_version = self.target.version;
                 let retired = std::mem::replace(&mut consumer, self.follow_active_version().await?);
                 leave_group(retired).await?;
-                self.projection.release_version(retired_version);
+                self.handler.release_version(retired_version);
             }
         }
         leave_group(consumer).await?;
-        self.projection.release_version(self.target.version);
+        self.handler.release_version(self.target.version);
         tracing::info!(projection = self.target.projection, "projector stopped");
         Ok(())
     }
@@ -242,11 +242,11 @@ impl GroupConsumer {
         Ok(self.consumer()?)
     }
 
-    /// Readies what the projection writes outside PostgreSQL (a search index's
+    /// Readies what the handler writes outside PostgreSQL (a search index's
     /// settings). A failure is only logged: the first batch prepares again, and its
     /// failure is retried like any other.
     async fn prepare_version(&self) {
-        if let Err(error) = self.projection.prepare_version(self.target.version).await {
+        if let Err(error) = self.handler.prepare_version(self.target.version).await {
             tracing::warn!(projection = self.target.projection, version = self.target.version, %error, "cannot prepare the version; the first batch tries again");
         }
     }

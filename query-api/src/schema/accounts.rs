@@ -3,11 +3,12 @@
 use async_graphql::{dataloader::DataLoader, ComplexObject, Context, Error, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
+use vectis_read_side::status::AccountStatus;
 
 use super::{
     loaders::{AccountOrders, AccountOrdersKey},
     orders::{Order, ORDERS_LIST},
-    Money,
+    parse_status, Money,
 };
 use crate::{
     db::ReadDb,
@@ -21,8 +22,8 @@ pub struct Account {
     pub account_id: Uuid,
     pub name: String,
     pub email: String,
-    /// pending_approval, approved, rejected, suspended.
-    pub status: String,
+    #[graphql(skip)]
+    pub status: AccountStatus,
     #[graphql(skip)]
     pub credit_limit_minor: i64,
     #[graphql(skip)]
@@ -46,6 +47,11 @@ impl Account {
 
 #[ComplexObject]
 impl Account {
+    /// pending_approval, approved, rejected, suspended.
+    async fn status(&self) -> &'static str {
+        self.status.as_str()
+    }
+
     async fn credit_limit(&self) -> Money {
         Money::new(self.credit_limit_minor, &self.credit_limit_currency)
     }
@@ -95,7 +101,7 @@ impl AccountQueries {
     ) -> Result<Page<Account>, Error> {
         const LIST: &str = "accounts";
         let db = ctx.data_unchecked::<ReadDb>();
-        let status = filter.and_then(|f| f.status);
+        let status = parse_status::<AccountStatus>(filter.and_then(|f| f.status).as_deref())?;
         let limit = pagination::page_size(first)?;
         let position: Option<Uuid> = pagination::decode(LIST, after.as_deref())?;
         let rows: Vec<Account> = db
@@ -105,7 +111,7 @@ impl AccountQueries {
                       ORDER BY account_id LIMIT $3",
                     Account::SELECT
                 ))
-                .bind(status.as_deref())
+                .bind(status.map(AccountStatus::as_str))
                 .bind(position)
                 .bind(limit + 1)
                 .fetch_all(&db.pool),
@@ -114,7 +120,7 @@ impl AccountQueries {
         let total: i64 = db
             .counted(
                 sqlx::query_scalar("SELECT count(*) FROM read.accounts WHERE ($1::text IS NULL OR status = $1)")
-                    .bind(status.as_deref())
+                    .bind(status.map(AccountStatus::as_str))
                     .fetch_one(&db.pool),
             )
             .await?;

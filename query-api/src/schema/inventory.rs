@@ -4,6 +4,7 @@
 use async_graphql::{dataloader::DataLoader, ComplexObject, Context, Error, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
+use vectis_read_side::status::ReservationStatus;
 
 use super::{loaders::Reservations, Money};
 use crate::{
@@ -53,17 +54,26 @@ impl InventoryItem {
 }
 
 #[derive(SimpleObject, sqlx::FromRow, Debug, Clone)]
+#[graphql(complex)]
 pub struct Reservation {
     #[graphql(name = "id")]
     pub reservation_id: Uuid,
     pub sku: String,
     pub order_id: Uuid,
     pub quantity: i64,
-    /// held, committed, released, expired, rejected.
-    pub status: String,
+    #[graphql(skip)]
+    pub status: ReservationStatus,
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+#[ComplexObject]
+impl Reservation {
+    /// held, committed, released, expired, rejected.
+    async fn status(&self) -> &'static str {
+        self.status.as_str()
+    }
 }
 
 #[derive(InputObject, Debug, Clone, Default)]

@@ -59,6 +59,17 @@ impl HealthQuery {
 }
 
 /// The schema with its limits; introspection off in production.
+/// A status filter's word as the read models store it; a word no row can hold is the
+/// caller's mistake, answered with the words that exist.
+pub fn parse_status<S>(word: Option<&str>) -> Result<Option<S>, async_graphql::Error>
+where
+    S: std::str::FromStr<Err = vectis_read_side::status::UnknownStatus>,
+{
+    word.map(str::parse).transpose().map_err(|error: vectis_read_side::status::UnknownStatus| {
+        crate::errors::bad_input(format!("filter.status: {error}"))
+    })
+}
+
 pub fn build(db: ReadDb, search: SearchEngine, introspection: bool) -> QuerySchema {
     let builder = Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
         .data(db)

@@ -5,11 +5,12 @@ use async_graphql::{dataloader::DataLoader, ComplexObject, Context, Error, Input
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
+use vectis_read_side::status::OrderStatus;
 
 use super::{
     accounts::Account,
     loaders::{Accounts, OrderLines, StatusHistory},
-    Money,
+    parse_status, Money,
 };
 use crate::{
     db::ReadDb,
@@ -22,9 +23,8 @@ pub struct Order {
     #[graphql(name = "id")]
     pub order_id: Uuid,
     pub account_id: Uuid,
-    /// placed, awaiting_approval, approved, rejected, confirmed, cancelled, shipped,
-    /// delivered.
-    pub status: String,
+    #[graphql(skip)]
+    pub status: OrderStatus,
     #[graphql(skip)]
     pub currency: String,
     #[graphql(skip)]
@@ -45,6 +45,12 @@ impl Order {
 
 #[ComplexObject]
 impl Order {
+    /// placed, awaiting_approval, approved, rejected, confirmed, cancelled, shipped,
+    /// delivered.
+    async fn status(&self) -> &'static str {
+        self.status.as_str()
+    }
+
     async fn total(&self) -> Money {
         Money::new(self.total_minor, &self.currency)
     }
@@ -77,13 +83,23 @@ pub struct OrderLine {
 }
 
 #[derive(SimpleObject, sqlx::FromRow, Debug, Clone)]
+#[graphql(complex)]
 pub struct StatusChange {
     #[graphql(skip)]
     pub order_id: Uuid,
     pub stream_version: i64,
-    pub status: String,
+    #[graphql(skip)]
+    pub status: OrderStatus,
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,
+}
+
+#[ComplexObject]
+impl StatusChange {
+    /// The status the event led to (as `Order.status`).
+    async fn status(&self) -> &'static str {
+        self.status.as_str()
+    }
 }
 
 /// Every condition given must hold.
@@ -123,12 +139,12 @@ impl OrderQueries {
 
 /// Appends `filter`'s conditions (only those given, so each query shape gets a plan
 /// that can use the matching index: `IS NULL OR` conditions defeat it in generic plans).
-fn push_conditions<'a>(query: &mut QueryBuilder<'a, Postgres>, filter: &'a OrderFilter) {
+fn push_conditions<'a>(query: &mut QueryBuilder<'a, Postgres>, filter: &'a OrderFilter, status: Option<OrderStatus>) {
     query.push(" WHERE TRUE");
     if let Some(account_id) = filter.account_id {
         query.push(" AND account_id = ").push_bind(account_id);
     }
-    if let Some(status) = &filter.status {
+    if let Some(status) = status {
         query.push(" AND status = ").push_bind(status.as_str());
     }
     if let Some(after) = filter.placed_after {
@@ -152,15 +168,16 @@ pub async fn orders_page(
     const LIST: &str = ORDERS_LIST;
     let limit = pagination::page_size(first)?;
     let position: Option<(DateTime<Utc>, Uuid)> = pagination::decode(LIST, after)?;
+    let status = parse_status::<OrderStatus>(filter.status.as_deref())?;
     let mut page = QueryBuilder::new(Order::SELECT);
-    push_conditions(&mut page, filter);
+    push_conditions(&mut page, filter, status);
     if let Some((placed_at, order_id)) = position {
         page.push(" AND (placed_at, order_id) < (").push_bind(placed_at).push(", ").push_bind(order_id).push(")");
     }
     page.push(" ORDER BY placed_at DESC, order_id DESC LIMIT ").push_bind(limit + 1);
     let rows: Vec<Order> = db.counted(page.build_query_as().fetch_all(&db.pool)).await?;
     let mut count = QueryBuilder::new("SELECT count(*) FROM read.orders");
-    push_conditions(&mut count, filter);
+    push_conditions(&mut count, filter, status);
     let total: i64 = db.counted(count.build_query_scalar().fetch_one(&db.pool)).await?;
     Ok(pagination::page(LIST, rows, limit, total, position.is_some(), |o| (o.placed_at, o.order_id)))
 }
