@@ -8,7 +8,7 @@ use vectis_read_side::status::AccountStatus;
 use super::{
     loaders::{AccountOrders, AccountOrdersKey},
     orders::{Order, ORDERS_LIST},
-    parse_status, Money,
+    Money, StatusFilter,
 };
 use crate::{
     db::ReadDb,
@@ -101,9 +101,15 @@ impl AccountQueries {
     ) -> Result<Page<Account>, Error> {
         const LIST: &str = "accounts";
         let db = ctx.data_unchecked::<ReadDb>();
-        let status = parse_status::<AccountStatus>(filter.and_then(|f| f.status).as_deref())?;
         let limit = pagination::page_size(first)?;
         let position: Option<Uuid> = pagination::decode(LIST, after.as_deref())?;
+        let status = match StatusFilter::<AccountStatus>::parse(filter.and_then(|f| f.status).as_deref()) {
+            StatusFilter::Any => None,
+            StatusFilter::Only(status) => Some(status),
+            StatusFilter::Unmatchable => {
+                return Ok(pagination::page(LIST, Vec::new(), limit, 0, position.is_some(), |a: &Account| a.account_id))
+            }
+        };
         let rows: Vec<Account> = db
             .counted(
                 sqlx::query_as(&format!(

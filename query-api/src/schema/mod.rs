@@ -59,15 +59,25 @@ impl HealthQuery {
 }
 
 /// The schema with its limits; introspection off in production.
-/// A status filter's word as the read models store it; a word no row can hold is the
-/// caller's mistake, answered with the words that exist.
-pub fn parse_status<S>(word: Option<&str>) -> Result<Option<S>, async_graphql::Error>
-where
-    S: std::str::FromStr<Err = vectis_read_side::status::UnknownStatus>,
-{
-    word.map(str::parse).transpose().map_err(|error: vectis_read_side::status::UnknownStatus| {
-        crate::errors::bad_input(format!("filter.status: {error}"))
-    })
+/// A status filter, read against the words the read models store (the read-side
+/// contract's enums).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter<S> {
+    /// No filter.
+    Any,
+    Only(S),
+    /// A word no row holds: the answer is empty, without asking the database.
+    Unmatchable,
+}
+
+impl<S: std::str::FromStr> StatusFilter<S> {
+    pub fn parse(word: Option<&str>) -> Self {
+        match word.map(str::parse) {
+            None => Self::Any,
+            Some(Ok(status)) => Self::Only(status),
+            Some(Err(_)) => Self::Unmatchable,
+        }
+    }
 }
 
 pub fn build(db: ReadDb, search: SearchEngine, introspection: bool) -> QuerySchema {

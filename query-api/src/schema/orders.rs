@@ -10,7 +10,7 @@ use vectis_read_side::status::OrderStatus;
 use super::{
     accounts::Account,
     loaders::{Accounts, OrderLines, StatusHistory},
-    parse_status, Money,
+    Money, StatusFilter,
 };
 use crate::{
     db::ReadDb,
@@ -168,7 +168,15 @@ pub async fn orders_page(
     const LIST: &str = ORDERS_LIST;
     let limit = pagination::page_size(first)?;
     let position: Option<(DateTime<Utc>, Uuid)> = pagination::decode(LIST, after)?;
-    let status = parse_status::<OrderStatus>(filter.status.as_deref())?;
+    let status = match StatusFilter::<OrderStatus>::parse(filter.status.as_deref()) {
+        StatusFilter::Any => None,
+        StatusFilter::Only(status) => Some(status),
+        StatusFilter::Unmatchable => {
+            return Ok(pagination::page(LIST, Vec::new(), limit, 0, position.is_some(), |o: &Order| {
+                (o.placed_at, o.order_id)
+            }))
+        }
+    };
     let mut page = QueryBuilder::new(Order::SELECT);
     push_conditions(&mut page, filter, status);
     if let Some((placed_at, order_id)) = position {
