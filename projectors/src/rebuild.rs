@@ -214,7 +214,10 @@ pub async fn run(
     let mut goal = None;
     let outcome = loop {
         let lag = probe.measure(pool, &target, projection.topics()).await?;
-        lag.save(pool).await?;
+        // For readers of `projection_lag` only: a failure to store it must not stop the rebuild.
+        if let Err(error) = lag.save(pool).await {
+            tracing::warn!(projection = target.projection, version = target.version, %error, "cannot store the measured lag");
+        }
         let goal = goal.get_or_insert_with(|| lag.high_watermarks());
         let reached_goal = lag.reached(goal);
         let done: i64 = lag.partitions.iter().map(|p| p.next_offset).sum();
