@@ -16,7 +16,7 @@ use vectis_command_api::{
 use vectis_event_store::{EventMetadata, IdempotencyBegin, IdempotencyKey, StoredResponse};
 use vectis_schemas::events::{Money, StockReserved};
 
-use vectis_test_support::command_api::handler;
+use vectis_test_support::{command_api::handler, shop::hold_every_line};
 
 fn eur(amount_minor: i64) -> Money {
     Money::new(amount_minor, "EUR")
@@ -114,16 +114,18 @@ async fn an_order_goes_from_placed_to_delivered(pool: PgPool) {
     let stream = StreamId::order(order_id);
     let meta = EventMetadata::default();
     for (command, version) in [
-        (OrderCommand::Confirm, 2),
-        (OrderCommand::Ship { carrier: "DHL".into(), tracking_number: "JD1".into() }, 3),
-        (OrderCommand::Deliver, 4),
+        (None, 2),
+        (Some(OrderCommand::Confirm), 3),
+        (Some(OrderCommand::Ship { carrier: "DHL".into(), tracking_number: "JD1".into() }), 4),
+        (Some(OrderCommand::Deliver), 5),
     ] {
-        let outcome =
-            handler.execute::<Order, _>(&mut store, &stream, None, &meta, |_| command.clone()).await.expect("step");
+        // `None`: the order lifecycle's step, every line's stock held.
+        let step = |state: &Option<Order>| command.clone().unwrap_or_else(|| hold_every_line(state));
+        let outcome = handler.execute::<Order, _>(&mut store, &stream, None, &meta, step).await.expect("step");
         assert_eq!(outcome.stream_version, version);
     }
     let order = handler.load::<Order>(&stream).await.expect("load");
-    assert_eq!((order.version, order.state.map(|o| o.status)), (4, Some(OrderStatus::Delivered)));
+    assert_eq!((order.version, order.state.map(|o| o.status)), (5, Some(OrderStatus::Delivered)));
 }
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]

@@ -4,7 +4,10 @@ use axum::{body::Body, http::StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
-use vectis_test_support::command_api::{command_api, send, Answer, TestApi, JSON};
+use vectis_test_support::{
+    command_api::{command_api, send, Answer, TestApi, JSON},
+    shop::mark_stock_held,
+};
 
 async fn post(app: &TestApi, uri: &str, body: Value) -> Answer {
     send(app, "POST", uri, &[JSON], body.to_string()).await
@@ -64,13 +67,18 @@ async fn an_order_is_placed_confirmed_shipped_and_delivered_over_http(pool: PgPo
     assert_eq!(placed["events"][0]["data"]["total"], json!({"amount_minor": 140, "currency": "EUR"}));
     let order = placed["stream_id"].as_str().expect("id").trim_start_matches("order-").to_string();
 
+    // Only its lifecycle makes an order confirmable, once every line's stock is held.
+    let early = send(&app, "POST", &format!("/v1/orders/{order}/confirm"), &[], Body::empty()).await;
+    let problem = expect(&early, StatusCode::CONFLICT);
+    assert_eq!(problem["detail"], format!("cannot confirm order {order}: it is placed"));
+    mark_stock_held(&pool, order.parse().expect("uuid")).await;
     let confirmed = send(&app, "POST", &format!("/v1/orders/{order}/confirm"), &[], Body::empty()).await;
-    assert_eq!(expect(&confirmed, StatusCode::OK)["stream_version"], 2);
+    assert_eq!(expect(&confirmed, StatusCode::OK)["stream_version"], 3);
     let shipped =
         post(&app, &format!("/v1/orders/{order}/ship"), json!({"carrier": "DHL", "tracking_number": "JD1"})).await;
     assert_eq!(expect(&shipped, StatusCode::OK)["events"][0]["event_type"], "OrderShipped");
     let delivered = send(&app, "POST", &format!("/v1/orders/{order}/deliver"), &[], Body::empty()).await;
-    assert_eq!(expect(&delivered, StatusCode::OK)["consistency_token"], format!("order-{order}@4"));
+    assert_eq!(expect(&delivered, StatusCode::OK)["consistency_token"], format!("order-{order}@5"));
 
     let again =
         send(&app, "POST", &format!("/v1/orders/{order}/cancel"), &[JSON], json!({"reason": "late"}).to_string()).await;

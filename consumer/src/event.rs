@@ -2,6 +2,7 @@
 //! version, with the typed event of its topic.
 
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 use vectis_schemas::{
     events::{AccountEvent, InventoryEvent, OrderEvent},
     upcast::upcast_envelope,
@@ -29,6 +30,9 @@ impl DomainEvent {
 /// One event ready to apply.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectedEvent {
+    pub event_id: Uuid,
+    /// The business conversation the event belongs to (an order's, from its placement).
+    pub correlation_id: Uuid,
     pub stream_id: StreamId,
     pub stream_version: i64,
     pub global_position: i64,
@@ -73,6 +77,8 @@ pub fn decode(logical_topic: &str, key: Option<&str>, value: &[u8]) -> Result<Pr
     }
     .map_err(|e| DecodeError::Data(e.to_string()))?;
     Ok(ProjectedEvent {
+        event_id: envelope.event_id,
+        correlation_id: envelope.correlation_id,
         stream_id,
         stream_version: envelope.stream_version,
         global_position: envelope.global_position,

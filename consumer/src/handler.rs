@@ -76,6 +76,11 @@ pub trait Handler: Send + Sync + 'static {
         async { Ok(()) }.boxed()
     }
 
+    /// Called after a batch the handler applied has committed: a handler whose writes
+    /// others act on (a workflow's outbox and timers) wakes them here, not before the
+    /// commit, when they could not see the writes yet.
+    fn committed(&self) {}
+
     /// Lets go of what this process holds open for `version` outside PostgreSQL (the
     /// embedded search index's writer lock): its consumer stopped or moved on.
     fn release_version(&self, version: i32) {

@@ -13,6 +13,7 @@
 //! - [`lag`]: how far a version is behind the log, in events and seconds.
 //! - [`stall`]: which partitions are idle, progressing or stuck.
 //! - [`metrics`]: the runtime's metrics, labelled by handler.
+//! - [`tables`]: a handler's versioned table set and the `read` views over it.
 
 mod batch;
 pub mod checkpoints;
@@ -26,3 +27,4 @@ pub mod runtime;
 pub mod sequencing;
 pub mod settings;
 pub mod stall;
+pub mod tables;

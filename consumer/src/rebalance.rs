@@ -20,7 +20,8 @@ pub(crate) struct RebalanceContext {
     pub(crate) pool: PgPool,
     pub(crate) runtime: Handle,
     pub(crate) target: Target,
-    /// See [`crate::settings::ConsumerSettings::watermark_timeout`].
+    /// See [`crate::settings::ConsumerSettings::watermark_timeout`]; also bounds the
+    /// read of the assigned partitions' checkpoints.
     pub(crate) watermark_timeout: Duration,
 }
 
@@ -67,13 +68,18 @@ impl RebalanceContext {
         let partitions: Vec<(String, i32)> =
             tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
         // `poll` runs on a blocking-pool thread, which is inside the runtime's context
-        // and so may not block on it; a thread of its own may.
-        let read = std::thread::scope(|scope| {
-            scope
-                .spawn(|| self.runtime.block_on(checkpoints::checkpoints(&self.pool, &self.target, &partitions)))
-                .join()
+        // and so may not block on it; a thread of its own may. Bounded: should the
+        // runtime be unable to drive the read (its threads all blocked), the assignment
+        // falls back to the committed offsets rather than hang the consumer.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let (runtime, pool, target, wanted) =
+            (self.runtime.clone(), self.pool.clone(), self.target.clone(), partitions.clone());
+        std::thread::spawn(move || {
+            let _ = sender.send(runtime.block_on(checkpoints::checkpoints(&pool, &target, &wanted)));
         });
-        let read = read.unwrap_or_else(|_| Err(sqlx::Error::Protocol("reading checkpoints panicked".into())));
+        let read = receiver.recv_timeout(self.watermark_timeout).unwrap_or_else(|_| {
+            Err(sqlx::Error::Protocol(format!("reading checkpoints took longer than {:?}", self.watermark_timeout)))
+        });
         match read {
             Ok(checkpoints) => {
                 for (topic, partition) in partitions {

@@ -51,6 +51,37 @@ pub struct Record {
 
 type KafkaGroupConsumer = BaseConsumer<RebalanceContext>;
 
+/// The consumer as the poll loop holds it. Dropping the last handle closes the
+/// consumer, and closing runs the rebalance callback, which reads checkpoints through
+/// the runtime: on a runtime thread that blocks the very runtime the callback waits
+/// for. (A killed projector's task, aborted and dropped where it ran, deadlocked a
+/// current-thread runtime this way: the test process hung with a batch transaction
+/// left open.) So a handle dropped without leaving the group closes its consumer on a
+/// thread of its own; [`leave_group`] does it on the blocking pool.
+struct HeldConsumer(Option<Arc<KafkaGroupConsumer>>);
+
+impl HeldConsumer {
+    fn new(consumer: Arc<KafkaGroupConsumer>) -> Self {
+        Self(Some(consumer))
+    }
+
+    fn shared(&self) -> Arc<KafkaGroupConsumer> {
+        self.0.clone().unwrap_or_else(|| unreachable!("a held consumer is taken only when it is consumed"))
+    }
+
+    fn take(mut self) -> Arc<KafkaGroupConsumer> {
+        self.0.take().unwrap_or_else(|| unreachable!("a held consumer is taken once"))
+    }
+}
+
+impl Drop for HeldConsumer {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.0.take() {
+            std::thread::spawn(move || drop(consumer));
+        }
+    }
+}
+
 /// A running projector.
 pub struct RunningConsumer {
     stop: watch::Sender<bool>,
@@ -132,7 +163,7 @@ impl GroupConsumer {
 
     fn consumer(&self) -> Result<Arc<KafkaGroupConsumer>, KafkaError> {
         let kafka = &self.settings.kafka;
-        let config = consumer_config(&self.settings, &group_id(kafka, &self.target));
+        let config = consumer_config(&self.settings, &group_id(kafka, self.handler.spec().kind, &self.target));
         let context = RebalanceContext {
             pool: self.pool.clone(),
             runtime: Handle::current(),
@@ -156,22 +187,23 @@ impl GroupConsumer {
 
     async fn run(
         mut self,
-        mut consumer: Arc<KafkaGroupConsumer>,
+        consumer: Arc<KafkaGroupConsumer>,
         stopped: watch::Receiver<bool>,
         mut rejoin_requests: mpsc::Receiver<Vec<StalledPartition>>,
     ) -> anyhow::Result<()> {
+        let mut consumer = HeldConsumer::new(consumer);
         tracing::info!(projection = self.target.projection, version = self.target.version, "projector started");
         self.prepare_version().await;
         let mut retirement_checked = Instant::now();
         let mut rejoined: Option<Instant> = None;
         while !*stopped.borrow() {
-            let polling = consumer.clone();
+            let polling = consumer.shared();
             let (max, wait) = (self.settings.max_batch, self.settings.poll_wait);
             let (records, assigned) = tokio::task::spawn_blocking(move || poll_batch(&polling, max, wait)).await?;
             if let Ok(stalled) = rejoin_requests.try_recv() {
                 if self.should_rejoin(&assigned, &stalled, rejoined) {
                     rejoined = Some(Instant::now());
-                    consumer = self.rejoin(consumer, &stalled).await?;
+                    consumer = HeldConsumer::new(self.rejoin(consumer.take(), &stalled).await?);
                     // What the old consumer polled is read again by the new one.
                     continue;
                 }
@@ -188,25 +220,25 @@ impl GroupConsumer {
                     retirement_checked = Instant::now();
                     if self.is_retired().await {
                         let retired_version = self.target.version;
-                        let retired = std::mem::replace(&mut consumer, self.follow_active_version().await?);
-                        leave_group(retired).await?;
+                        let active = HeldConsumer::new(self.follow_active_version().await?);
+                        leave_group(std::mem::replace(&mut consumer, active).take()).await?;
                         self.handler.release_version(retired_version);
                     }
                 }
                 continue;
             }
             if self.apply_until_done(&records, &stopped).await? {
-                store_offsets(&consumer, &records);
+                store_offsets(&consumer.shared(), &records);
             } else {
                 // A rebuild switched readers to a new version: project that one, in
                 // its own group from its own checkpoints.
                 let retired_version = self.target.version;
-                let retired = std::mem::replace(&mut consumer, self.follow_active_version().await?);
-                leave_group(retired).await?;
+                let active = HeldConsumer::new(self.follow_active_version().await?);
+                leave_group(std::mem::replace(&mut consumer, active).take()).await?;
                 self.handler.release_version(retired_version);
             }
         }
-        leave_group(consumer).await?;
+        leave_group(consumer.take()).await?;
         self.handler.release_version(self.target.version);
         tracing::info!(projection = self.target.projection, "projector stopped");
         Ok(())
@@ -231,7 +263,7 @@ impl GroupConsumer {
         consumer: Arc<KafkaGroupConsumer>,
         stalled: &[StalledPartition],
     ) -> anyhow::Result<Arc<KafkaGroupConsumer>> {
-        let group = group_id(&self.settings.kafka, &self.target);
+        let group = group_id(&self.settings.kafka, self.handler.spec().kind, &self.target);
         let assigned = consumer.assignment().map(|tpl| tpl.count()).unwrap_or(0);
         tracing::warn!(
             projection = self.target.projection, %group, assigned, partitions = %describe(stalled),
@@ -297,6 +329,7 @@ impl GroupConsumer {
             match self.apply_batch(records, isolate).await {
                 Ok(BatchOutcome::Retired) => return Ok(false),
                 Ok(BatchOutcome::Applied(report, applied)) => {
+                    self.handler.committed();
                     self.metrics.batch_duration.get_or_create(&label).observe(started.elapsed().as_secs_f64());
                     self.metrics.applied.get_or_create(&label).inc_by(report.applied as u64);
                     self.metrics.duplicates.get_or_create(&label).inc_by(report.duplicates as u64);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use vectis_event_store::kafka::KafkaSettings;
-use vectis_read_side::Target;
+use vectis_read_side::{catalog::ProjectionKind, Target};
 
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
@@ -29,7 +29,7 @@ pub struct ConsumerSettings {
     /// How often the offsets a consumer stored are committed to its group (see
     /// [`consumer_config`]).
     pub offset_commit_interval: Duration,
-    /// How long an assignment waits for the ends of its partitions.
+    /// How long an assignment waits for its partitions' checkpoints, and for their ends.
     pub watermark_timeout: Duration,
     /// How often an idle consumer looks whether a rebuild retired its version.
     pub idle_retirement_check: Duration,
@@ -68,9 +68,10 @@ impl ConsumerSettings {
     }
 }
 
-/// The consumer group of a projection version.
-pub fn group_id(kafka: &KafkaSettings, target: &Target) -> String {
-    let base = format!("{}vectis.projection.{}", kafka.naming.prefix(), target.projection);
+/// The consumer group of a handler version: `vectis.projection.<name>` for read models
+/// and search indexes, `vectis.workflow.<name>` for workflows.
+pub fn group_id(kafka: &KafkaSettings, kind: ProjectionKind, target: &Target) -> String {
+    let base = format!("{}vectis.{}.{}", kafka.naming.prefix(), kind.group_word(), target.projection);
     if target.version == 1 {
         base
     } else {
@@ -112,8 +113,9 @@ mod tests {
     fn each_version_has_its_own_group_and_the_settings_reach_the_client() {
         let kafka = KafkaSettings::new("127.0.0.1:9092", TopicNaming::with_prefix("t1."));
         let target = |version| Target { projection: "orders", version };
-        assert_eq!(group_id(&kafka, &target(1)), "t1.vectis.projection.orders");
-        assert_eq!(group_id(&kafka, &target(3)), "t1.vectis.projection.orders.v3");
+        assert_eq!(group_id(&kafka, ProjectionKind::ReadModel, &target(1)), "t1.vectis.projection.orders");
+        assert_eq!(group_id(&kafka, ProjectionKind::SearchIndex, &target(3)), "t1.vectis.projection.orders.v3");
+        assert_eq!(group_id(&kafka, ProjectionKind::Workflow, &target(1)), "t1.vectis.workflow.orders");
         let mut settings = ConsumerSettings::new(kafka);
         settings.group_instance_id = Some("projectors-1".into());
         let config = consumer_config(&settings, "g");

@@ -250,7 +250,7 @@ pub async fn run(
     projector.stop().await?;
     let retired = Target { projection: projection.name(), version: outcome? };
     drop_version(pool, projection.as_ref(), &retired).await?;
-    delete_retired_group(&kafka, &group_id(&kafka, &retired)).await;
+    delete_retired_group(&kafka, &group_id(&kafka, projection.spec().kind, &retired)).await;
     tracing::info!(
         projection = projection.name(),
         version = target.version,

@@ -12,6 +12,19 @@ pub enum ProjectionKind {
     ReadModel,
     /// A search index (Meilisearch or embedded), with its documents in PostgreSQL.
     SearchIndex,
+    /// A process manager (`workflows/`): its instances' state and timers, and the
+    /// commands it decides.
+    Workflow,
+}
+
+impl ProjectionKind {
+    /// The word naming its consumer groups: `vectis.<word>.<name>`.
+    pub fn group_word(self) -> &'static str {
+        match self {
+            Self::ReadModel | Self::SearchIndex => "projection",
+            Self::Workflow => "workflow",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +61,22 @@ pub const SEARCH_ORDERS: ProjectionSpec = search_index("search_orders", &[ORDER_
 pub const SEARCH_ACCOUNTS: ProjectionSpec = search_index("search_accounts", &[ACCOUNT_EVENTS.name]);
 /// The `products` index.
 pub const SEARCH_PRODUCTS: ProjectionSpec = search_index("search_products", &[INVENTORY_EVENTS.name]);
+
+const fn workflow(name: &'static str, topics: &'static [&'static str]) -> ProjectionSpec {
+    ProjectionSpec { name, topics, kind: ProjectionKind::Workflow }
+}
+
+/// The order lifecycle: reserves an order's stock, makes it confirmable, releases,
+/// commits or expires what it holds.
+pub const ORDER_LIFECYCLE: ProjectionSpec = workflow("order_lifecycle", &[ORDER_EVENTS.name, INVENTORY_EVENTS.name]);
+
+/// Every workflow. They are not projections a read waits for: [`reading`] leaves them out.
+pub const WORKFLOWS: [ProjectionSpec; 1] = [ORDER_LIFECYCLE];
+
+/// The workflow named `name`, if this build knows it.
+pub fn workflow_named(name: &str) -> Option<&'static ProjectionSpec> {
+    WORKFLOWS.iter().find(|spec| spec.name == name)
+}
 
 /// Every projection, read models first, in the order they are installed.
 pub const ALL: [ProjectionSpec; 6] = [ACCOUNTS, INVENTORY, ORDERS, SEARCH_ORDERS, SEARCH_ACCOUNTS, SEARCH_PRODUCTS];

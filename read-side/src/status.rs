@@ -71,6 +71,7 @@ status_words!(
         Placed => "placed",
         AwaitingApproval => "awaiting_approval",
         Approved => "approved",
+        Confirmable => "confirmable",
         Rejected => "rejected",
         Confirmed => "confirmed",
         Cancelled => "cancelled",

@@ -28,6 +28,16 @@ pub const PROJECTION_CHECKPOINT_BEYOND_LOG: &str = "vectis_projection_checkpoint
 pub const PROJECTION_SECONDS_SINCE_PROGRESS: &str = "vectis_projection_seconds_since_progress";
 pub const PROJECTION_CONSUMER_REJOINS: &str = "vectis_projection_consumer_rejoins";
 
+// Workflows (process managers), labelled by workflow.
+pub const WORKFLOW_STEPS: &str = "vectis_workflow_steps";
+pub const WORKFLOW_STEPS_FAILED: &str = "vectis_workflow_steps_failed";
+pub const WORKFLOW_STEPS_PARKED: &str = "vectis_workflow_steps_parked";
+pub const WORKFLOW_INSTANCES: &str = "vectis_workflow_instances";
+pub const WORKFLOW_TIMERS_PENDING: &str = "vectis_workflow_timers_pending";
+pub const WORKFLOW_TIMERS_OVERDUE: &str = "vectis_workflow_timers_overdue";
+pub const WORKFLOW_OLDEST_TIMER_OVERDUE_SECONDS: &str = "vectis_workflow_oldest_timer_overdue_seconds";
+pub const WORKFLOW_OUTBOX_PENDING: &str = "vectis_workflow_outbox_pending";
+
 // Label keys.
 pub const LABEL_TOPIC: &str = "topic";
 pub const LABEL_EVENT_TYPE: &str = "event_type";

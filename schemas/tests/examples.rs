@@ -116,6 +116,12 @@ fn valid_current_examples() -> Vec<(&'static str, u32, Value)> {
             .into(),
             OrderApproved { order_id: order, approved_by: "staff:ines".into() }.into(),
             OrderRejected { order_id: order, rejected_by: "staff:ines".into(), reason: "too large".into() }.into(),
+            OrderStockHeld {
+                order_id: order,
+                reservations: vec![HeldLine { sku: sku.clone(), reservation_id: Uuid::from_u128(7), quantity: 5 }],
+                expires_at: chrono::Utc::now(),
+            }
+            .into(),
             OrderConfirmed { order_id: order }.into(),
             OrderCancelled { order_id: order, reason: "customer request".into() }.into(),
             OrderShipped { order_id: order, carrier: "DHL".into(), tracking_number: "JD0123".into() }.into(),

@@ -64,6 +64,7 @@ fn order_status_name(status: &OrderStatus) -> &'static str {
         OrderStatus::AwaitingApproval => "awaiting_approval",
         OrderStatus::Placed => "placed",
         OrderStatus::Approved => "approved",
+        OrderStatus::Confirmable => "confirmable",
         OrderStatus::Rejected => "rejected",
         OrderStatus::Confirmed => "confirmed",
         OrderStatus::Cancelled => "cancelled",

@@ -10,7 +10,10 @@ use vectis_command_api::{
     handling::CommandHandler,
 };
 use vectis_event_store::EventMetadata;
-use vectis_schemas::{events::Money, StreamId};
+use vectis_schemas::{
+    events::{HeldLine, Money},
+    StreamId,
+};
 
 use crate::event_store;
 
@@ -87,11 +90,49 @@ impl Shop {
         let order_id = Uuid::now_v7();
         let place = OrderCommand::Place { order_id, account_id, account, lines: lines.collect(), catalogue };
         for command in std::iter::once(place).chain(then) {
-            self.handler
-                .execute::<Order, _>(&mut store, &StreamId::order(order_id), None, &self.metadata, |_| command.clone())
-                .await
-                .expect("order command");
+            run_order_command(&self.handler, &mut store, order_id, &self.metadata, command).await;
         }
         order_id
     }
+}
+
+/// Runs `command` on the order, as its lifecycle would see it: the workflows do not run
+/// in these tests, so before a confirmation the order's stock is marked held, as the
+/// order lifecycle does once its reservations are held (nothing is reserved here).
+pub async fn run_order_command(
+    handler: &CommandHandler,
+    store: &mut vectis_event_store::EventStore,
+    order_id: Uuid,
+    metadata: &EventMetadata,
+    command: OrderCommand,
+) {
+    let stream = StreamId::order(order_id);
+    if command == OrderCommand::Confirm {
+        handler
+            .execute::<Order, _>(store, &stream, None, metadata, hold_every_line)
+            .await
+            .expect("mark the order's stock held");
+    }
+    handler.execute::<Order, _>(store, &stream, None, metadata, |_| command.clone()).await.expect("order command");
+}
+
+/// Marks the stock of the order held in the store behind `pool`, as the order
+/// lifecycle would: for tests of the command side, where no workflow runs.
+pub async fn mark_stock_held(pool: &PgPool, order_id: Uuid) {
+    let handler = CommandHandler::new(event_store(pool.clone()));
+    let mut store = handler.store().clone();
+    handler
+        .execute::<Order, _>(&mut store, &StreamId::order(order_id), None, &EventMetadata::default(), hold_every_line)
+        .await
+        .expect("mark the order's stock held");
+}
+
+/// The order lifecycle's `HoldStock` for every line of `order`, without reservations.
+pub fn hold_every_line(order: &Option<Order>) -> OrderCommand {
+    let reservations = order
+        .iter()
+        .flat_map(|o| &o.lines)
+        .map(|line| HeldLine { sku: line.sku.clone(), reservation_id: Uuid::now_v7(), quantity: line.quantity })
+        .collect();
+    OrderCommand::HoldStock { reservations, expires_at: chrono::Utc::now() + chrono::Duration::minutes(15) }
 }

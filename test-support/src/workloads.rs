@@ -161,10 +161,7 @@ pub async fn commerce_workload(handler: &CommandHandler, accounts: &[Uuid]) -> (
             _ => vec![],
         };
         for command in path {
-            handler
-                .execute::<Order, _>(&mut store, &StreamId::order(order_id), None, &metadata, |_| command.clone())
-                .await
-                .expect("transition");
+            crate::shop::run_order_command(handler, &mut store, order_id, &metadata, command).await;
         }
         orders.push(order_id);
     }

@@ -133,7 +133,7 @@ async fn kafka_tools_describe_every_projection_group_and_its_offsets_match_the_c
     let tool: BaseConsumer = kafka.client_config().create().expect("client");
     let tool = Arc::new(tool);
     for projection in &projections {
-        let group = group_id(&kafka, &Target { projection: projection.name(), version: 1 });
+        let group = group_id(&kafka, projection.spec().kind, &Target { projection: projection.name(), version: 1 });
         // (state, protocol type, each member's assigned partitions), as a tool shows them.
         let (state, protocol_type, members) = {
             let (tool, group) = (tool.clone(), group.clone());

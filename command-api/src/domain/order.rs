@@ -1,17 +1,19 @@
 //! Order: placed by an approved account for SKUs that exist, in one currency, within
 //! the account's credit limit. A total above the account's approval threshold waits
-//! for staff approval before it can be confirmed. Every later step follows one state
-//! machine; anything else is refused with a message naming the current state.
+//! for staff approval. It can be confirmed once its lifecycle (the `order_lifecycle`
+//! workflow) has held every line's stock (`OrderStockHeld`). Every later step follows
+//! one state machine; anything else is refused with a message naming the current state.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
 };
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use vectis_schemas::events::{
-    Money, OrderApprovalRequested, OrderApproved, OrderCancelled, OrderConfirmed, OrderDelivered, OrderEvent,
-    OrderLine, OrderPlaced, OrderRejected, OrderShipped,
+    HeldLine, Money, OrderApprovalRequested, OrderApproved, OrderCancelled, OrderConfirmed, OrderDelivered, OrderEvent,
+    OrderLine, OrderPlaced, OrderRejected, OrderShipped, OrderStockHeld,
 };
 
 use super::{Account, DomainError, InventoryItem};
@@ -20,9 +22,12 @@ use super::{Account, DomainError, InventoryItem};
 pub enum OrderStatus {
     /// Placed; waits for staff because its total exceeds the approval threshold.
     AwaitingApproval,
-    /// Placed, needs no approval: ready to confirm.
+    /// Placed (and approved, if it needed approval): its lifecycle is reserving stock.
     Placed,
+    /// Approved by staff; its lifecycle is reserving stock.
     Approved,
+    /// Every line is held by a reservation: it can be confirmed.
+    Confirmable,
     Rejected,
     Confirmed,
     Cancelled,
@@ -36,6 +41,7 @@ impl fmt::Display for OrderStatus {
             Self::AwaitingApproval => "awaiting approval",
             Self::Placed => "placed",
             Self::Approved => "approved",
+            Self::Confirmable => "confirmable",
             Self::Rejected => "rejected",
             Self::Confirmed => "confirmed",
             Self::Cancelled => "cancelled",
@@ -75,9 +81,16 @@ pub enum OrderCommand {
     Approve {
         by: String,
     },
+    /// Refuses an order not yet confirmed: staff deciding an approval, or its
+    /// lifecycle (short stock, an expired reservation, an approval that timed out).
     Reject {
         by: String,
         reason: String,
+    },
+    /// Records that every line is held by a reservation (the order lifecycle's step).
+    HoldStock {
+        reservations: Vec<HeldLine>,
+        expires_at: DateTime<Utc>,
     },
     Confirm,
     Cancel {
@@ -120,15 +133,20 @@ impl Order {
                 vec![OrderApproved { order_id, approved_by: by }.into()]
             }
             OrderCommand::Reject { by, reason } => {
-                require(&[AwaitingApproval], "reject")?;
+                require(&[AwaitingApproval, Placed, Approved, Confirmable], "reject")?;
                 vec![OrderRejected { order_id, rejected_by: by, reason }.into()]
             }
+            OrderCommand::HoldStock { reservations, expires_at } => {
+                require(&[Placed, Approved], "hold stock for")?;
+                self.check_covers_every_line(&reservations)?;
+                vec![OrderStockHeld { order_id, reservations, expires_at }.into()]
+            }
             OrderCommand::Confirm => {
-                require(&[Placed, Approved], "confirm")?;
+                require(&[Confirmable], "confirm")?;
                 vec![OrderConfirmed { order_id }.into()]
             }
             OrderCommand::Cancel { reason } => {
-                require(&[AwaitingApproval, Placed, Approved, Confirmed], "cancel")?;
+                require(&[AwaitingApproval, Placed, Approved, Confirmable, Confirmed], "cancel")?;
                 vec![OrderCancelled { order_id, reason }.into()]
             }
             OrderCommand::Ship { carrier, tracking_number } => {
@@ -140,6 +158,19 @@ impl Order {
                 vec![OrderDelivered { order_id }.into()]
             }
         })
+    }
+
+    /// Held stock must be exactly the order's lines: each SKU once, in its quantity.
+    fn check_covers_every_line(&self, reservations: &[HeldLine]) -> Result<(), DomainError> {
+        let wanted: BTreeMap<&str, i64> = self.lines.iter().map(|l| (l.sku.as_str(), l.quantity)).collect();
+        let held: BTreeMap<&str, i64> = reservations.iter().map(|r| (r.sku.as_str(), r.quantity)).collect();
+        if held.len() != reservations.len() || held != wanted {
+            return Err(DomainError::Rule(format!(
+                "the reservations ({held:?}) do not hold exactly the lines of order {} ({wanted:?})",
+                self.id
+            )));
+        }
+        Ok(())
     }
 
     /// Applies one event (a fact from the store).
@@ -162,6 +193,7 @@ impl Order {
             OrderEvent::OrderApprovalRequested(_) => OrderStatus::AwaitingApproval,
             OrderEvent::OrderApproved(_) => OrderStatus::Approved,
             OrderEvent::OrderRejected(_) => OrderStatus::Rejected,
+            OrderEvent::OrderStockHeld(_) => OrderStatus::Confirmable,
             OrderEvent::OrderConfirmed(_) => OrderStatus::Confirmed,
             OrderEvent::OrderCancelled(_) => OrderStatus::Cancelled,
             OrderEvent::OrderShipped(_) => OrderStatus::Shipped,
@@ -302,6 +334,34 @@ mod tests {
         fold(None, events, Order::evolve)
     }
 
+    fn order_lines() -> Vec<OrderLine> {
+        vec![OrderLine { sku: "BOLT".into(), quantity: 3, unit_price: eur(100), line_total: eur(300) }]
+    }
+
+    fn held_lines() -> Vec<HeldLine> {
+        vec![HeldLine { sku: "BOLT".into(), reservation_id: id(70), quantity: 3 }]
+    }
+
+    #[test]
+    fn held_stock_must_be_exactly_the_order_lines() {
+        let placed = Some(Order {
+            id: id(50),
+            account_id: id(1),
+            status: OrderStatus::Placed,
+            lines: order_lines(),
+            total: eur(300),
+        });
+        let hold = |reservations| Order::decide(&placed, OrderCommand::HoldStock { reservations, expires_at: at(12) });
+        let short = vec![HeldLine { sku: "BOLT".into(), reservation_id: id(70), quantity: 2 }];
+        assert!(rule(hold(short)).contains("do not hold exactly the lines"));
+        let extra = [held_lines(), vec![HeldLine { sku: "NUT".into(), reservation_id: id(71), quantity: 1 }]].concat();
+        assert!(rule(hold(extra)).contains("do not hold exactly the lines"));
+        let twice = [held_lines(), held_lines()].concat();
+        assert!(rule(hold(twice)).contains("do not hold exactly the lines"));
+        let events = hold(held_lines()).expect("held");
+        assert_eq!(fold(placed, events, Order::evolve).map(|o| o.status), Some(OrderStatus::Confirmable));
+    }
+
     #[test]
     fn placing_prices_the_lines_from_the_catalogue() {
         let events = Order::decide(&None, place(vec![line("BOLT", 3), line("NUT", 4)])).expect("placed");
@@ -384,6 +444,7 @@ mod tests {
         let commands: Vec<(&str, OrderCommand)> = vec![
             ("approve", OrderCommand::Approve { by: "staff".into() }),
             ("reject", OrderCommand::Reject { by: "staff".into(), reason: "no".into() }),
+            ("hold stock for", OrderCommand::HoldStock { reservations: held_lines(), expires_at: at(12) }),
             ("confirm", OrderCommand::Confirm),
             ("cancel", OrderCommand::Cancel { reason: "changed mind".into() }),
             ("ship", OrderCommand::Ship { carrier: "DHL".into(), tracking_number: "1".into() }),
@@ -393,17 +454,24 @@ mod tests {
             (AwaitingApproval, "approve", Approved),
             (AwaitingApproval, "reject", Rejected),
             (AwaitingApproval, "cancel", Cancelled),
-            (Placed, "confirm", Confirmed),
+            (Placed, "hold stock for", Confirmable),
+            (Placed, "reject", Rejected),
             (Placed, "cancel", Cancelled),
-            (Approved, "confirm", Confirmed),
+            (Approved, "hold stock for", Confirmable),
+            (Approved, "reject", Rejected),
             (Approved, "cancel", Cancelled),
+            (Confirmable, "confirm", Confirmed),
+            (Confirmable, "reject", Rejected),
+            (Confirmable, "cancel", Cancelled),
             (Confirmed, "cancel", Cancelled),
             (Confirmed, "ship", Shipped),
             (Shipped, "deliver", Delivered),
         ];
-        let states = [AwaitingApproval, Placed, Approved, Rejected, Confirmed, Cancelled, Shipped, Delivered];
+        let states =
+            [AwaitingApproval, Placed, Approved, Confirmable, Rejected, Confirmed, Cancelled, Shipped, Delivered];
         for state in states {
-            let order = Some(Order { id: id(50), account_id: id(1), status: state, lines: vec![], total: eur(0) });
+            let order =
+                Some(Order { id: id(50), account_id: id(1), status: state, lines: order_lines(), total: eur(0) });
             for (action, command) in &commands {
                 let outcome = Order::decide(&order, command.clone());
                 match allowed.iter().find(|(from, a, _)| *from == state && a == action) {

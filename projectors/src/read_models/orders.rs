@@ -90,6 +90,7 @@ pub fn status_after(event: &OrderEvent) -> OrderStatus {
         OrderEvent::OrderApprovalRequested(_) => OrderStatus::AwaitingApproval,
         OrderEvent::OrderApproved(_) => OrderStatus::Approved,
         OrderEvent::OrderRejected(_) => OrderStatus::Rejected,
+        OrderEvent::OrderStockHeld(_) => OrderStatus::Confirmable,
         OrderEvent::OrderConfirmed(_) => OrderStatus::Confirmed,
         OrderEvent::OrderCancelled(_) => OrderStatus::Cancelled,
         OrderEvent::OrderShipped(_) => OrderStatus::Shipped,

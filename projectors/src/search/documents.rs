@@ -341,7 +341,15 @@ mod tests {
     use super::*;
 
     fn projected(stream_id: StreamId, version: i64, event: DomainEvent) -> ProjectedEvent {
-        ProjectedEvent { stream_id, stream_version: version, global_position: version, occurred_at: Utc::now(), event }
+        ProjectedEvent {
+            event_id: uuid::Uuid::now_v7(),
+            correlation_id: uuid::Uuid::now_v7(),
+            stream_id,
+            stream_version: version,
+            global_position: version,
+            occurred_at: Utc::now(),
+            event,
+        }
     }
 
     fn fold(model: &dyn DocumentModel, docs: &mut Documents, events: &[ProjectedEvent]) {

@@ -1,4 +1,5 @@
 use super::{topic_events, Money};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -45,6 +46,24 @@ pub struct OrderRejected {
     pub reason: String,
 }
 
+/// One line's reservation, as the order records it once stock is held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldLine {
+    pub sku: String,
+    pub reservation_id: Uuid,
+    pub quantity: i64,
+}
+
+/// Every line is held: the order can be confirmed (the order lifecycle decides it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderStockHeld {
+    pub order_id: Uuid,
+    pub reservations: Vec<HeldLine>,
+    pub expires_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderConfirmed {
@@ -79,6 +98,7 @@ topic_events!(
     OrderApprovalRequested,
     OrderApproved,
     OrderRejected,
+    OrderStockHeld,
     OrderConfirmed,
     OrderCancelled,
     OrderShipped,
@@ -93,6 +113,7 @@ impl OrderEvent {
             Self::OrderApprovalRequested(e) => e.order_id,
             Self::OrderApproved(e) => e.order_id,
             Self::OrderRejected(e) => e.order_id,
+            Self::OrderStockHeld(e) => e.order_id,
             Self::OrderConfirmed(e) => e.order_id,
             Self::OrderCancelled(e) => e.order_id,
             Self::OrderShipped(e) => e.order_id,

@@ -1,0 +1,152 @@
+//! The workflows' metrics (DESIGN.md, "Operability"): steps run, refused, failed and
+//! parked as counters; instances by status, timers pending and overdue, the oldest
+//! overdue timer and the outbox backlog as gauges measured from PostgreSQL, so they
+//! hold whichever process did the work.
+
+use std::{sync::atomic::AtomicU64, time::Duration};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use sqlx::PgPool;
+use vectis_read_side::{schema_name, ProjectionSpec};
+use vectis_runtime::{metric_names as names, Shutdown};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkflowLabel {
+    pub workflow: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabel {
+    pub workflow: String,
+    /// `done` or `refused`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub workflow: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct WorkflowMetrics {
+    pub steps: Family<StepLabel, Counter>,
+    pub steps_failed: Family<WorkflowLabel, Counter>,
+    pub parked: Family<WorkflowLabel, Counter>,
+    pub instances: Family<StatusLabel, Gauge>,
+    pub timers_pending: Family<WorkflowLabel, Gauge>,
+    pub timers_overdue: Family<WorkflowLabel, Gauge>,
+    pub oldest_overdue: Family<WorkflowLabel, Gauge<f64, AtomicU64>>,
+    pub outbox_pending: Family<WorkflowLabel, Gauge>,
+}
+
+impl WorkflowMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            names::WORKFLOW_STEPS,
+            "Workflow steps run, by outcome (done, refused by the domain)",
+            metrics.steps.clone(),
+        );
+        registry.register(
+            names::WORKFLOW_STEPS_FAILED,
+            "Workflow step runs that failed (retried, then parked)",
+            metrics.steps_failed.clone(),
+        );
+        registry.register(
+            names::WORKFLOW_STEPS_PARKED,
+            "Workflow steps parked after failing too often",
+            metrics.parked.clone(),
+        );
+        registry.register(names::WORKFLOW_INSTANCES, "Workflow instances by status", metrics.instances.clone());
+        registry.register(
+            names::WORKFLOW_TIMERS_PENDING,
+            "Durable timers waiting to fire",
+            metrics.timers_pending.clone(),
+        );
+        registry.register(
+            names::WORKFLOW_TIMERS_OVERDUE,
+            "Durable timers past their due time",
+            metrics.timers_overdue.clone(),
+        );
+        registry.register(
+            names::WORKFLOW_OLDEST_TIMER_OVERDUE_SECONDS,
+            "How long the most overdue timer is past its due time",
+            metrics.oldest_overdue.clone(),
+        );
+        registry.register(
+            names::WORKFLOW_OUTBOX_PENDING,
+            "Decided workflow steps not run yet",
+            metrics.outbox_pending.clone(),
+        );
+        metrics
+    }
+
+    pub fn label(workflow: &str) -> WorkflowLabel {
+        WorkflowLabel { workflow: workflow.to_string() }
+    }
+
+    pub fn step_label(workflow: &str, outcome: &str) -> StepLabel {
+        StepLabel { workflow: workflow.to_string(), outcome: outcome.to_string() }
+    }
+
+    /// Measures the gauges of `workflows` every `interval` until `shutdown`.
+    pub async fn measure(
+        self,
+        pool: PgPool,
+        workflows: Vec<&'static ProjectionSpec>,
+        interval: Duration,
+        shutdown: Shutdown,
+    ) {
+        loop {
+            for spec in &workflows {
+                if let Err(error) = self.measure_once(&pool, spec.name).await {
+                    tracing::debug!(workflow = spec.name, %error, "measuring the workflow's gauges failed");
+                }
+            }
+            tokio::select! {
+                () = shutdown.wait() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    pub async fn measure_once(&self, pool: &PgPool, workflow: &str) -> Result<(), sqlx::Error> {
+        let active: Option<i32> = sqlx::query_scalar("SELECT active_version FROM projections WHERE name = $1")
+            .bind(workflow)
+            .fetch_optional(pool)
+            .await?;
+        let Some(version) = active else { return Ok(()) };
+        let schema = schema_name(workflow, version);
+        let by_status: Vec<(String, i64)> =
+            sqlx::query_as(&format!("SELECT status, count(*) FROM {schema}.instances GROUP BY status"))
+                .fetch_all(pool)
+                .await?;
+        for status in ["running", "completed", "failed", "parked"] {
+            let count = by_status.iter().find(|(s, _)| s == status).map(|(_, n)| *n).unwrap_or(0);
+            self.instances.get_or_create(&StatusLabel { workflow: workflow.into(), status: status.into() }).set(count);
+        }
+        let (pending, overdue, oldest): (i64, i64, Option<f64>) = sqlx::query_as(&format!(
+            "SELECT count(*), count(*) FILTER (WHERE due_at <= now()),
+                    extract(epoch FROM now() - min(due_at) FILTER (WHERE due_at <= now()))::float8
+               FROM {schema}.timers"
+        ))
+        .fetch_one(pool)
+        .await?;
+        let label = Self::label(workflow);
+        self.timers_pending.get_or_create(&label).set(pending);
+        self.timers_overdue.get_or_create(&label).set(overdue);
+        self.oldest_overdue.get_or_create(&label).set(oldest.unwrap_or(0.0));
+        let backlog: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM workflow_outbox WHERE workflow = $1 AND status = 'pending'")
+                .bind(workflow)
+                .fetch_one(pool)
+                .await?;
+        self.outbox_pending.get_or_create(&label).set(backlog);
+        Ok(())
+    }
+}
