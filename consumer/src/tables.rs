@@ -12,8 +12,11 @@ pub struct TableSet {
     /// Statements creating them in the schema `{schema}` (written literally; the
     /// versioned schema name is substituted). Idempotent: `IF NOT EXISTS`.
     pub ddl: &'static str,
-    /// Those exposed to readers, each as `read.<table>`.
+    /// Those exposed to readers, each as `read.<view_prefix><table>`.
     pub tables: &'static [&'static str],
+    /// Tells apart the views of handlers whose tables share names (each workflow's
+    /// `instances`): empty for read models.
+    pub view_prefix: &'static str,
 }
 
 /// Creates version 1 of the handler `name` and points the `read` views at it, unless
@@ -67,7 +70,8 @@ pub async fn point_views(conn: &mut PgConnection, tables: &TableSet, target: &Ta
     let schema = target.schema();
     for table in tables.tables {
         sqlx::raw_sql(&format!(
-            "DROP VIEW IF EXISTS read.{table}; CREATE VIEW read.{table} AS SELECT * FROM {schema}.{table}"
+            "DROP VIEW IF EXISTS read.{prefix}{table}; CREATE VIEW read.{prefix}{table} AS SELECT * FROM {schema}.{table}",
+            prefix = tables.view_prefix
         ))
         .execute(&mut *conn)
         .await?;

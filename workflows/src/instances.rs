@@ -42,10 +42,10 @@ CREATE TABLE IF NOT EXISTS {schema}.timers (
 CREATE INDEX IF NOT EXISTS timers_by_due ON {schema}.timers (due_at);
 ";
 
-/// The table set of workflow `name`: its instances and timers are shown to readers as
-/// `read.<name>_instances` and `read.<name>_timers`.
-pub fn table_set(tables: &'static [&'static str]) -> TableSet {
-    TableSet { ddl: TABLES_DDL, tables }
+/// The table set of a workflow: its instances and timers are shown to readers as
+/// `read.<view_prefix>instances` and `read.<view_prefix>timers` (`order_lifecycle_`).
+pub fn table_set(view_prefix: &'static str) -> TableSet {
+    TableSet { ddl: TABLES_DDL, tables: &["instances", "timers"], view_prefix }
 }
 
 /// One instance as stored, with its pending timers.

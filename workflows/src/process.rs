@@ -29,8 +29,8 @@ use crate::{
     workflow::Workflow,
 };
 
-/// The order lifecycle's tables as readers see them.
-pub const ORDER_LIFECYCLE_VIEWS: &[&str] = &["order_lifecycle_instances", "order_lifecycle_timers"];
+/// The order lifecycle's tables are `read.order_lifecycle_instances` and `…_timers`.
+pub const ORDER_LIFECYCLE_VIEWS: &str = "order_lifecycle_";
 
 #[derive(Debug, Clone)]
 pub struct WorkflowsSettings {
