@@ -51,6 +51,10 @@ enum Command {
     /// Events the projections parked (dead letters): list, show, retry, discard.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// The process managers' instances (workflows): list, show, retry or discard
+    /// parked steps.
+    #[command(subcommand)]
+    Workflows(crate::workflows::WorkflowsCommand),
     /// Search indexes (Meilisearch when MEILI_URL is set, else embedded): query,
     /// zero-downtime reindex.
     #[command(subcommand)]
@@ -220,6 +224,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Projections(command) => return read_side::projections(settings()?, command).await,
         Command::Dlq(command) => return read_side::dlq(&settings()?, command).await,
         Command::Search(command) => return read_side::search(settings()?, command).await,
+        Command::Workflows(command) => return crate::workflows::workflows(&settings()?.pool()?, command).await,
         Command::Relay(RelayCommand::Republish { relay }) => {
             let settings = settings()?;
             let done = republish::republish(&settings.pool()?, &settings.kafka, &relay).await?;

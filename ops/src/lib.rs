@@ -4,3 +4,4 @@
 pub mod cli;
 pub mod read_side;
 pub mod relay_process;
+pub mod workflows;

@@ -12,12 +12,14 @@
 //! - [`timers`]: the scheduler that fires durable timers.
 //! - [`order_lifecycle`]: reserving, holding, releasing, committing and expiring an
 //!   order's stock.
+//! - [`operations`]: list, show, retry and discard instances (the CLI, GraphQL).
 //! - [`metrics`], [`process`]: the `vectis-workflows` process.
 
 pub mod commands;
 pub mod handler;
 pub mod instances;
 pub mod metrics;
+pub mod operations;
 pub mod order_lifecycle;
 pub mod outbox;
 pub mod process;
