@@ -146,6 +146,18 @@ impl Stack {
         .await
     }
 
+    /// The order's rejection: (reason, by whom).
+    async fn rejection(&self, order: Uuid) -> (String, String) {
+        sqlx::query_as(
+            "SELECT data->>'reason', data->>'rejected_by' FROM events
+              WHERE stream_id = $1 AND event_type = 'OrderRejected'",
+        )
+        .bind(format!("order-{order}"))
+        .fetch_one(&self.pool)
+        .await
+        .expect("the order's rejection")
+    }
+
     /// The event types of a stream, in order.
     async fn events_of(&self, stream: &str) -> Vec<String> {
         sqlx::query_scalar("SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_version")
@@ -207,12 +219,7 @@ async fn an_order_for_more_than_is_on_hand_is_rejected_with_the_reason_and_its_o
     stack.item("NUT", 50).await;
     let order = stack.place(account, &[("NUT", 5), ("BOLT", 1000)]).await;
     stack.until_order(order, OrderStatus::Rejected).await;
-    let reason: String =
-        sqlx::query_scalar("SELECT data->>'reason' FROM events WHERE stream_id = $1 AND event_type = 'OrderRejected'")
-            .bind(format!("order-{order}"))
-            .fetch_one(&pool)
-            .await
-            .expect("rejection");
+    let (reason, _) = stack.rejection(order).await;
     assert_eq!(reason, "insufficient stock for SKU BOLT: 1000 requested, 100 available");
     stack.until_stock("NUT", (50, 0)).await;
     stack.until_stock("BOLT", (100, 0)).await;
@@ -246,14 +253,7 @@ async fn an_unconfirmed_order_whose_reservation_expires_is_rejected_and_its_stoc
     stack.until_order(order, OrderStatus::Confirmable).await;
     stack.until_order(order, OrderStatus::Rejected).await;
     stack.until_stock("BOLT", (100, 0)).await;
-    let (reason, rejected_by): (String, String) = sqlx::query_as(
-        "SELECT data->>'reason', data->>'rejected_by' FROM events
-          WHERE stream_id = $1 AND event_type = 'OrderRejected'",
-    )
-    .bind(format!("order-{order}"))
-    .fetch_one(&pool)
-    .await
-    .expect("rejection");
+    let (reason, rejected_by) = stack.rejection(order).await;
     assert_eq!((reason.as_str(), rejected_by.as_str()), ("reservation expired", "workflow:order_lifecycle"));
     assert_eq!(
         stack.events_of("inventory-BOLT").await,
