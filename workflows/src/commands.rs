@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use vectis_command_api::{
     domain::{InventoryCommand, InventoryItem, Order, OrderCommand},
-    handling::{Aggregate, CommandError, CommandHandler, StoreSession},
+    handling::{CommandError, CommandHandler, CommandOutcome, StoreSession},
     http::problem::ApiError,
 };
 use vectis_event_store::{EventMetadata, IdempotencyBegin, IdempotencyKey, StoreError, StoredResponse};
@@ -226,32 +226,24 @@ async fn execute(
     }
 }
 
+/// Runs an inventory command on the item's stream.
 async fn inventory(
     handler: &CommandHandler,
     session: &mut impl StoreSession,
     stream: &StreamId,
     metadata: &EventMetadata,
     command: impl Fn() -> InventoryCommand + Send + Sync,
-) -> Result<vectis_command_api::handling::CommandOutcome, CommandError> {
-    run_on::<InventoryItem>(handler, session, stream, metadata, command).await
+) -> Result<CommandOutcome, CommandError> {
+    handler.execute::<InventoryItem, _>(session, stream, None, metadata, |_| command()).await
 }
 
+/// Runs an order command on the order's stream.
 async fn order(
     handler: &CommandHandler,
     session: &mut impl StoreSession,
     order_id: Uuid,
     metadata: &EventMetadata,
     command: impl Fn() -> OrderCommand + Send + Sync,
-) -> Result<vectis_command_api::handling::CommandOutcome, CommandError> {
-    run_on::<Order>(handler, session, &StreamId::order(order_id), metadata, command).await
-}
-
-async fn run_on<A: Aggregate>(
-    handler: &CommandHandler,
-    session: &mut impl StoreSession,
-    stream: &StreamId,
-    metadata: &EventMetadata,
-    command: impl Fn() -> A::Command + Send + Sync,
-) -> Result<vectis_command_api::handling::CommandOutcome, CommandError> {
-    handler.execute::<A, _>(session, stream, None, metadata, |_| command()).await
+) -> Result<CommandOutcome, CommandError> {
+    handler.execute::<Order, _>(session, &StreamId::order(order_id), None, metadata, |_| command()).await
 }

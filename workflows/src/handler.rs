@@ -13,7 +13,7 @@ use vectis_consumer::{
     event::ProjectedEvent,
     handler::{ApplyError, Handler},
 };
-use vectis_read_side::{version_of_schema, ProjectionSpec};
+use vectis_read_side::ProjectionSpec;
 
 use crate::{
     instances::{self, Changes, InstanceRecord},
@@ -93,11 +93,7 @@ impl<W: Workflow> WorkflowHandler<W> {
 /// Whether the version in `schema` is the one that acts (the active one). The batch
 /// holds the workflow's row in `projections` (shared), so this cannot change under it.
 pub async fn is_active(conn: &mut PgConnection, name: &str, schema: &str) -> Result<bool, sqlx::Error> {
-    let active: Option<i32> = sqlx::query_scalar("SELECT active_version FROM projections WHERE name = $1")
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(active.is_some() && active == version_of_schema(schema))
+    Ok(instances::active_schema(conn, name).await?.as_deref() == Some(schema))
 }
 
 impl<W: Workflow> Handler for WorkflowHandler<W> {

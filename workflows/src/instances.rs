@@ -48,6 +48,13 @@ pub fn table_set(view_prefix: &'static str) -> TableSet {
     TableSet { ddl: TABLES_DDL, tables: &["instances", "timers"], view_prefix }
 }
 
+/// The schema of the workflow's active version (`None`: not installed yet), from the
+/// state every handler of the log keeps in `projections`.
+pub async fn active_schema(conn: &mut PgConnection, workflow: &str) -> Result<Option<String>, sqlx::Error> {
+    let state = vectis_read_side::state::state(conn, workflow).await?;
+    Ok(state.map(|s| vectis_read_side::schema_name(workflow, s.active_version)))
+}
+
 /// One instance as stored, with its pending timers.
 #[derive(Debug, Clone)]
 pub struct InstanceRecord {

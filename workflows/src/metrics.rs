@@ -11,7 +11,7 @@ use prometheus_client::{
     registry::Registry,
 };
 use sqlx::PgPool;
-use vectis_read_side::{schema_name, ProjectionSpec};
+use vectis_read_side::ProjectionSpec;
 use vectis_runtime::{metric_names as names, Shutdown};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -116,12 +116,9 @@ impl WorkflowMetrics {
     }
 
     pub async fn measure_once(&self, pool: &PgPool, workflow: &str) -> Result<(), sqlx::Error> {
-        let active: Option<i32> = sqlx::query_scalar("SELECT active_version FROM projections WHERE name = $1")
-            .bind(workflow)
-            .fetch_optional(pool)
-            .await?;
-        let Some(version) = active else { return Ok(()) };
-        let schema = schema_name(workflow, version);
+        let mut conn = pool.acquire().await?;
+        let Some(schema) = crate::instances::active_schema(&mut conn, workflow).await? else { return Ok(()) };
+        drop(conn);
         let by_status: Vec<(String, i64)> =
             sqlx::query_as(&format!("SELECT status, count(*) FROM {schema}.instances GROUP BY status"))
                 .fetch_all(pool)

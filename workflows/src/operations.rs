@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use vectis_read_side::{
     catalog::{workflow_named, WORKFLOWS},
-    schema_name, ProjectionSpec,
+    ProjectionSpec,
 };
 
 use crate::workflow::InstanceStatus;
@@ -96,11 +96,7 @@ fn workflows(name: Option<&str>) -> Result<Vec<&'static ProjectionSpec>, Operati
 
 /// The schema of the workflow's active version (`None`: not installed yet).
 async fn active_schema(pool: &PgPool, workflow: &str) -> Result<Option<String>, sqlx::Error> {
-    let version: Option<i32> = sqlx::query_scalar("SELECT active_version FROM projections WHERE name = $1")
-        .bind(workflow)
-        .fetch_optional(pool)
-        .await?;
-    Ok(version.map(|v| schema_name(workflow, v)))
+    crate::instances::active_schema(&mut *pool.acquire().await?, workflow).await
 }
 
 /// Instances matching `filter`, oldest first.

@@ -11,7 +11,11 @@
 //! The state keeps facts, from both topics, keyed the way they arrive, so the
 //! decisions are the same whichever topic a replay reads ahead.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -119,8 +123,9 @@ impl OrderLifecycleState {
         self.lines.iter().map(|l| (l, reservation_id(self.order_id, &l.sku, self.attempt()))).collect()
     }
 
-    fn is_ours(&self, reservation: &Uuid) -> bool {
-        self.lines.iter().any(|l| (0..=1).any(|a| reservation_id(self.order_id, &l.sku, a) == *reservation))
+    /// Every reservation id this lifecycle may have used for the order, either attempt.
+    fn ours(&self) -> BTreeSet<Uuid> {
+        self.lines.iter().flat_map(|l| (0..=1).map(|a| reservation_id(self.order_id, &l.sku, a))).collect()
     }
 
     fn fact(&self, reservation: &Uuid) -> Option<&ReservationFact> {
@@ -146,7 +151,8 @@ impl OrderLifecycleState {
 
     /// Held reservations of this order, current or not.
     fn held(&self) -> impl Iterator<Item = (&Uuid, &ReservationFact)> {
-        self.reservations.iter().filter(|(id, f)| f.status == Held::Held && self.is_ours(id))
+        let ours = self.ours();
+        self.reservations.iter().filter(move |(id, f)| f.status == Held::Held && ours.contains(id))
     }
 
     /// When the earliest held current reservation expires.
@@ -290,7 +296,8 @@ impl Workflow for OrderLifecycle {
             let reason = RESERVATION_EXPIRED.to_string();
             steps.push(Step { name: "reject".into(), command: WorkflowCommand::RejectOrder { order_id, reason } });
         }
-        let current: Vec<Uuid> = state.current().into_iter().map(|(_, id)| id).collect();
+        let current: BTreeSet<Uuid> = state.current().into_iter().map(|(_, id)| id).collect();
+        let short_of_stock = state.reserving() && state.short_line().is_some();
         for (id, fact) in state.held() {
             let (sku, reservation_id) = (fact.sku.clone(), *id);
             let is_current = current.contains(id);
@@ -299,9 +306,7 @@ impl Workflow for OrderLifecycle {
                 Phase::Rejected(reason) => Some(format!("the order was rejected: {reason}")),
                 Phase::AwaitingApproval => Some("the order waits for approval".to_string()),
                 _ if !is_current => Some("the order waits for approval".to_string()),
-                _ if state.reserving() && state.short_line().is_some() => {
-                    Some("another line of the order is short of stock".to_string())
-                }
+                _ if short_of_stock => Some("another line of the order is short of stock".to_string()),
                 _ => None,
             };
             if let Some(reason) = let_go {

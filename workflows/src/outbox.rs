@@ -9,7 +9,6 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 use vectis_command_api::handling::CommandHandler;
-use vectis_read_side::schema_name;
 use vectis_runtime::Shutdown;
 
 use crate::{
@@ -178,14 +177,9 @@ impl Dispatcher {
         .bind(error)
         .execute(&mut *conn)
         .await?;
-        let active: Option<i32> = sqlx::query_scalar("SELECT active_version FROM projections WHERE name = $1")
-            .bind(workflow)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(version) = active {
+        if let Some(schema) = crate::instances::active_schema(conn, workflow).await? {
             sqlx::query(&format!(
-                "UPDATE {}.instances SET status = 'parked', last_error = $2, updated_at = now() WHERE instance_id = $1",
-                schema_name(workflow, version)
+                "UPDATE {schema}.instances SET status = 'parked', last_error = $2, updated_at = now() WHERE instance_id = $1"
             ))
             .bind(instance_id)
             .bind(error)

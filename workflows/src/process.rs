@@ -16,7 +16,7 @@ use vectis_consumer::{
     tables,
 };
 use vectis_event_store::{settings::StoreSettings, EventStore, StoreMetrics};
-use vectis_read_side::catalog::WORKFLOWS;
+use vectis_read_side::catalog::{ORDER_LIFECYCLE, WORKFLOWS};
 use vectis_runtime::{env_duration, env_parse, pool_metrics::PoolCollector, OpsState, Shutdown};
 
 use crate::{
@@ -70,11 +70,7 @@ impl WorkflowsSettings {
 
 /// Installs version 1 of the order lifecycle's tables unless installed; its active version.
 pub async fn install_order_lifecycle(pool: &PgPool) -> Result<i32, sqlx::Error> {
-    tables::install(pool, OrderLifecycle::NAME, &instances::table_set(ORDER_LIFECYCLE_VIEWS)).await
-}
-
-impl OrderLifecycle {
-    pub const NAME: &'static str = vectis_read_side::catalog::ORDER_LIFECYCLE.name;
+    tables::install(pool, ORDER_LIFECYCLE.name, &instances::table_set(ORDER_LIFECYCLE_VIEWS)).await
 }
 
 pub struct WorkflowsProcess {

@@ -56,11 +56,8 @@ impl<W: Workflow> Scheduler<W> {
 
     async fn active(&self) -> Result<Option<Target>, sqlx::Error> {
         let name = self.workflow.spec().name;
-        let version: Option<i32> = sqlx::query_scalar("SELECT active_version FROM projections WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(version.map(|version| Target { projection: name, version }))
+        let state = vectis_read_side::state::state(&mut *self.pool.acquire().await?, name).await?;
+        Ok(state.map(|s| Target { projection: name, version: s.active_version }))
     }
 
     /// When the earliest pending timer of the active version is due.
