@@ -11,6 +11,7 @@
 //! - [`checkpoints`]: checkpoints, stream versions, dead letters, the handler's row lock.
 //! - [`dead_letters`]: parked events for operators: list, retry, discard.
 //! - [`lag`]: how far a version is behind the log, in events and seconds.
+//! - [`lag_report`]: lag measured every interval for a process's handlers: metrics, stuck consumers rejoin.
 //! - [`stall`]: which partitions are idle, progressing or stuck.
 //! - [`metrics`]: the runtime's metrics, labelled by handler.
 //! - [`tables`]: a handler's versioned table set and the `read` views over it.
@@ -21,6 +22,7 @@ pub mod dead_letters;
 pub mod event;
 pub mod handler;
 pub mod lag;
+pub mod lag_report;
 pub mod metrics;
 mod rebalance;
 pub mod runtime;

@@ -224,7 +224,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Projections(command) => return read_side::projections(settings()?, command).await,
         Command::Dlq(command) => return read_side::dlq(&settings()?, command).await,
         Command::Search(command) => return read_side::search(settings()?, command).await,
-        Command::Workflows(command) => return crate::workflows::workflows(&settings()?.pool()?, command).await,
+        Command::Workflows(command) => return crate::workflows::workflows(settings()?, command).await,
         Command::Relay(RelayCommand::Republish { relay }) => {
             let settings = settings()?;
             let done = republish::republish(&settings.pool()?, &settings.kafka, &relay).await?;

@@ -1,17 +1,31 @@
 //! `vectis workflows`: the process managers' instances for operators. Each subcommand
 //! is one call into `vectis_workflows::operations`; this module only parses and prints.
 
-use std::{process::ExitCode, time::Duration};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Subcommand;
-use sqlx::PgPool;
-use vectis_workflows::operations::{self, InstanceFilter};
+use futures::future::BoxFuture;
+use sqlx::PgConnection;
+use vectis_consumer::{
+    event::ProjectedEvent,
+    handler::{ApplyError, Handler},
+};
+use vectis_event_store::settings::StoreSettings;
+use vectis_projectors::projection::Projection;
+use vectis_read_side::ProjectionSpec;
+use vectis_workflows::{
+    instances,
+    operations::{self, InstanceFilter, OperationError},
+    process::{rebuild_handler, WorkflowsSettings},
+};
+
+use crate::read_side;
 
 #[derive(Debug, Subcommand)]
 pub enum WorkflowsCommand {
     /// Instances, oldest first: workflow, id, status, age, what each waits for.
     List {
-        /// Only this workflow type (order_lifecycle).
+        /// Only this workflow type (order_lifecycle, order_approval, account_approval).
         #[arg(long = "type")]
         workflow: Option<String>,
         /// running, completed, failed or parked.
@@ -25,29 +39,96 @@ pub enum WorkflowsCommand {
     },
     /// One instance: its state, steps with their outcomes, pending timers, last error.
     Show {
+        /// An instance id (an order id), or `<workflow>/<instance>`.
         id: String,
         #[arg(long = "type")]
         workflow: Option<String>,
     },
     /// Run an instance's parked steps again, once their cause is fixed.
     Retry {
+        /// An instance id (an order id), or `<workflow>/<instance>`.
         id: String,
         #[arg(long = "type")]
         workflow: Option<String>,
     },
     /// Give up on an instance's parked steps: they never run; its later steps go on.
     Discard {
+        /// An instance id (an order id), or `<workflow>/<instance>`.
         id: String,
         #[arg(long = "type")]
         workflow: Option<String>,
     },
+    /// Rebuild a workflow's state blue/green from the earliest offset, as projections
+    /// are: the new version replays the log and decides nothing, fires nothing; once it
+    /// has caught up with the active version, it becomes the one that acts. Uses the
+    /// workflows' settings from the environment (`RESERVATION_TTL`, the approval timeouts).
+    Rebuild {
+        /// order_lifecycle, order_approval or account_approval.
+        name: String,
+        /// Most records per batch.
+        #[arg(long, default_value_t = 5000)]
+        max_batch: usize,
+        /// Seconds between progress lines.
+        #[arg(long, default_value_t = 2.0)]
+        progress_every: f64,
+    },
 }
 
-pub async fn workflows(pool: &PgPool, command: WorkflowsCommand) -> anyhow::Result<ExitCode> {
+/// A workflow's state as the rebuild machinery sees a projection: its handler, its
+/// tables (instances, timers) and their views.
+struct WorkflowState {
+    handler: Arc<dyn Handler>,
+    views: &'static str,
+}
+
+impl Handler for WorkflowState {
+    fn spec(&self) -> &'static ProjectionSpec {
+        self.handler.spec()
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        schema: &'a str,
+        events: &'a [ProjectedEvent],
+    ) -> BoxFuture<'a, Result<(), ApplyError>> {
+        self.handler.apply(conn, schema, events)
+    }
+}
+
+impl Projection for WorkflowState {
+    fn tables_ddl(&self) -> &'static str {
+        instances::TABLES_DDL
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        instances::TABLES
+    }
+
+    fn view_prefix(&self) -> &'static str {
+        self.views
+    }
+}
+
+pub async fn workflows(settings: StoreSettings, command: WorkflowsCommand) -> anyhow::Result<ExitCode> {
+    let pool = &settings.pool()?;
     match command {
+        WorkflowsCommand::Rebuild { name, max_batch, progress_every } => {
+            let workflow_settings = WorkflowsSettings::from_env()?;
+            let Some((handler, views)) = rebuild_handler(&name, &workflow_settings) else {
+                anyhow::bail!("{}", OperationError::UnknownWorkflow(name));
+            };
+            let state = Arc::new(WorkflowState { handler, views });
+            return read_side::rebuild_to_the_end(pool, &settings, state, max_batch, progress_every).await;
+        }
         WorkflowsCommand::List { workflow, state, older_than, limit } => {
             anyhow::ensure!((1..=10_000).contains(&limit), "--limit must be 1 to 10000");
-            let filter = InstanceFilter { workflow, status: state, older_than, limit };
+            let status = state.map(|word| word.parse()).transpose()?;
+            let started_before = older_than
+                .map(|age| chrono::Duration::from_std(age).map(|age| chrono::Utc::now() - age))
+                .transpose()
+                .map_err(|_| anyhow::anyhow!("--older-than is too long"))?;
+            let filter = InstanceFilter { workflow, status, started_before, limit, after: None };
             let instances = operations::list(pool, &filter).await?;
             println!("WORKFLOW\tINSTANCE\tSTATUS\tAGE\tWAITING FOR");
             let now = chrono::Utc::now();

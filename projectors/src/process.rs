@@ -2,7 +2,6 @@
 //! `/ready` on `PROJECTORS_OPS_ADDR`. `main` only calls into here.
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
-use vectis_read_side::Target;
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
@@ -10,12 +9,14 @@ use sqlx::PgPool;
 use vectis_event_store::settings::StoreSettings;
 use vectis_runtime::{env_duration, env_or, env_parse, pool_metrics::PoolCollector, OpsState, Shutdown};
 
+use futures::future::BoxFuture;
 use vectis_consumer::{
-    lag::{LagProbe, ProjectionLag, Watermarks, TOPIC_RECREATED_FIX},
+    handler::Handler,
+    lag::{LagProbe, ProjectionLag},
+    lag_report::{AfterMeasure, LagReporter, Stalls},
     metrics::ConsumerMetrics,
-    runtime::{GroupConsumer, RejoinRequests, RunningConsumer},
+    runtime::{GroupConsumer, RunningConsumer},
     settings::{ConsumerSettings, DEFAULT_STALL_AFTER},
-    stall::{describe, ProgressWatch, StalledPartition},
 };
 
 use crate::{
@@ -136,17 +137,15 @@ impl ProjectorsProcess {
             running.push(started);
             tracing::info!(projection = name, version, "projector running");
         }
-        let probe = LagProbe::new(&settings.store.kafka).context("creating the lag probe")?;
-        let lag_task = tokio::spawn(report_lag(
-            pool.clone(),
-            probe,
-            projections,
-            Stalls { after: settings.stall_after, rejoins },
+        let reporter = LagReporter {
+            pool: pool.clone(),
+            probe: LagProbe::new(&settings.store.kafka).context("creating the lag probe")?,
+            handlers: projections.into_iter().map(|p| p as Arc<dyn Handler>).collect(),
+            stalls: Stalls { after: settings.stall_after, rejoins },
             metrics,
-            engine.clone(),
-            settings.lag_interval,
-            shutdown.clone(),
-        ));
+            interval: settings.lag_interval,
+        };
+        let lag_task = tokio::spawn(reporter.run(SearchFigures(engine.clone(), pool.clone()), shutdown.clone()));
         let mut checks = vectis_event_store::readiness::checks(&pool, &settings.store.kafka);
         checks.extend(engine.readiness_check());
         let (ops_addr, ops_task) =
@@ -175,134 +174,23 @@ impl ProjectorsProcess {
     }
 }
 
-/// Where stuck partitions are reported: after how long without progress, and each
-/// projector's rejoin requests.
-struct Stalls {
-    after: Duration,
-    rejoins: HashMap<&'static str, RejoinRequests>,
-}
+/// A search index's freshness (the lag's age: how old the oldest event not yet
+/// searchable is) and size, beside the shared lag metrics.
+struct SearchFigures(SearchEngine, PgPool);
 
-/// Measures the lag of each projection's active version every `interval` and
-/// publishes it as metrics, until shutdown; for a search index also its freshness
-/// (the same measure: how old the oldest event not yet searchable is) and its size.
-/// Partitions with lag that stopped advancing are logged and their projector asked to
-/// rejoin its group.
-#[allow(clippy::too_many_arguments)]
-async fn report_lag(
-    pool: PgPool,
-    probe: LagProbe,
-    projections: Vec<Arc<dyn Projection>>,
-    stalls: Stalls,
-    metrics: ConsumerMetrics,
-    engine: SearchEngine,
-    interval: Duration,
-    shutdown: Shutdown,
-) {
-    // Reported when it changes, not on every measurement.
-    let mut beyond_log: HashMap<&'static str, Vec<(String, i32)>> = HashMap::new();
-    let mut watches: HashMap<&'static str, ProgressWatch> = HashMap::new();
-    let mut stalled_reported: HashMap<&'static str, Vec<(String, i32)>> = HashMap::new();
-    let mut topics: Vec<&str> = projections.iter().flat_map(|p| p.topics().iter().copied()).collect();
-    topics.sort_unstable();
-    topics.dedup();
-    loop {
-        // Each topic's watermarks once a round, whichever projections read it.
-        let watermarks = probe.watermarks(&topics).await;
-        for projection in &projections {
-            let index = SearchEngine::index_of(projection.name());
-            let lag = match &watermarks {
-                Ok(watermarks) => active_lag_at(&pool, &probe, projection.as_ref(), watermarks).await,
-                Err(error) => Err(anyhow::anyhow!("reading the broker's watermarks: {error}")),
-            };
-            match lag {
-                Ok(lag) => {
-                    metrics.record_lag(&lag);
-                    if let Err(error) = lag.save(&pool).await {
-                        tracing::warn!(projection = projection.name(), %error, "cannot store the measured lag");
-                    }
-                    report_beyond_log(&lag, beyond_log.entry(projection.name()).or_default());
-                    let watch = watches.entry(projection.name()).or_insert_with(|| ProgressWatch::new(stalls.after));
-                    let measured = watch.observe(&lag, std::time::Instant::now());
-                    metrics.record_progress(projection.name(), &measured);
-                    report_stalled(&lag, &measured.stalled, stalled_reported.entry(projection.name()).or_default());
-                    if let (false, Some(rejoins)) = (measured.stalled.is_empty(), stalls.rejoins.get(projection.name()))
-                    {
-                        rejoins.request(measured.stalled);
-                    }
-                    if let Some(index) = index {
-                        engine.metrics().freshness.get_or_create(&SearchMetrics::label(index.name)).set(lag.seconds());
-                    }
-                }
-                Err(error) => tracing::warn!(projection = projection.name(), %error, "cannot measure lag"),
+impl AfterMeasure for SearchFigures {
+    fn after<'a>(&'a self, handler: &'static str, lag: Option<&'a ProjectionLag>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(index) = SearchEngine::index_of(handler) else { return };
+            if let Some(lag) = lag {
+                self.0.metrics().freshness.get_or_create(&SearchMetrics::label(index.name)).set(lag.seconds());
             }
-            if let Some(index) = index {
-                match engine.document_count(&pool, index).await {
-                    Ok(count) => {
-                        engine.metrics().documents.get_or_create(&SearchMetrics::label(index.name)).set(count as i64);
-                    }
-                    Err(error) => tracing::warn!(index = index.name, %error, "cannot count the index's documents"),
+            match self.0.document_count(&self.1, index).await {
+                Ok(count) => {
+                    self.0.metrics().documents.get_or_create(&SearchMetrics::label(index.name)).set(count as i64);
                 }
+                Err(error) => tracing::warn!(index = index.name, %error, "cannot count the index's documents"),
             }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            () = shutdown.wait() => return,
-        }
+        })
     }
-}
-
-/// Logs, when the set changes, the partitions whose checkpoint is beyond the broker's
-/// end of them (`reported` holds the set last logged).
-fn report_beyond_log(lag: &ProjectionLag, reported: &mut Vec<(String, i32)>) {
-    let now: Vec<(String, i32)> = lag.beyond_log().iter().map(|p| (p.topic.clone(), p.partition)).collect();
-    if now == *reported {
-        return;
-    }
-    for partition in lag.beyond_log() {
-        tracing::error!(
-            projection = lag.target.projection, version = lag.target.version,
-            topic = %partition.topic, partition = partition.partition,
-            checkpoint = partition.next_offset, high_watermark = partition.high_watermark,
-            "checkpoint beyond the end of the partition: {TOPIC_RECREATED_FIX}"
-        );
-    }
-    if now.is_empty() {
-        tracing::info!(projection = lag.target.projection, "no checkpoint is beyond the end of its partition any more");
-    }
-    *reported = now;
-}
-
-/// Logs, when the set changes, the partitions with lag that stopped advancing
-/// (`reported` holds the set last logged).
-fn report_stalled(lag: &ProjectionLag, stalled: &[StalledPartition], reported: &mut Vec<(String, i32)>) {
-    let now: Vec<(String, i32)> = stalled.iter().map(|s| (s.topic.clone(), s.partition)).collect();
-    if now == *reported {
-        return;
-    }
-    if now.is_empty() {
-        tracing::info!(projection = lag.target.projection, "every partition with lag advances again");
-    } else {
-        tracing::warn!(
-            projection = lag.target.projection, version = lag.target.version,
-            partitions = %describe(stalled),
-            "partitions with lag stopped advancing; asking their consumer to rejoin its group"
-        );
-    }
-    *reported = now;
-}
-
-/// The lag of the version readers see, against `watermarks` read for its topics.
-async fn active_lag_at(
-    pool: &PgPool,
-    probe: &LagProbe,
-    projection: &dyn Projection,
-    watermarks: &Watermarks,
-) -> anyhow::Result<ProjectionLag> {
-    let mut conn = pool.acquire().await?;
-    let state = vectis_read_side::state::state(&mut conn, projection.name())
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("projection {} is not installed", projection.name()))?;
-    drop(conn);
-    let target = Target { projection: projection.name(), version: state.active_version };
-    Ok(probe.measure_at(pool, &target, projection.topics(), watermarks).await?)
 }

@@ -9,7 +9,7 @@ use vectis_read_side::Target;
 use crate::projection::Projection;
 
 fn table_set(projection: &dyn Projection) -> TableSet {
-    TableSet { ddl: projection.tables_ddl(), tables: projection.tables(), view_prefix: "" }
+    TableSet { ddl: projection.tables_ddl(), tables: projection.tables(), view_prefix: projection.view_prefix() }
 }
 
 /// Creates version 1 of `projection` and points the `read` views at it, unless the

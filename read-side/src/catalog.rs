@@ -70,8 +70,13 @@ const fn workflow(name: &'static str, topics: &'static [&'static str]) -> Projec
 /// commits or expires what it holds.
 pub const ORDER_LIFECYCLE: ProjectionSpec = workflow("order_lifecycle", &[ORDER_EVENTS.name, INVENTORY_EVENTS.name]);
 
+/// Staff approval of orders above their account's threshold, with a deadline.
+pub const ORDER_APPROVAL: ProjectionSpec = workflow("order_approval", &[ORDER_EVENTS.name]);
+/// Staff approval of registered accounts, with a deadline.
+pub const ACCOUNT_APPROVAL: ProjectionSpec = workflow("account_approval", &[ACCOUNT_EVENTS.name]);
+
 /// Every workflow. They are not projections a read waits for: [`reading`] leaves them out.
-pub const WORKFLOWS: [ProjectionSpec; 1] = [ORDER_LIFECYCLE];
+pub const WORKFLOWS: [ProjectionSpec; 3] = [ORDER_LIFECYCLE, ORDER_APPROVAL, ACCOUNT_APPROVAL];
 
 /// The workflow named `name`, if this build knows it.
 pub fn workflow_named(name: &str) -> Option<&'static ProjectionSpec> {

@@ -8,11 +8,13 @@
 //! - [`state`]: which versions serve and build, parked events, the stream versions a
 //!   projection applied ("has this write reached the read model?"), and the lag the
 //!   projectors measured.
+//! - [`workflows`]: the workflows' instances, timers and steps, as operators read them.
 
 pub mod catalog;
 pub mod state;
 pub mod status;
 pub mod versions;
+pub mod workflows;
 
 pub use catalog::ProjectionSpec;
 pub use versions::{schema_name, version_of_schema, Target};

@@ -6,6 +6,7 @@ use std::{
     fs::{File, OpenOptions},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    time::Duration,
 };
 
 /// A workspace binary, built beside the test executables (`target/<profile>/`).
@@ -77,4 +78,32 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A small deterministic generator (xorshift64*), so a failing schedule can be re-run
+/// with `KILL_SEED`.
+pub struct KillSchedule(u64);
+
+impl KillSchedule {
+    pub fn from_env() -> Self {
+        let seed = std::env::var("KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_2026_u64);
+        println!("kill schedule seed {seed} (set KILL_SEED to replay it)");
+        Self(seed.max(1))
+    }
+
+    /// A generator of its own, from another's draw.
+    pub fn seeded(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub fn draw(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn millis(&mut self, from: u64, to: u64) -> Duration {
+        Duration::from_millis(from + self.draw() % (to - from))
+    }
 }

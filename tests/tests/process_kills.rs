@@ -21,7 +21,7 @@ use vectis_test_support::{
     database_url, event_store,
     folds::{accounts_match_the_event_store, commerce_matches_the_event_store},
     fresh_topics,
-    processes::{log_tail, Process},
+    processes::{log_tail, KillSchedule as Schedule, Process},
     workloads::{account_workload, commerce_workload},
 };
 
@@ -53,29 +53,6 @@ async fn streams_behind(pool: &PgPool) -> i64 {
         behind += count;
     }
     behind
-}
-
-/// A small deterministic generator (xorshift64*), so a failing schedule can be re-run
-/// with `KILL_SEED`.
-struct Schedule(u64);
-
-impl Schedule {
-    fn from_env() -> Self {
-        let seed = std::env::var("KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_2026_u64);
-        println!("kill schedule seed {seed} (set KILL_SEED to replay it)");
-        Self(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn millis(&mut self, from: u64, to: u64) -> Duration {
-        Duration::from_millis(from + self.next() % (to - from))
-    }
 }
 
 /// The processes under test, their environment and their logs.
@@ -179,7 +156,7 @@ async fn projectors_and_relay_sigkilled_twenty_times_converge_within_ten_seconds
             // The last kill lands while the writers still append.
             stop.store(true, Ordering::Relaxed);
         }
-        let (projectors, relay) = match schedule.next() % 4 {
+        let (projectors, relay) = match schedule.draw() % 4 {
             0 => (false, true),
             1 => (true, true),
             _ => (true, false),

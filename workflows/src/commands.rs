@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use vectis_command_api::{
-    domain::{InventoryCommand, InventoryItem, Order, OrderCommand},
+    domain::{Account, AccountCommand, InventoryCommand, InventoryItem, Order, OrderCommand, APPROVAL_TIMED_OUT},
     handling::{CommandError, CommandHandler, CommandOutcome, StoreSession},
     http::problem::ApiError,
 };
@@ -49,9 +49,18 @@ pub enum WorkflowCommand {
         reservations: Vec<HeldLine>,
         expires_at: DateTime<Utc>,
     },
+    /// Rejects an order its lifecycle cannot fulfil (not one waiting for approval).
     RejectOrder {
         order_id: Uuid,
         reason: String,
+    },
+    /// Rejects an order still awaiting approval ("approval timed out").
+    TimeOutOrderApproval {
+        order_id: Uuid,
+    },
+    /// Rejects an account still pending approval ("approval timed out").
+    TimeOutAccountApproval {
+        account_id: Uuid,
     },
 }
 
@@ -65,6 +74,8 @@ impl WorkflowCommand {
             Self::Expire { .. } => "expire",
             Self::HoldStock { .. } => "hold_stock",
             Self::RejectOrder { .. } => "reject_order",
+            Self::TimeOutOrderApproval { .. } => "time_out_order_approval",
+            Self::TimeOutAccountApproval { .. } => "time_out_account_approval",
         }
     }
 }
@@ -202,11 +213,23 @@ async fn execute(
             .await
         }
         WorkflowCommand::RejectOrder { order_id, reason } => {
-            order(handler, session, order_id, &metadata, move || OrderCommand::Reject {
+            order(handler, session, order_id, &metadata, move || OrderCommand::RejectUnfulfillable {
                 by: by.clone(),
                 reason: reason.clone(),
             })
             .await
+        }
+        WorkflowCommand::TimeOutOrderApproval { order_id } => {
+            order(handler, session, order_id, &metadata, move || OrderCommand::TimeOutApproval { by: by.clone() }).await
+        }
+        WorkflowCommand::TimeOutAccountApproval { account_id } => {
+            let stream = StreamId::account(account_id);
+            handler
+                .execute::<Account, _>(session, &stream, None, &metadata, |_| AccountCommand::Reject {
+                    by: by.clone(),
+                    reason: APPROVAL_TIMED_OUT.into(),
+                })
+                .await
         }
     };
     match outcome {

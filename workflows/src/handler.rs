@@ -3,7 +3,10 @@
 //! transaction (so with its checkpoint). Only the active version issues steps; a
 //! version being rebuilt replays the log into its state and decides nothing anew.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use chrono::Utc;
 use futures::{future::BoxFuture, FutureExt};
@@ -16,7 +19,8 @@ use vectis_consumer::{
 use vectis_read_side::ProjectionSpec;
 
 use crate::{
-    instances::{self, Changes, InstanceRecord},
+    instances::{self, Changes, InstanceRecord, Transition},
+    metrics::WorkflowMetrics,
     workflow::Workflow,
 };
 
@@ -30,11 +34,16 @@ pub struct Wakers {
 pub struct WorkflowHandler<W: Workflow> {
     pub workflow: Arc<W>,
     pub wakers: Wakers,
+    metrics: WorkflowMetrics,
+    /// Status changes of batches applied but not yet committed: counted on commit.
+    /// (A batch whose commit fails after it applied is retried and counted again: the
+    /// counters are at least once on a database failure, exact otherwise.)
+    transitions: Mutex<Vec<Transition>>,
 }
 
 impl<W: Workflow> WorkflowHandler<W> {
-    pub fn new(workflow: Arc<W>, wakers: Wakers) -> Self {
-        Self { workflow, wakers }
+    pub fn new(workflow: Arc<W>, wakers: Wakers, metrics: WorkflowMetrics) -> Self {
+        Self { workflow, wakers, metrics, transitions: Mutex::default() }
     }
 
     async fn apply_events(
@@ -81,12 +90,15 @@ impl<W: Workflow> WorkflowHandler<W> {
                 correlation_id: events[0].correlation_id,
                 last_event_id: last,
                 started_at: events[0].occurred_at,
+                status: None,
                 timers: HashMap::new(),
             });
             let record = InstanceRecord { last_event_id: last, ..record };
             changes.reconcile(workflow, record, &state, now, last, live);
         }
-        instances::save(conn, workflow.spec().name, schema, &changes).await
+        instances::save(conn, workflow.spec().name, schema, &changes).await?;
+        self.transitions.lock().unwrap_or_else(|e| e.into_inner()).extend(changes.transitions);
+        Ok(())
     }
 }
 
@@ -111,6 +123,8 @@ impl<W: Workflow> Handler for WorkflowHandler<W> {
     }
 
     fn committed(&self) {
+        let transitions = std::mem::take(&mut *self.transitions.lock().unwrap_or_else(|e| e.into_inner()));
+        self.metrics.count_transitions(self.workflow.spec().name, &transitions);
         self.wakers.outbox.notify_one();
         self.wakers.timers.notify_one();
     }

@@ -42,10 +42,13 @@ CREATE TABLE IF NOT EXISTS {schema}.timers (
 CREATE INDEX IF NOT EXISTS timers_by_due ON {schema}.timers (due_at);
 ";
 
+/// The tables of a workflow version.
+pub const TABLES: &[&str] = &["instances", "timers"];
+
 /// The table set of a workflow: its instances and timers are shown to readers as
 /// `read.<view_prefix>instances` and `read.<view_prefix>timers` (`order_lifecycle_`).
 pub fn table_set(view_prefix: &'static str) -> TableSet {
-    TableSet { ddl: TABLES_DDL, tables: &["instances", "timers"], view_prefix }
+    TableSet { ddl: TABLES_DDL, tables: TABLES, view_prefix }
 }
 
 /// The schema of the workflow's active version (`None`: not installed yet), from the
@@ -65,9 +68,14 @@ pub struct InstanceRecord {
     pub correlation_id: Uuid,
     pub last_event_id: Uuid,
     pub started_at: DateTime<Utc>,
+    /// Its status as stored (`None`: a new instance).
+    pub status: Option<InstanceStatus>,
     /// name → (due, causation)
     pub timers: HashMap<String, (DateTime<Utc>, Uuid)>,
 }
+
+/// An instance's status before (`None`: new) and after a change.
+pub type Transition = (Option<InstanceStatus>, InstanceStatus);
 
 /// What a batch (or a timer firing) changes: the instances' rows, the steps to run,
 /// the timers to arm and to cancel.
@@ -77,6 +85,8 @@ pub struct Changes {
     pub outbox: Vec<(String, Step, Uuid, Uuid)>,
     pub arm: Vec<(String, TimerWish, Uuid)>,
     pub cancel: Vec<(String, String)>,
+    /// Status changes of live instances (from, to), for the started / ended counters.
+    pub transitions: Vec<Transition>,
 }
 
 impl Changes {
@@ -118,13 +128,19 @@ impl Changes {
             self.cancel.push((record.instance_id.clone(), name));
         }
         record.state = serde_json::to_value(state).unwrap_or_default();
-        self.instances.push((record, workflow.status(state), workflow.describe(state)));
+        let status = workflow.status(state);
+        // A parked instance stays parked (see `save`) until an operator acts.
+        if live && record.status != Some(status) && record.status != Some(InstanceStatus::Parked) {
+            self.transitions.push((record.status, status));
+        }
+        self.instances.push((record, status, workflow.describe(state)));
     }
 }
 
 /// An `instances` row as read: id, state, issued steps, fired timers, correlation,
 /// last event, start.
-type StoredInstance = (String, serde_json::Value, serde_json::Value, serde_json::Value, Uuid, Uuid, DateTime<Utc>);
+type StoredInstance =
+    (String, serde_json::Value, serde_json::Value, serde_json::Value, Uuid, Uuid, DateTime<Utc>, InstanceStatus);
 
 /// The instances `ids` of the version in `schema`, locked (in id order, so two
 /// writers never wait on each other in a circle), with their pending timers.
@@ -134,8 +150,8 @@ pub async fn load(
     ids: &[String],
 ) -> Result<HashMap<String, InstanceRecord>, sqlx::Error> {
     let rows: Vec<StoredInstance> = sqlx::query_as(&format!(
-        "SELECT instance_id, state, issued_steps, fired_timers, correlation_id, last_event_id, started_at
-               FROM {schema}.instances WHERE instance_id = ANY($1) ORDER BY instance_id FOR UPDATE"
+        "SELECT instance_id, state, issued_steps, fired_timers, correlation_id, last_event_id, started_at,
+                    status FROM {schema}.instances WHERE instance_id = ANY($1) ORDER BY instance_id FOR UPDATE"
     ))
     .bind(ids)
     .fetch_all(&mut *conn)
@@ -149,7 +165,7 @@ pub async fn load(
     let names = |value: serde_json::Value| serde_json::from_value::<Vec<String>>(value).unwrap_or_default();
     let mut records: HashMap<String, InstanceRecord> = rows
         .into_iter()
-        .map(|(id, state, issued, fired, correlation_id, last_event_id, started_at)| {
+        .map(|(id, state, issued, fired, correlation_id, last_event_id, started_at, status)| {
             let record = InstanceRecord {
                 instance_id: id.clone(),
                 state,
@@ -158,6 +174,7 @@ pub async fn load(
                 correlation_id,
                 last_event_id,
                 started_at,
+                status: Some(status),
                 timers: HashMap::new(),
             };
             (id, record)

@@ -12,9 +12,11 @@
 //! - [`timers`]: the scheduler that fires durable timers.
 //! - [`order_lifecycle`]: reserving, holding, releasing, committing and expiring an
 //!   order's stock.
+//! - [`approvals`]: order and account approvals with a deadline.
 //! - [`operations`]: list, show, retry and discard instances (the CLI, GraphQL).
 //! - [`metrics`], [`process`]: the `vectis-workflows` process.
 
+pub mod approvals;
 pub mod commands;
 pub mod handler;
 pub mod instances;

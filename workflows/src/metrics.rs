@@ -14,6 +14,8 @@ use sqlx::PgPool;
 use vectis_read_side::ProjectionSpec;
 use vectis_runtime::{metric_names as names, Shutdown};
 
+use crate::{instances::Transition, workflow::InstanceStatus};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WorkflowLabel {
     pub workflow: String,
@@ -37,7 +39,10 @@ pub struct WorkflowMetrics {
     pub steps: Family<StepLabel, Counter>,
     pub steps_failed: Family<WorkflowLabel, Counter>,
     pub parked: Family<WorkflowLabel, Counter>,
+    pub started: Family<WorkflowLabel, Counter>,
+    pub ended: Family<StatusLabel, Counter>,
     pub instances: Family<StatusLabel, Gauge>,
+    pub oldest_running: Family<WorkflowLabel, Gauge<f64, AtomicU64>>,
     pub timers_pending: Family<WorkflowLabel, Gauge>,
     pub timers_overdue: Family<WorkflowLabel, Gauge>,
     pub oldest_overdue: Family<WorkflowLabel, Gauge<f64, AtomicU64>>,
@@ -62,7 +67,22 @@ impl WorkflowMetrics {
             "Workflow steps parked after failing too often",
             metrics.parked.clone(),
         );
+        registry.register(
+            names::WORKFLOW_INSTANCES_STARTED,
+            "Workflow instances started (by this process)",
+            metrics.started.clone(),
+        );
+        registry.register(
+            names::WORKFLOW_INSTANCES_ENDED,
+            "Workflow instances that ended, by status: completed, or failed (an order rejected, an approval timed out)",
+            metrics.ended.clone(),
+        );
         registry.register(names::WORKFLOW_INSTANCES, "Workflow instances by status", metrics.instances.clone());
+        registry.register(
+            names::WORKFLOW_OLDEST_RUNNING_SECONDS,
+            "Age of the oldest running instance (for approvals: the oldest pending approval)",
+            metrics.oldest_running.clone(),
+        );
         registry.register(
             names::WORKFLOW_TIMERS_PENDING,
             "Durable timers waiting to fire",
@@ -94,6 +114,18 @@ impl WorkflowMetrics {
         StepLabel { workflow: workflow.to_string(), outcome: outcome.to_string() }
     }
 
+    /// Counts instances that started and ended in a committed change.
+    pub fn count_transitions(&self, workflow: &str, transitions: &[Transition]) {
+        for (from, to) in transitions {
+            if from.is_none() {
+                self.started.get_or_create(&Self::label(workflow)).inc();
+            }
+            if matches!(to, InstanceStatus::Completed | InstanceStatus::Failed) {
+                self.ended.get_or_create(&StatusLabel { workflow: workflow.into(), status: to.as_str().into() }).inc();
+            }
+        }
+    }
+
     /// Measures the gauges of `workflows` every `interval` until `shutdown`.
     pub async fn measure(
         self,
@@ -119,12 +151,16 @@ impl WorkflowMetrics {
         let mut conn = pool.acquire().await?;
         let Some(schema) = crate::instances::active_schema(&mut conn, workflow).await? else { return Ok(()) };
         drop(conn);
-        let by_status: Vec<(String, i64)> =
-            sqlx::query_as(&format!("SELECT status, count(*) FROM {schema}.instances GROUP BY status"))
-                .fetch_all(pool)
-                .await?;
+        let by_status: Vec<(String, i64, Option<f64>)> = sqlx::query_as(&format!(
+            "SELECT status, count(*), extract(epoch FROM now() - min(started_at))::float8
+               FROM {schema}.instances GROUP BY status"
+        ))
+        .fetch_all(pool)
+        .await?;
+        let oldest_running = by_status.iter().find(|(s, ..)| s == "running").and_then(|(.., age)| *age);
+        self.oldest_running.get_or_create(&Self::label(workflow)).set(oldest_running.unwrap_or(0.0).max(0.0));
         for status in ["running", "completed", "failed", "parked"] {
-            let count = by_status.iter().find(|(s, _)| s == status).map(|(_, n)| *n).unwrap_or(0);
+            let count = by_status.iter().find(|(s, ..)| s == status).map(|(_, n, _)| *n).unwrap_or(0);
             self.instances.get_or_create(&StatusLabel { workflow: workflow.into(), status: status.into() }).set(count);
         }
         let (pending, overdue, oldest): (i64, i64, Option<f64>) = sqlx::query_as(&format!(

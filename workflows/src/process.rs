@@ -10,16 +10,20 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use vectis_command_api::handling::CommandHandler;
 use vectis_consumer::{
+    handler::Handler,
+    lag::LagProbe,
+    lag_report::{LagReporter, NothingMore, Stalls},
     metrics::ConsumerMetrics,
     runtime::{GroupConsumer, RunningConsumer},
-    settings::ConsumerSettings,
+    settings::{ConsumerSettings, DEFAULT_STALL_AFTER},
     tables,
 };
 use vectis_event_store::{settings::StoreSettings, EventStore, StoreMetrics};
-use vectis_read_side::catalog::{ORDER_LIFECYCLE, WORKFLOWS};
+use vectis_read_side::catalog::{ACCOUNT_APPROVAL, ORDER_APPROVAL, ORDER_LIFECYCLE, WORKFLOWS};
 use vectis_runtime::{env_duration, env_parse, pool_metrics::PoolCollector, OpsState, Shutdown};
 
 use crate::{
+    approvals::{ApprovalDeadline, DEFAULT_ACCOUNT_APPROVAL_TIMEOUT, DEFAULT_ORDER_APPROVAL_TIMEOUT},
     handler::{Wakers, WorkflowHandler},
     instances,
     metrics::WorkflowMetrics,
@@ -31,6 +35,10 @@ use crate::{
 
 /// The order lifecycle's tables are `read.order_lifecycle_instances` and `…_timers`.
 pub const ORDER_LIFECYCLE_VIEWS: &str = "order_lifecycle_";
+/// `read.order_approval_instances`, `…_timers`.
+pub const ORDER_APPROVAL_VIEWS: &str = "order_approval_";
+/// `read.account_approval_instances`, `…_timers`.
+pub const ACCOUNT_APPROVAL_VIEWS: &str = "account_approval_";
 
 #[derive(Debug, Clone)]
 pub struct WorkflowsSettings {
@@ -39,14 +47,24 @@ pub struct WorkflowsSettings {
     pub ops_addr: SocketAddr,
     /// `RESERVATION_TTL` (default `15m`): how long an order's stock is held unconfirmed.
     pub reservation_ttl: Duration,
+    /// `ORDER_APPROVAL_TIMEOUT` (default `72h`): how long an order above its account's
+    /// approval threshold waits for staff before it is rejected "approval timed out".
+    pub order_approval_timeout: Duration,
+    /// `ACCOUNT_APPROVAL_TIMEOUT` (default `14days`, `0` disables): the same for a
+    /// registered account.
+    pub account_approval_timeout: Duration,
     /// `WORKFLOW_TIMER_POLL` (default `1s`): how often an idle scheduler looks for
     /// timers armed by another process.
     pub timer_poll: Duration,
     /// `WORKFLOW_INSTANCE_ID`: static group membership, as `PROJECTOR_INSTANCE_ID`.
     pub instance_id: Option<String>,
     pub outbox: OutboxSettings,
-    /// `WORKFLOW_METRICS_INTERVAL_MS` (default 5000).
+    /// `WORKFLOW_METRICS_INTERVAL_MS` (default 5000): how often the workflow gauges
+    /// and the consumers' lag are measured.
     pub metrics_interval: Duration,
+    /// `WORKFLOW_STALL_AFTER` (default 30s): as `PROJECTOR_STALL_AFTER`, for the
+    /// workflows' consumers.
+    pub stall_after: Duration,
 }
 
 impl WorkflowsSettings {
@@ -56,7 +74,15 @@ impl WorkflowsSettings {
         let mut outbox = OutboxSettings::default();
         outbox.max_attempts = env_parse("WORKFLOW_STEP_MAX_ATTEMPTS", outbox.max_attempts)?;
         anyhow::ensure!(outbox.max_attempts >= 1, "WORKFLOW_STEP_MAX_ATTEMPTS must be at least 1");
+        let order_approval_timeout = env_duration("ORDER_APPROVAL_TIMEOUT", DEFAULT_ORDER_APPROVAL_TIMEOUT)?;
+        anyhow::ensure!(order_approval_timeout >= Duration::from_secs(1), "ORDER_APPROVAL_TIMEOUT must be at least 1s");
+        let account_approval_timeout = match std::env::var("ACCOUNT_APPROVAL_TIMEOUT").as_deref().map(str::trim) {
+            Ok("0") => Duration::ZERO,
+            _ => env_duration("ACCOUNT_APPROVAL_TIMEOUT", DEFAULT_ACCOUNT_APPROVAL_TIMEOUT)?,
+        };
         Ok(Self {
+            order_approval_timeout,
+            account_approval_timeout,
             store: StoreSettings::from_env("vectis-workflows")?,
             ops_addr: env_parse("WORKFLOWS_OPS_ADDR", SocketAddr::from(([0, 0, 0, 0], 8004)))?,
             reservation_ttl,
@@ -64,13 +90,69 @@ impl WorkflowsSettings {
             instance_id: std::env::var("WORKFLOW_INSTANCE_ID").ok().filter(|v| !v.trim().is_empty()),
             outbox,
             metrics_interval: Duration::from_millis(env_parse("WORKFLOW_METRICS_INTERVAL_MS", 5000u64)?.max(100)),
+            stall_after: env_duration("WORKFLOW_STALL_AFTER", DEFAULT_STALL_AFTER)?,
         })
     }
 }
 
-/// Installs version 1 of the order lifecycle's tables unless installed; its active version.
-pub async fn install_order_lifecycle(pool: &PgPool) -> Result<i32, sqlx::Error> {
-    tables::install(pool, ORDER_LIFECYCLE.name, &instances::table_set(ORDER_LIFECYCLE_VIEWS)).await
+/// The handler of the workflow `name` with this process's settings, and the prefix of
+/// its views, for a rebuild of its state (which decides and fires nothing, so it needs
+/// no wakers and exports no metrics). `None`: no such workflow.
+pub fn rebuild_handler(name: &str, settings: &WorkflowsSettings) -> Option<(Arc<dyn Handler>, &'static str)> {
+    fn handler<W: Workflow>(workflow: Arc<W>) -> Arc<dyn Handler> {
+        Arc::new(WorkflowHandler::new(workflow, Wakers::default(), WorkflowMetrics::default()))
+    }
+    Some(match name {
+        n if n == ORDER_LIFECYCLE.name => {
+            (handler(OrderLifecycle::new(settings.reservation_ttl)), ORDER_LIFECYCLE_VIEWS)
+        }
+        n if n == ORDER_APPROVAL.name => {
+            (handler(ApprovalDeadline::orders(settings.order_approval_timeout)), ORDER_APPROVAL_VIEWS)
+        }
+        n if n == ACCOUNT_APPROVAL.name => {
+            (handler(ApprovalDeadline::accounts(settings.account_approval_timeout)), ACCOUNT_APPROVAL_VIEWS)
+        }
+        _ => return None,
+    })
+}
+
+/// What every workflow of the process shares.
+struct Launcher<'a> {
+    settings: &'a WorkflowsSettings,
+    pool: &'a PgPool,
+    wakers: &'a Wakers,
+    consumer_metrics: &'a ConsumerMetrics,
+    metrics: &'a WorkflowMetrics,
+    shutdown: &'a Shutdown,
+}
+
+impl Launcher<'_> {
+    /// Installs the workflow's tables (version 1, unless installed), starts its
+    /// consumer group and its timer scheduler.
+    async fn launch<W: Workflow>(
+        &self,
+        workflow: Arc<W>,
+        views: &'static str,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> anyhow::Result<(RunningConsumer, Arc<dyn Handler>)> {
+        let name = workflow.spec().name;
+        let version = tables::install(self.pool, name, &instances::table_set(views))
+            .await
+            .with_context(|| format!("installing the tables of the {name} workflow"))?;
+        let handler = Arc::new(WorkflowHandler::new(workflow.clone(), self.wakers.clone(), self.metrics.clone()));
+        let running = start_consumer(self.settings, self.pool, handler.clone(), version, self.consumer_metrics)?;
+        let scheduler = Scheduler {
+            pool: self.pool.clone(),
+            workflow,
+            wake: self.wakers.timers.clone(),
+            outbox: self.wakers.outbox.clone(),
+            poll: self.settings.timer_poll,
+            batch: 100,
+            metrics: self.metrics.clone(),
+        };
+        tasks.push(tokio::spawn(scheduler.run(self.shutdown.clone())));
+        Ok((running, handler))
+    }
 }
 
 pub struct WorkflowsProcess {
@@ -101,20 +183,34 @@ impl WorkflowsProcess {
         let wakers = Wakers::default();
         let mut tasks = Vec::new();
 
+        let launcher = Launcher {
+            settings: &settings,
+            pool: &pool,
+            wakers: &wakers,
+            consumer_metrics: &consumer_metrics,
+            metrics: &metrics,
+            shutdown: &shutdown,
+        };
         let lifecycle = OrderLifecycle::new(settings.reservation_ttl);
-        let version = install_order_lifecycle(&pool).await.context("installing the order lifecycle's tables")?;
-        let running = vec![start_consumer(&settings, &pool, lifecycle.clone(), version, &wakers, &consumer_metrics)?];
-        tasks.push(tokio::spawn(
-            Scheduler {
-                pool: pool.clone(),
-                workflow: lifecycle,
-                wake: wakers.timers.clone(),
-                outbox: wakers.outbox.clone(),
-                poll: settings.timer_poll,
-                batch: 100,
-            }
-            .run(shutdown.clone()),
-        ));
+        let order_approval = ApprovalDeadline::orders(settings.order_approval_timeout);
+        let account_approval = ApprovalDeadline::accounts(settings.account_approval_timeout);
+        let launched = vec![
+            launcher.launch(lifecycle, ORDER_LIFECYCLE_VIEWS, &mut tasks).await?,
+            launcher.launch(order_approval, ORDER_APPROVAL_VIEWS, &mut tasks).await?,
+            launcher.launch(account_approval, ACCOUNT_APPROVAL_VIEWS, &mut tasks).await?,
+        ];
+        let rejoins = launched.iter().map(|(running, handler)| (handler.name(), running.rejoin_requests())).collect();
+        let (running, handlers): (Vec<RunningConsumer>, Vec<Arc<dyn Handler>>) = launched.into_iter().unzip();
+        // Lag and stuck consumers, as the projectors measure theirs.
+        let reporter = LagReporter {
+            pool: pool.clone(),
+            probe: LagProbe::new(&settings.store.kafka).context("creating the lag probe")?,
+            handlers,
+            stalls: Stalls { after: settings.stall_after, rejoins },
+            metrics: consumer_metrics.clone(),
+            interval: settings.metrics_interval,
+        };
+        tasks.push(tokio::spawn(reporter.run(NothingMore, shutdown.clone())));
         tasks.push(tokio::spawn(
             Dispatcher {
                 pool: pool.clone(),
@@ -163,15 +259,14 @@ impl WorkflowsProcess {
 fn start_consumer<W: Workflow>(
     settings: &WorkflowsSettings,
     pool: &PgPool,
-    workflow: Arc<W>,
+    handler: Arc<WorkflowHandler<W>>,
     version: i32,
-    wakers: &Wakers,
     metrics: &ConsumerMetrics,
 ) -> anyhow::Result<RunningConsumer> {
-    let name = workflow.spec().name;
+    let name = handler.workflow.spec().name;
     let mut consumer_settings = ConsumerSettings::new(settings.store.kafka.clone());
     consumer_settings.group_instance_id = settings.instance_id.as_ref().map(|id| format!("{id}.{name}"));
-    let handler = Arc::new(WorkflowHandler::new(workflow, wakers.clone()));
+    consumer_settings.stall_after = settings.stall_after;
     let consumer = GroupConsumer::new(pool.clone(), handler, version, consumer_settings, metrics.clone());
     let running = consumer.start().with_context(|| format!("starting the {name} workflow"))?;
     tracing::info!(workflow = name, version, "workflow running");

@@ -16,6 +16,7 @@ use vectis_runtime::Shutdown;
 
 use crate::{
     instances::{self, Changes},
+    metrics::WorkflowMetrics,
     workflow::Workflow,
 };
 
@@ -31,6 +32,7 @@ pub struct Scheduler<W: Workflow> {
     pub poll: Duration,
     /// Most timers fired per transaction.
     pub batch: i64,
+    pub metrics: WorkflowMetrics,
 }
 
 impl<W: Workflow> Scheduler<W> {
@@ -117,6 +119,7 @@ impl<W: Workflow> Scheduler<W> {
         }
         instances::save(&mut tx, workflow.spec().name, &schema, &changes).await?;
         tx.commit().await?;
+        self.metrics.count_transitions(workflow.spec().name, &changes.transitions);
         if !changes.outbox.is_empty() {
             self.outbox.notify_one();
         }

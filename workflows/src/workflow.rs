@@ -31,31 +31,7 @@ pub struct TimerWish {
     pub due_at: DateTime<Utc>,
 }
 
-/// Where an instance is, as operators see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type)]
-#[sqlx(type_name = "text", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum InstanceStatus {
-    /// Waiting for events, timers or its commands.
-    Running,
-    /// Nothing more to do (it may still wake if a late event arrives).
-    Completed,
-    /// Ended in a business failure (an order rejected): done, but not a success.
-    Failed,
-    /// A command of it failed too often: waits for `vectis workflows retry|discard`.
-    Parked,
-}
-
-impl InstanceStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Parked => "parked",
-        }
-    }
-}
+pub use vectis_read_side::workflows::InstanceStatus;
 
 /// A workflow type. Every function is pure: no I/O, `now` is given.
 pub trait Workflow: Send + Sync + 'static {

@@ -8,7 +8,7 @@ mod order;
 
 pub use account::{Account, AccountCommand, AccountStatus};
 pub use inventory::{InventoryCommand, InventoryItem, Reservation, ReservationStatus};
-pub use order::{Order, OrderCommand, OrderLineRequest, OrderStatus};
+pub use order::{Order, OrderCommand, OrderLineRequest, OrderStatus, APPROVAL_TIMED_OUT};
 
 /// Why a command was refused. Every variant is the caller's to fix (4xx); the text
 /// names the current state where the state is the reason.

@@ -67,6 +67,10 @@ pub struct OrderLineRequest {
     pub quantity: i64,
 }
 
+/// The reason an order (or an account) undecided past its approval deadline is
+/// rejected with.
+pub const APPROVAL_TIMED_OUT: &str = "approval timed out";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderCommand {
     /// `account` and `catalogue` are what the caller read from the event store: the
@@ -81,11 +85,23 @@ pub enum OrderCommand {
     Approve {
         by: String,
     },
-    /// Refuses an order not yet confirmed: staff deciding an approval, or its
-    /// lifecycle (short stock, an expired reservation, an approval that timed out).
+    /// Refuses an order not yet confirmed: staff deciding an approval, or rejecting it.
     Reject {
         by: String,
         reason: String,
+    },
+    /// Rejects an order its lifecycle cannot fulfil (short stock, an expired
+    /// reservation). Unlike `Reject`, an order waiting for approval is refused: its
+    /// stock is not reserved until it is approved, so nothing about it can be short.
+    RejectUnfulfillable {
+        by: String,
+        reason: String,
+    },
+    /// Rejects an order still waiting for approval when its deadline passed (the
+    /// order approval workflow's step). Unlike `Reject`, an order approved meanwhile
+    /// is refused: the staff's decision wins over a deadline that raced it.
+    TimeOutApproval {
+        by: String,
     },
     /// Records that every line is held by a reservation (the order lifecycle's step).
     HoldStock {
@@ -135,6 +151,14 @@ impl Order {
             OrderCommand::Reject { by, reason } => {
                 require(&[AwaitingApproval, Placed, Approved, Confirmable], "reject")?;
                 vec![OrderRejected { order_id, rejected_by: by, reason }.into()]
+            }
+            OrderCommand::RejectUnfulfillable { by, reason } => {
+                require(&[Placed, Approved, Confirmable], "reject as unfulfillable")?;
+                vec![OrderRejected { order_id, rejected_by: by, reason }.into()]
+            }
+            OrderCommand::TimeOutApproval { by } => {
+                require(&[AwaitingApproval], "time out the approval of")?;
+                vec![OrderRejected { order_id, rejected_by: by, reason: APPROVAL_TIMED_OUT.into() }.into()]
             }
             OrderCommand::HoldStock { reservations, expires_at } => {
                 require(&[Placed, Approved], "hold stock for")?;
@@ -444,6 +468,8 @@ mod tests {
         let commands: Vec<(&str, OrderCommand)> = vec![
             ("approve", OrderCommand::Approve { by: "staff".into() }),
             ("reject", OrderCommand::Reject { by: "staff".into(), reason: "no".into() }),
+            ("reject as unfulfillable", OrderCommand::RejectUnfulfillable { by: "w".into(), reason: "short".into() }),
+            ("time out the approval of", OrderCommand::TimeOutApproval { by: "workflow:order_approval".into() }),
             ("hold stock for", OrderCommand::HoldStock { reservations: held_lines(), expires_at: at(12) }),
             ("confirm", OrderCommand::Confirm),
             ("cancel", OrderCommand::Cancel { reason: "changed mind".into() }),
@@ -453,15 +479,19 @@ mod tests {
         let allowed: &[(OrderStatus, &str, OrderStatus)] = &[
             (AwaitingApproval, "approve", Approved),
             (AwaitingApproval, "reject", Rejected),
+            (AwaitingApproval, "time out the approval of", Rejected),
             (AwaitingApproval, "cancel", Cancelled),
             (Placed, "hold stock for", Confirmable),
             (Placed, "reject", Rejected),
+            (Placed, "reject as unfulfillable", Rejected),
             (Placed, "cancel", Cancelled),
             (Approved, "hold stock for", Confirmable),
             (Approved, "reject", Rejected),
+            (Approved, "reject as unfulfillable", Rejected),
             (Approved, "cancel", Cancelled),
             (Confirmable, "confirm", Confirmed),
             (Confirmable, "reject", Rejected),
+            (Confirmable, "reject as unfulfillable", Rejected),
             (Confirmable, "cancel", Cancelled),
             (Confirmed, "cancel", Cancelled),
             (Confirmed, "ship", Shipped),

@@ -6,6 +6,7 @@ pub mod loaders;
 pub mod orders;
 pub mod projections;
 pub mod search;
+pub mod workflows;
 
 use async_graphql::{
     dataloader::DataLoader, EmptyMutation, EmptySubscription, MergedObject, Object, Request, Schema, SimpleObject,
@@ -45,6 +46,7 @@ pub struct QueryRoot(
     inventory::InventoryQueries,
     search::SearchQueries,
     projections::ProjectionQueries,
+    workflows::WorkflowQueries,
 );
 
 #[derive(Default)]
