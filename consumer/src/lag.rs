@@ -206,6 +206,40 @@ impl LagProbe {
         }
         Ok(ProjectionLag { target: target.clone(), partitions: lags, measured_at: Utc::now() })
     }
+
+    /// Of the partitions `lag` found beyond the end of the log, those that still are
+    /// when read in the order that proves it: the checkpoint first, then the broker's
+    /// end. A measurement reads the watermarks first, so a consumer that advanced in
+    /// between looks beyond a log it is merely keeping up with.
+    pub async fn confirm_beyond_log(&self, pool: &PgPool, lag: &ProjectionLag) -> Result<ProjectionLag, LagError> {
+        let suspects: Vec<(String, i32)> = lag.beyond_log().iter().map(|p| (p.topic.clone(), p.partition)).collect();
+        if suspects.is_empty() {
+            return Ok(ProjectionLag { partitions: vec![], ..lag.clone() });
+        }
+        let checkpoints = checkpoints::checkpoints(pool, &lag.target, &suspects).await?;
+        let mut topics: Vec<String> = suspects.iter().map(|(t, _)| t.clone()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        let consumer = self.consumer.clone();
+        let timeout = self.timeout;
+        let fresh = tokio::task::spawn_blocking(move || watermarks(&consumer, &topics, timeout))
+            .await
+            .map_err(|_| KafkaError::Canceled)??;
+        let partitions = fresh
+            .into_iter()
+            .filter_map(|(topic, partition, _, high)| {
+                let next_offset = *checkpoints.get(&(topic.clone(), partition))?;
+                (next_offset > high).then_some(PartitionLag {
+                    topic,
+                    partition,
+                    next_offset,
+                    high_watermark: high,
+                    oldest_unapplied: None,
+                })
+            })
+            .collect();
+        Ok(ProjectionLag { partitions, measured_at: Utc::now(), target: lag.target.clone() })
+    }
 }
 
 /// (topic, partition, low, high) for every partition of `topics`.

@@ -5,6 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use futures::StreamExt;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -12,7 +13,7 @@ use vectis_command_api::handling::CommandHandler;
 use vectis_runtime::Shutdown;
 
 use crate::{
-    commands::{self, Decided, RunError, WorkflowCommand},
+    commands::{self, CommandResult, Decided, RunError, WorkflowCommand},
     metrics::WorkflowMetrics,
 };
 
@@ -20,6 +21,10 @@ use crate::{
 pub struct OutboxSettings {
     /// Most steps claimed per round.
     pub batch: i64,
+    /// Steps of a round run at once (`WORKFLOW_STEP_CONCURRENCY`): each is its own
+    /// command on a connection of its own (the pool needs that many beside the
+    /// consumers'); one instance's steps never run at once.
+    pub concurrency: usize,
     /// How often an idle dispatcher looks for work others decided (a committed batch
     /// of this process wakes it at once).
     pub idle_poll: Duration,
@@ -36,6 +41,7 @@ impl Default for OutboxSettings {
     fn default() -> Self {
         Self {
             batch: 64,
+            concurrency: 4,
             idle_poll: Duration::from_secs(1),
             retry_backoff: Duration::from_millis(200),
             max_retry_backoff: Duration::from_secs(30),
@@ -59,6 +65,13 @@ const CLAIM: &str =
       FOR UPDATE SKIP LOCKED";
 
 type Claimed = (i64, String, String, String, serde_json::Value, Uuid, Uuid, i32);
+
+/// What running a claimed step came to.
+enum Ran {
+    Unreadable(String),
+    Done(CommandResult),
+    Failed(RunError),
+}
 
 pub struct Dispatcher {
     pub pool: PgPool,
@@ -90,35 +103,33 @@ impl Dispatcher {
         }
     }
 
-    /// One round: claims due steps, runs each, records what it did. Returns how many ran.
+    /// One round: claims due steps (at most one per instance: its earliest), runs them
+    /// concurrently, records what each did. Returns how many ran.
     pub async fn dispatch_once(&self) -> Result<usize, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let claimed: Vec<Claimed> = sqlx::query_as(CLAIM).bind(self.settings.batch).fetch_all(&mut *tx).await?;
-        for (id, workflow, instance_id, step, command, causation_id, correlation_id, attempts) in &claimed {
-            let label = WorkflowMetrics::label(workflow);
-            let command: WorkflowCommand = match serde_json::from_value(command.clone()) {
-                Ok(command) => command,
-                Err(error) => {
-                    // Written by this build's own code: only a newer build's rows get here.
-                    self.park(&mut tx, *id, workflow, instance_id, &format!("unreadable command: {error}")).await?;
-                    continue;
+        let count = claimed.len();
+        let ran: Vec<(Claimed, Ran)> = futures::stream::iter(claimed)
+            .map(|claimed| async move {
+                let ran = self.run_step(&claimed).await;
+                (claimed, ran)
+            })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        for ((id, workflow, instance_id, step, _, _, _, attempts), ran) in ran {
+            let label = WorkflowMetrics::label(&workflow);
+            match ran {
+                // Written by this build's own code: only a newer build's rows get here.
+                Ran::Unreadable(error) => {
+                    self.park(&mut tx, id, &workflow, &instance_id, &format!("unreadable command: {error}")).await?;
                 }
-            };
-            let decided = Decided {
-                workflow,
-                instance_id,
-                step,
-                command: &command,
-                causation_id: *causation_id,
-                correlation_id: *correlation_id,
-            };
-            match commands::run(&self.handler, &decided, self.settings.idempotency_retention).await {
-                Ok(result) => {
+                Ran::Done(result) => {
                     let status = if result.is_refusal() { "refused" } else { "done" };
                     if result.is_refusal() {
                         tracing::info!(workflow, instance = instance_id, step, refusal = ?result.refusal, "workflow step refused");
                     }
-                    self.metrics.steps.get_or_create(&WorkflowMetrics::step_label(workflow, status)).inc();
+                    self.metrics.steps.get_or_create(&WorkflowMetrics::step_label(&workflow, status)).inc();
                     sqlx::query(
                         "UPDATE workflow_outbox SET status = $2, outcome = $3, attempts = attempts + 1,
                                 last_error = NULL, completed_at = now() WHERE id = $1",
@@ -129,12 +140,12 @@ impl Dispatcher {
                     .execute(&mut *tx)
                     .await?;
                 }
-                Err(error) => {
+                Ran::Failed(error) => {
                     self.metrics.steps_failed.get_or_create(&label).inc();
                     let attempts = attempts + 1;
                     if attempts >= self.settings.max_attempts || matches!(error, RunError::KeyReused) {
                         tracing::error!(workflow, instance = instance_id, step, %error, attempts, "workflow step failed too often: parked");
-                        self.park(&mut tx, *id, workflow, instance_id, &error.to_string()).await?;
+                        self.park(&mut tx, id, &workflow, &instance_id, &error.to_string()).await?;
                     } else {
                         tracing::warn!(workflow, instance = instance_id, step, %error, attempts, "workflow step failed; retrying");
                         let backoff = self.backoff(attempts);
@@ -153,7 +164,28 @@ impl Dispatcher {
             }
         }
         tx.commit().await?;
-        Ok(claimed.len())
+        Ok(count)
+    }
+
+    /// Runs one claimed step through the command side (its own transaction).
+    async fn run_step(&self, claimed: &Claimed) -> Ran {
+        let (_, workflow, instance_id, step, command, causation_id, correlation_id, _) = claimed;
+        let command: WorkflowCommand = match serde_json::from_value(command.clone()) {
+            Ok(command) => command,
+            Err(error) => return Ran::Unreadable(error.to_string()),
+        };
+        let decided = Decided {
+            workflow,
+            instance_id,
+            step,
+            command: &command,
+            causation_id: *causation_id,
+            correlation_id: *correlation_id,
+        };
+        match commands::run(&self.handler, &decided, self.settings.idempotency_retention).await {
+            Ok(result) => Ran::Done(result),
+            Err(error) => Ran::Failed(error),
+        }
     }
 
     fn backoff(&self, attempts: i32) -> Duration {

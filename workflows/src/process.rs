@@ -74,6 +74,8 @@ impl WorkflowsSettings {
         let mut outbox = OutboxSettings::default();
         outbox.max_attempts = env_parse("WORKFLOW_STEP_MAX_ATTEMPTS", outbox.max_attempts)?;
         anyhow::ensure!(outbox.max_attempts >= 1, "WORKFLOW_STEP_MAX_ATTEMPTS must be at least 1");
+        outbox.concurrency = env_parse("WORKFLOW_STEP_CONCURRENCY", outbox.concurrency)?;
+        anyhow::ensure!((1..=256).contains(&outbox.concurrency), "WORKFLOW_STEP_CONCURRENCY must be 1 to 256");
         let order_approval_timeout = env_duration("ORDER_APPROVAL_TIMEOUT", DEFAULT_ORDER_APPROVAL_TIMEOUT)?;
         anyhow::ensure!(order_approval_timeout >= Duration::from_secs(1), "ORDER_APPROVAL_TIMEOUT must be at least 1s");
         let account_approval_timeout = match std::env::var("ACCOUNT_APPROVAL_TIMEOUT").as_deref().map(str::trim) {
@@ -174,6 +176,16 @@ impl WorkflowsProcess {
         shutdown: Shutdown,
     ) -> anyhow::Result<Self> {
         let schemas = settings.store.load_schemas().context("loading event schemas")?;
+        // Each consumer holds a connection for its batch, the dispatcher one for its
+        // round and one per step it runs, the scheduler one while it fires.
+        let needed = settings.outbox.concurrency as u32 + WORKFLOWS.len() as u32 + 2;
+        if pool.options().get_max_connections() < needed {
+            tracing::warn!(
+                pool = pool.options().get_max_connections(),
+                needed,
+                "DB_MAX_CONNECTIONS is below what WORKFLOW_STEP_CONCURRENCY needs: steps will wait for connections"
+            );
+        }
         let mut registry = Registry::default();
         let store_metrics = StoreMetrics::register(&mut registry);
         let consumer_metrics = ConsumerMetrics::register(&mut registry);
