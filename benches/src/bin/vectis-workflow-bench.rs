@@ -4,6 +4,9 @@
 //! * place → confirmable latency p50/p99 at a steady rate (`BENCH_WORKFLOW_RATE`,
 //!   default 200 orders/s, for `BENCH_WORKFLOW_SECONDS`, default 10), from the commit
 //!   of the placement to the commit of `OrderStockHeld` (both the store's clock).
+//!
+//! The orders spread over `BENCH_WORKFLOW_SKUS` items (default 50): each reservation
+//! folds its item's whole stream, so fewer SKUs mean longer streams and slower steps.
 
 use std::{
     sync::Arc,
@@ -23,17 +26,18 @@ use vectis_test_support::{fresh_topics, RelayHandle};
 use vectis_workflows::process::{WorkflowsProcess, WorkflowsSettings};
 
 const CLIENTS: usize = 16;
-const SKUS: usize = 50;
 
 struct Api {
     addr: std::net::SocketAddr,
     key: String,
     account: String,
+    /// SKUs the orders spread over (`BENCH_WORKFLOW_SKUS`, default 50).
+    skus: usize,
 }
 
 impl Api {
     fn order(&self, n: usize) -> String {
-        let (a, b) = (n % SKUS, (n * 7 + 1) % SKUS);
+        let (a, b) = (n % self.skus, (n * 7 + 1) % self.skus);
         format!(
             r#"{{"account_id":"{}","lines":[{{"sku":"WF-{a}","quantity":1}},{{"sku":"WF-{b}","quantity":1}}]}}"#,
             self.account
@@ -56,7 +60,8 @@ async fn setup(pool: &PgPool, addr: std::net::SocketAddr) -> anyhow::Result<Api>
     let account = stream["stream_id"].as_str().context("stream id")?.trim_start_matches("account-").to_string();
     let (status, _) = connection.post(&format!("/v1/accounts/{account}/approve"), &key, "").await?;
     anyhow::ensure!(status == 200, "approve: {status}");
-    for sku in 0..SKUS {
+    let skus = (env_number("BENCH_WORKFLOW_SKUS", 50) as usize).max(2);
+    for sku in 0..skus {
         let item =
             format!(r#"{{"sku":"WF-{sku}","name":"Part","unit_price":{{"amount_minor":100,"currency":"EUR"}}}}"#);
         let (status, _) = connection.post("/v1/inventory/items", &key, &item).await?;
@@ -65,7 +70,7 @@ async fn setup(pool: &PgPool, addr: std::net::SocketAddr) -> anyhow::Result<Api>
             connection.post(&format!("/v1/inventory/items/WF-{sku}/receipts"), &key, r#"{"quantity":1000000}"#).await?;
         anyhow::ensure!(status == 201, "receipt: {status}");
     }
-    Ok(Api { addr, key, account })
+    Ok(Api { addr, key, account, skus })
 }
 
 /// Places `count` orders with `CLIENTS` keep-alive clients as fast as they are answered.
@@ -213,7 +218,10 @@ async fn run(pool: &PgPool, kafka: &KafkaSettings) -> anyhow::Result<()> {
     until_all_confirmable(pool, Duration::from_secs(600)).await?;
     let steady = place_to_confirmable(pool, since).await?;
 
-    println!("\n## Orders to confirmable ({count} orders of two lines, {CLIENTS} keep-alive clients over loopback)");
+    println!(
+        "\n## Orders to confirmable ({count} orders of two lines over {} SKUs, {CLIENTS} keep-alive clients over loopback)",
+        api.skus
+    );
     println!("| path | orders/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|");
     println!(
