@@ -264,6 +264,24 @@ impl Connection {
     }
 }
 
+/// Registers and approves an account that may order without limit and without
+/// approval, over the command API; returns its id.
+pub async fn bench_account(connection: &mut Connection, key: &str) -> anyhow::Result<String> {
+    let (status, body) = connection
+        .post(
+            "/v1/accounts",
+            key,
+            r#"{"name":"Bench","email":"bench@example.com","credit_limit":{"amount_minor":1000000000000,"currency":"EUR"},"approval_threshold":{"amount_minor":1000000000000,"currency":"EUR"}}"#,
+        )
+        .await?;
+    anyhow::ensure!(status == 201, "register: {status} {}", String::from_utf8_lossy(&body));
+    let stream: serde_json::Value = serde_json::from_slice(&body)?;
+    let account = stream["stream_id"].as_str().context("stream id")?.trim_start_matches("account-").to_string();
+    let (status, _) = connection.post(&format!("/v1/accounts/{account}/approve"), key, "").await?;
+    anyhow::ensure!(status == 200, "approve: {status}");
+    Ok(account)
+}
+
 /// The benchmark client is one address sending far more than the default policy
 /// allows; give it a policy of its own, as an operator would for a heavy client.
 pub async fn unthrottle_loopback(pool: &PgPool) -> anyhow::Result<()> {

@@ -36,13 +36,20 @@ pub enum ProjectionsCommand {
         /// accounts, inventory, orders, or a search index's projection
         /// (search_orders, search_accounts, search_products).
         name: String,
-        /// Most records per batch.
-        #[arg(long, default_value_t = 5000)]
-        max_batch: usize,
-        /// Seconds between progress lines.
-        #[arg(long, default_value_t = 2.0)]
-        progress_every: f64,
+        #[command(flatten)]
+        options: RebuildOptions,
     },
+}
+
+/// How a rebuild runs (projections and workflows alike).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RebuildOptions {
+    /// Most records per batch.
+    #[arg(long, default_value_t = 5000)]
+    pub max_batch: usize,
+    /// Seconds between progress lines.
+    #[arg(long, default_value_t = 2.0)]
+    pub progress_every: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,9 +91,9 @@ pub async fn projections(settings: StoreSettings, command: ProjectionsCommand) -
     let pool = settings.pool()?;
     match command {
         ProjectionsCommand::Status => status(&pool, &settings).await,
-        ProjectionsCommand::Rebuild { name, max_batch, progress_every } => {
+        ProjectionsCommand::Rebuild { name, options } => {
             let projection = projection_named(&settings, &name)?;
-            rebuild_to_the_end(&pool, &settings, projection, max_batch, progress_every).await
+            rebuild_to_the_end(&pool, &settings, projection, &options).await
         }
     }
 }
@@ -97,9 +104,9 @@ pub async fn rebuild_to_the_end(
     pool: &PgPool,
     settings: &StoreSettings,
     projection: Arc<dyn Projection>,
-    max_batch: usize,
-    progress_every: f64,
+    options: &RebuildOptions,
 ) -> anyhow::Result<ExitCode> {
+    let RebuildOptions { max_batch, progress_every } = *options;
     anyhow::ensure!((1..=100_000).contains(&max_batch), "--max-batch must be 1 to 100000");
     anyhow::ensure!(progress_every >= 0.1, "--progress-every must be at least 0.1 s");
     let name = projection.name();
@@ -305,10 +312,8 @@ pub enum SearchCommand {
     Reindex {
         /// orders, accounts or products.
         index: String,
-        #[arg(long, default_value_t = 5000)]
-        max_batch: usize,
-        #[arg(long, default_value_t = 2.0)]
-        progress_every: f64,
+        #[command(flatten)]
+        options: RebuildOptions,
     },
 }
 
@@ -340,10 +345,10 @@ pub async fn search(settings: StoreSettings, command: SearchCommand) -> anyhow::
                 _ => Ok(ExitCode::SUCCESS),
             }
         }
-        SearchCommand::Reindex { index, max_batch, progress_every } => {
+        SearchCommand::Reindex { index, options } => {
             let declaration = vectis_projectors::search::declaration(&index)?;
             let projection = projection_named(&settings, declaration.projection.name)?;
-            rebuild_to_the_end(&pool, &settings, projection, max_batch, progress_every).await
+            rebuild_to_the_end(&pool, &settings, projection, &options).await
         }
     }
 }

@@ -65,12 +65,8 @@ pub enum WorkflowsCommand {
     Rebuild {
         /// order_lifecycle, order_approval or account_approval.
         name: String,
-        /// Most records per batch.
-        #[arg(long, default_value_t = 5000)]
-        max_batch: usize,
-        /// Seconds between progress lines.
-        #[arg(long, default_value_t = 2.0)]
-        progress_every: f64,
+        #[command(flatten)]
+        options: read_side::RebuildOptions,
     },
 }
 
@@ -113,13 +109,13 @@ impl Projection for WorkflowState {
 pub async fn workflows(settings: StoreSettings, command: WorkflowsCommand) -> anyhow::Result<ExitCode> {
     let pool = &settings.pool()?;
     match command {
-        WorkflowsCommand::Rebuild { name, max_batch, progress_every } => {
+        WorkflowsCommand::Rebuild { name, options } => {
             let workflow_settings = WorkflowsSettings::from_env()?;
             let Some((handler, views)) = rebuild_handler(&name, &workflow_settings) else {
                 anyhow::bail!("{}", OperationError::UnknownWorkflow(name));
             };
             let state = Arc::new(WorkflowState { handler, views });
-            return read_side::rebuild_to_the_end(pool, &settings, state, max_batch, progress_every).await;
+            return read_side::rebuild_to_the_end(pool, &settings, state, &options).await;
         }
         WorkflowsCommand::List { workflow, state, older_than, limit } => {
             anyhow::ensure!((1..=10_000).contains(&limit), "--limit must be 1 to 10000");

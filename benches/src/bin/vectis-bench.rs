@@ -11,14 +11,15 @@
 use std::time::{Duration, Instant};
 use vectis_schemas::StreamId;
 
-use anyhow::Context;
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::FutureRecord,
 };
 use sqlx::{Executor, PgPool};
 use uuid::Uuid;
-use vectis_benches::{create_database, drop_database, env_number, unthrottle_loopback, Connection, Figures};
+use vectis_benches::{
+    bench_account, create_database, drop_database, env_number, unthrottle_loopback, Connection, Figures,
+};
 use vectis_event_store::{AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent};
 use vectis_schemas::samples;
 use vectis_test_support::{event_store, fresh_topics, RelayHandle};
@@ -248,18 +249,7 @@ async fn bench_commands(pool: &PgPool, append_ceiling: f64) -> anyhow::Result<()
     let (_, key) = ApiKeys::new(pool.clone()).create("bench", &[Scope::Admin]).await?;
 
     let mut setup = Connection::open(addr).await?;
-    let (status, body) = setup
-        .post(
-            "/v1/accounts",
-            &key,
-            r#"{"name":"Bench","email":"bench@example.com","credit_limit":{"amount_minor":1000000000000,"currency":"EUR"},"approval_threshold":{"amount_minor":1000000000000,"currency":"EUR"}}"#,
-        )
-        .await?;
-    anyhow::ensure!(status == 201, "register: {status} {}", String::from_utf8_lossy(&body));
-    let stream: serde_json::Value = serde_json::from_slice(&body)?;
-    let account = stream["stream_id"].as_str().context("stream id")?.trim_start_matches("account-").to_string();
-    let (status, _) = setup.post(&format!("/v1/accounts/{account}/approve"), &key, "").await?;
-    anyhow::ensure!(status == 200, "approve: {status}");
+    let account = bench_account(&mut setup, &key).await?;
     let (status, _) = setup
         .post(
             "/v1/inventory/items",

@@ -13,9 +13,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
 use sqlx::PgPool;
-use vectis_benches::{create_database, drop_database, env_number, unthrottle_loopback, Connection, Figures};
+use vectis_benches::{
+    bench_account, create_database, drop_database, env_number, unthrottle_loopback, Connection, Figures,
+};
 use vectis_command_api::process::{CommandApi, CommandApiSettings};
 use vectis_event_store::kafka::KafkaSettings;
 use vectis_runtime::{
@@ -48,18 +49,7 @@ impl Api {
 async fn setup(pool: &PgPool, addr: std::net::SocketAddr) -> anyhow::Result<Api> {
     let (_, key) = ApiKeys::new(pool.clone()).create("bench", &[Scope::Admin]).await?;
     let mut connection = Connection::open(addr).await?;
-    let (status, body) = connection
-        .post(
-            "/v1/accounts",
-            &key,
-            r#"{"name":"Bench","email":"bench@example.com","credit_limit":{"amount_minor":1000000000000,"currency":"EUR"},"approval_threshold":{"amount_minor":1000000000000,"currency":"EUR"}}"#,
-        )
-        .await?;
-    anyhow::ensure!(status == 201, "register: {status} {}", String::from_utf8_lossy(&body));
-    let stream: serde_json::Value = serde_json::from_slice(&body)?;
-    let account = stream["stream_id"].as_str().context("stream id")?.trim_start_matches("account-").to_string();
-    let (status, _) = connection.post(&format!("/v1/accounts/{account}/approve"), &key, "").await?;
-    anyhow::ensure!(status == 200, "approve: {status}");
+    let account = bench_account(&mut connection, &key).await?;
     let skus = (env_number("BENCH_WORKFLOW_SKUS", 50) as usize).max(2);
     for sku in 0..skus {
         let item =
