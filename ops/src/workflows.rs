@@ -25,7 +25,7 @@ use crate::read_side;
 pub enum WorkflowsCommand {
     /// Instances, oldest first: workflow, id, status, age, what each waits for.
     List {
-        /// Only this workflow type (order_lifecycle, order_approval, account_approval).
+        /// Only this workflow type (order_lifecycle, order_approval, account_approval, reservation_expiry).
         #[arg(long = "type")]
         workflow: Option<String>,
         /// running, completed, failed or parked.
@@ -63,7 +63,7 @@ pub enum WorkflowsCommand {
     /// has caught up with the active version, it becomes the one that acts. Uses the
     /// workflows' settings from the environment (`RESERVATION_TTL`, the approval timeouts).
     Rebuild {
-        /// order_lifecycle, order_approval or account_approval.
+        /// order_lifecycle, order_approval, account_approval or reservation_expiry.
         name: String,
         #[command(flatten)]
         options: read_side::RebuildOptions,

@@ -75,8 +75,12 @@ pub const ORDER_APPROVAL: ProjectionSpec = workflow("order_approval", &[ORDER_EV
 /// Staff approval of registered accounts, with a deadline.
 pub const ACCOUNT_APPROVAL: ProjectionSpec = workflow("account_approval", &[ACCOUNT_EVENTS.name]);
 
+/// Held reservations made outside the order lifecycle (over HTTP) expire at their
+/// `expires_at`.
+pub const RESERVATION_EXPIRY: ProjectionSpec = workflow("reservation_expiry", &[INVENTORY_EVENTS.name]);
+
 /// Every workflow. They are not projections a read waits for: [`reading`] leaves them out.
-pub const WORKFLOWS: [ProjectionSpec; 3] = [ORDER_LIFECYCLE, ORDER_APPROVAL, ACCOUNT_APPROVAL];
+pub const WORKFLOWS: [ProjectionSpec; 4] = [ORDER_LIFECYCLE, ORDER_APPROVAL, ACCOUNT_APPROVAL, RESERVATION_EXPIRY];
 
 /// The workflow named `name`, if this build knows it.
 pub fn workflow_named(name: &str) -> Option<&'static ProjectionSpec> {

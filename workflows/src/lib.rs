@@ -13,6 +13,7 @@
 //! - [`order_lifecycle`]: reserving, holding, releasing, committing and expiring an
 //!   order's stock.
 //! - [`approvals`]: order and account approvals with a deadline.
+//! - [`reservation_expiry`]: reservations made over HTTP expire at their `expires_at`.
 //! - [`operations`]: list, show, retry and discard instances (the CLI, GraphQL).
 //! - [`metrics`], [`process`]: the `vectis-workflows` process.
 
@@ -25,5 +26,6 @@ pub mod operations;
 pub mod order_lifecycle;
 pub mod outbox;
 pub mod process;
+pub mod reservation_expiry;
 pub mod timers;
 pub mod workflow;

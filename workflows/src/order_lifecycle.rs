@@ -113,6 +113,11 @@ pub fn reservation_id(order_id: Uuid, sku: &str, attempt: u8) -> Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// Whether the lifecycle of `order_id` made `reservation` for `sku` (either attempt).
+pub fn is_lifecycle_reservation(order_id: Uuid, sku: &str, reservation: Uuid) -> bool {
+    (0..=1).any(|attempt| reservation_id(order_id, sku, attempt) == reservation)
+}
+
 impl OrderLifecycleState {
     fn attempt(&self) -> u8 {
         u8::from(self.approval_requested)
@@ -195,7 +200,7 @@ impl Workflow for OrderLifecycle {
             _ => return None,
         };
         let (id, sku) = reservation;
-        (0..=1).any(|attempt| reservation_id(order, sku, attempt) == id).then(|| order.to_string())
+        is_lifecycle_reservation(order, sku, id).then(|| order.to_string())
     }
 
     fn evolve(&self, state: Option<Self::State>, event: &ProjectedEvent) -> Option<Self::State> {

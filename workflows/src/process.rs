@@ -19,7 +19,7 @@ use vectis_consumer::{
     tables,
 };
 use vectis_event_store::{settings::StoreSettings, EventStore, StoreMetrics};
-use vectis_read_side::catalog::{ACCOUNT_APPROVAL, ORDER_APPROVAL, ORDER_LIFECYCLE, WORKFLOWS};
+use vectis_read_side::catalog::{ACCOUNT_APPROVAL, ORDER_APPROVAL, ORDER_LIFECYCLE, RESERVATION_EXPIRY, WORKFLOWS};
 use vectis_runtime::{env_duration, env_parse, pool_metrics::PoolCollector, OpsState, Shutdown};
 
 use crate::{
@@ -29,6 +29,7 @@ use crate::{
     metrics::WorkflowMetrics,
     order_lifecycle::{OrderLifecycle, DEFAULT_RESERVATION_TTL},
     outbox::{Dispatcher, OutboxSettings},
+    reservation_expiry::ReservationExpiry,
     timers::{Scheduler, DEFAULT_TIMER_POLL},
     workflow::Workflow,
 };
@@ -39,6 +40,8 @@ pub const ORDER_LIFECYCLE_VIEWS: &str = "order_lifecycle_";
 pub const ORDER_APPROVAL_VIEWS: &str = "order_approval_";
 /// `read.account_approval_instances`, `…_timers`.
 pub const ACCOUNT_APPROVAL_VIEWS: &str = "account_approval_";
+/// `read.reservation_expiry_instances`, `…_timers`.
+pub const RESERVATION_EXPIRY_VIEWS: &str = "reservation_expiry_";
 
 #[derive(Debug, Clone)]
 pub struct WorkflowsSettings {
@@ -114,6 +117,7 @@ pub fn rebuild_handler(name: &str, settings: &WorkflowsSettings) -> Option<(Arc<
         n if n == ACCOUNT_APPROVAL.name => {
             (handler(ApprovalDeadline::accounts(settings.account_approval_timeout)), ACCOUNT_APPROVAL_VIEWS)
         }
+        n if n == RESERVATION_EXPIRY.name => (handler(ReservationExpiry::new()), RESERVATION_EXPIRY_VIEWS),
         _ => return None,
     })
 }
@@ -210,6 +214,7 @@ impl WorkflowsProcess {
             launcher.launch(lifecycle, ORDER_LIFECYCLE_VIEWS, &mut tasks).await?,
             launcher.launch(order_approval, ORDER_APPROVAL_VIEWS, &mut tasks).await?,
             launcher.launch(account_approval, ACCOUNT_APPROVAL_VIEWS, &mut tasks).await?,
+            launcher.launch(ReservationExpiry::new(), RESERVATION_EXPIRY_VIEWS, &mut tasks).await?,
         ];
         let rejoins = launched.iter().map(|(running, handler)| (handler.name(), running.rejoin_requests())).collect();
         let (running, handlers): (Vec<RunningConsumer>, Vec<Arc<dyn Handler>>) = launched.into_iter().unzip();

@@ -53,7 +53,7 @@ impl From<InstanceStatus> for WorkflowStatus {
 
 #[derive(InputObject, Default, Debug, Clone)]
 pub struct WorkflowFilter {
-    /// A workflow type: order_lifecycle, order_approval, account_approval.
+    /// A workflow type: order_lifecycle, order_approval, account_approval, reservation_expiry.
     pub workflow: Option<String>,
     pub status: Option<WorkflowStatus>,
     /// Only instances started before this time (those waiting longer than an age).

@@ -7,4 +7,5 @@ mod graphql;
 mod operations;
 mod order_lifecycle;
 mod rebuild;
+mod reservation_expiry;
 mod stack;
