@@ -77,15 +77,12 @@ impl LagReporter {
                         if let Err(error) = lag.save(&self.pool).await {
                             tracing::warn!(projection = name, %error, "cannot store the measured lag");
                         }
-                        if !lag.beyond_log().is_empty() {
-                            match self.probe.confirm_beyond_log(&self.pool, lag).await {
-                                Ok(confirmed) => report_beyond_log(&confirmed, beyond_log.entry(name).or_default()),
-                                Err(error) => {
-                                    tracing::warn!(projection = name, %error, "cannot confirm a checkpoint beyond the log")
-                                }
+                        // Reads nothing more unless a partition looked beyond the log.
+                        match self.probe.confirm_beyond_log(&self.pool, lag).await {
+                            Ok(confirmed) => report_beyond_log(&confirmed, beyond_log.entry(name).or_default()),
+                            Err(error) => {
+                                tracing::warn!(projection = name, %error, "cannot confirm a checkpoint beyond the log")
                             }
-                        } else {
-                            report_beyond_log(lag, beyond_log.entry(name).or_default());
                         }
                         let watch = watches.entry(name).or_insert_with(|| ProgressWatch::new(self.stalls.after));
                         let measured = watch.observe(lag, std::time::Instant::now());

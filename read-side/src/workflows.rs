@@ -150,15 +150,18 @@ pub async fn active_schema(pool: &PgPool, workflow: &str) -> Result<Option<Strin
     Ok(state.map(|s| crate::schema_name(workflow, s.active_version)))
 }
 
-/// The installed workflows `filter` names, with their active schemas.
+/// The installed workflows `workflow` names (all when `None`), with their active
+/// schemas: one read of the projections' states for all of them.
 async fn installed(pool: &PgPool, workflow: Option<&str>) -> Result<Vec<(&'static str, String)>, WorkflowReadError> {
-    let mut found = Vec::new();
-    for name in named(workflow)? {
-        if let Some(schema) = active_schema(pool, name).await? {
-            found.push((name, schema));
-        }
-    }
-    Ok(found)
+    let names = named(workflow)?;
+    let states = crate::state::states(pool).await?;
+    Ok(names
+        .into_iter()
+        .filter_map(|name| {
+            let state = states.iter().find(|s| s.name == name)?;
+            Some((name, crate::schema_name(name, state.active_version)))
+        })
+        .collect())
 }
 
 fn push_conditions(query: &mut QueryBuilder<'_, Postgres>, filter: &InstanceFilter) {

@@ -81,10 +81,8 @@ impl WorkflowsSettings {
         anyhow::ensure!((1..=256).contains(&outbox.concurrency), "WORKFLOW_STEP_CONCURRENCY must be 1 to 256");
         let order_approval_timeout = env_duration("ORDER_APPROVAL_TIMEOUT", DEFAULT_ORDER_APPROVAL_TIMEOUT)?;
         anyhow::ensure!(order_approval_timeout >= Duration::from_secs(1), "ORDER_APPROVAL_TIMEOUT must be at least 1s");
-        let account_approval_timeout = match std::env::var("ACCOUNT_APPROVAL_TIMEOUT").as_deref().map(str::trim) {
-            Ok("0") => Duration::ZERO,
-            _ => env_duration("ACCOUNT_APPROVAL_TIMEOUT", DEFAULT_ACCOUNT_APPROVAL_TIMEOUT)?,
-        };
+        // `0` (which humantime reads as zero) disables the deadline.
+        let account_approval_timeout = env_duration("ACCOUNT_APPROVAL_TIMEOUT", DEFAULT_ACCOUNT_APPROVAL_TIMEOUT)?;
         Ok(Self {
             order_approval_timeout,
             account_approval_timeout,

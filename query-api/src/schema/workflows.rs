@@ -17,7 +17,9 @@ use crate::{
     pagination::{self, Page},
 };
 
+/// The read side's instance status as GraphQL shows it (conversions both ways derived).
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "InstanceStatus")]
 pub enum WorkflowStatus {
     /// Waiting for events, timers or its commands.
     Running,
@@ -27,28 +29,6 @@ pub enum WorkflowStatus {
     Failed,
     /// A step failed too often: waits for `vectis workflows retry|discard`.
     Parked,
-}
-
-impl From<WorkflowStatus> for InstanceStatus {
-    fn from(status: WorkflowStatus) -> Self {
-        match status {
-            WorkflowStatus::Running => Self::Running,
-            WorkflowStatus::Completed => Self::Completed,
-            WorkflowStatus::Failed => Self::Failed,
-            WorkflowStatus::Parked => Self::Parked,
-        }
-    }
-}
-
-impl From<InstanceStatus> for WorkflowStatus {
-    fn from(status: InstanceStatus) -> Self {
-        match status {
-            InstanceStatus::Running => Self::Running,
-            InstanceStatus::Completed => Self::Completed,
-            InstanceStatus::Failed => Self::Failed,
-            InstanceStatus::Parked => Self::Parked,
-        }
-    }
 }
 
 #[derive(InputObject, Default, Debug, Clone)]
