@@ -31,7 +31,7 @@ impl GroupConsumer {
 
     async fn apply_batch_inner(&self, records: &[Record], isolate: bool) -> Result<BatchOutcome, ApplyError> {
         let naming = &self.settings.kafka.naming;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = vectis_runtime::database::begin(&self.pool).await?;
         if !checkpoints::lock_current(&mut tx, &self.target, RowLock::Share).await? {
             return Ok(BatchOutcome::Retired);
         }

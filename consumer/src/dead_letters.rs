@@ -103,7 +103,7 @@ pub async fn retry<H: Handler + ?Sized>(
         .find(|p| p.name() == letter.projection)
         .ok_or_else(|| DeadLetterError::UnknownProjection { id, projection: letter.projection.clone() })?;
     let target = Target { projection: projection.name(), version: letter.version };
-    let mut tx = pool.begin().await?;
+    let mut tx = vectis_runtime::database::begin(pool).await?;
     if !checkpoints::lock_current(&mut tx, &target, RowLock::Exclusive).await? {
         return Err(DeadLetterError::Retired { projection: letter.projection, version: letter.version });
     }

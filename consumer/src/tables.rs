@@ -22,7 +22,7 @@ pub struct TableSet {
 /// Creates version 1 of the handler `name` and points the `read` views at it, unless
 /// it is already installed; returns the active version.
 pub async fn install(pool: &PgPool, name: &'static str, tables: &TableSet) -> Result<i32, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = vectis_runtime::database::begin(pool).await?;
     // Two processes starting at once must not both create the views.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('vectis.projection.install.' || $1))")
         .bind(name)

@@ -72,7 +72,7 @@ impl EventStore {
         retention: Duration,
     ) -> Result<IdempotencyBegin, StoreError> {
         let retention = retention.max(MIN_RETENTION);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = vectis_runtime::database::begin(self.pool()).await?;
         // A duplicate waits for the request holding the key, but not for ever.
         sqlx::query(&format!("SET LOCAL lock_timeout = {}", self.idempotency_wait().as_millis().max(1)))
             .execute(&mut *tx)

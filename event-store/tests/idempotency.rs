@@ -277,3 +277,42 @@ async fn a_duplicate_stops_waiting_for_a_stuck_first_request(pool: PgPool) {
     // Once the first request gave up, the key is free again.
     assert!(matches!(store.begin_idempotent(key("k"), b"h", DAY).await.expect("begin"), IdempotencyBegin::Fresh(_)));
 }
+
+/// A client that hangs up drops its command wherever it is, also while the
+/// transaction's `BEGIN` is on the wire (sqlx 0.8.6 then leaves the session inside a
+/// transaction it never rolls back, and hands it to the next borrower: transact-rs/sqlx
+/// #4393). The next command on that connection must still commit what it appends.
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+#[allow(clippy::disallowed_methods)] // the pool that cancels is the one under test
+async fn a_command_dropped_while_it_begins_leaves_the_next_ones_appends_committed(pool: PgPool) {
+    // One connection, so every command after a cancelled one gets the same session.
+    let single = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .expect("a pool of one");
+    let store = store(single);
+    for attempt in 0..300u64 {
+        let cancelled = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let _ = store.begin_idempotent(key(&format!("dropped-{attempt}")), b"h", DAY).await;
+            })
+        };
+        // Let it run a different number of steps each time, with time between them for
+        // PostgreSQL to answer, then drop it: some drops land while BEGIN is unanswered.
+        for _ in 0..attempt % 8 {
+            tokio::task::yield_now().await;
+            let started = std::time::Instant::now();
+            while started.elapsed() < Duration::from_micros(150) {
+                std::hint::spin_loop();
+            }
+        }
+        cancelled.abort();
+        let _ = cancelled.await;
+
+        let before = event_count(&pool).await;
+        store.append(confirm(Uuid::now_v7())).await.expect("append");
+        assert_eq!(event_count(&pool).await, before + 1, "attempt {attempt}: an acknowledged append is committed");
+    }
+}

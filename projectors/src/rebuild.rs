@@ -65,7 +65,7 @@ pub struct Progress {
 /// `projection`, or resumes the one already being built. Returns it.
 pub async fn begin(pool: &PgPool, projection: &dyn Projection) -> Result<Target, sqlx::Error> {
     store::install(pool, projection).await?;
-    let mut tx = pool.begin().await?;
+    let mut tx = vectis_runtime::database::begin(pool).await?;
     let state = vectis_read_side::state::state(&mut tx, projection.name()).await?.ok_or(sqlx::Error::RowNotFound)?;
     let version = match state.building_version {
         Some(version) => {
@@ -120,7 +120,7 @@ pub async fn try_switch(
     projection: &dyn Projection,
     building: &Target,
 ) -> Result<Option<i32>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = vectis_runtime::database::begin(pool).await?;
     if !checkpoints::lock_current(&mut tx, building, RowLock::Exclusive).await? {
         return Ok(None);
     }
@@ -168,7 +168,7 @@ pub async fn try_switch(
 /// outside PostgreSQL (a search index). Its projectors stop touching it at their next
 /// batch (they find it retired under the row lock).
 pub async fn drop_version(pool: &PgPool, projection: &dyn Projection, retired: &Target) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = vectis_runtime::database::begin(pool).await?;
     if checkpoints::lock_current(&mut tx, retired, RowLock::Exclusive).await? {
         // Still in use: never drop what readers or a rebuild may need.
         return Ok(());

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sqlx::{postgres::PgPoolOptions, PgPool};
+use sqlx::{postgres::PgPoolOptions, PgPool, Postgres, Transaction};
 
 use crate::{env_duration, env_or, env_parse, ReadinessCheck, Secret, SettingsError};
 
@@ -45,4 +45,19 @@ pub fn readiness_check(pool: &PgPool) -> ReadinessCheck {
         let pool = pool.clone();
         async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()).map_err(|e| e.to_string()) }
     })
+}
+
+/// `pool.begin()`, safe to cancel. sqlx 0.8.6 leaves a session inside a transaction it
+/// will never roll back when the future is dropped while `BEGIN` is unanswered, and the
+/// pool hands that session to the next borrower, whose writes then commit with nothing
+/// (transact-rs/sqlx#4393). A caller is dropped when its client hangs up or its task
+/// is aborted; so the `BEGIN` runs on a task of its own, which always finishes: a
+/// transaction nobody is left to receive is dropped there, after `BEGIN` was answered,
+/// and is rolled back as any dropped transaction is.
+pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let pool = pool.clone();
+    #[allow(clippy::disallowed_methods)] // the one place that may, on a task of its own
+    let beginning = tokio::spawn(async move { pool.begin().await });
+    // The task only fails to finish when the runtime shuts down.
+    beginning.await.map_err(|_| sqlx::Error::PoolClosed)?
 }

@@ -30,7 +30,7 @@ async fn resolve_parked(
     let Some(schema) = vectis_read_side::workflows::active_schema(pool, &workflow).await? else {
         return Err(OperationError::NoSuchInstance(instance_id.to_string()));
     };
-    let mut tx = pool.begin().await?;
+    let mut tx = vectis_runtime::database::begin(pool).await?;
     let changed = sqlx::query(
         "UPDATE workflow_outbox
             SET status = $3, attempts = CASE WHEN $3 = 'pending' THEN 0 ELSE attempts END,

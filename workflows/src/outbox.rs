@@ -106,7 +106,7 @@ impl Dispatcher {
     /// One round: claims due steps (at most one per instance: its earliest), runs them
     /// concurrently, records what each did. Returns how many ran.
     pub async fn dispatch_once(&self) -> Result<usize, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = vectis_runtime::database::begin(&self.pool).await?;
         let claimed: Vec<Claimed> = sqlx::query_as(CLAIM).bind(self.settings.batch).fetch_all(&mut *tx).await?;
         let count = claimed.len();
         let ran: Vec<(Claimed, Ran)> = futures::stream::iter(claimed)

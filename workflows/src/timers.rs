@@ -73,7 +73,7 @@ impl<W: Workflow> Scheduler<W> {
     pub async fn fire_due(&self) -> Result<Option<usize>, sqlx::Error> {
         let Some(target) = self.active().await? else { return Ok(None) };
         let schema = target.schema();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = vectis_runtime::database::begin(&self.pool).await?;
         if !lock_current(&mut tx, &target, RowLock::Share).await? {
             return Ok(None);
         }

@@ -108,7 +108,7 @@ async fn bench_appends(pool: &PgPool, store: &EventStore) -> anyhow::Result<f64>
             drive(writers, duration, move |_, _| {
                 let (pool, data, metadata) = (pool.clone(), data.clone(), metadata.clone());
                 async move {
-                    let mut tx = pool.begin().await?;
+                    let mut tx = vectis_runtime::database::begin(&pool).await?;
                     sqlx::query("INSERT INTO bare_rows (data, metadata) VALUES ($1, $2)")
                         .bind(&data)
                         .bind(&metadata)

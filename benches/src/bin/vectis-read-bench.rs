@@ -242,7 +242,7 @@ async fn apply_row_statements(
         let prefix = kafka.naming.prefix();
         let started = Instant::now();
         for chunk in records.chunks(BATCH) {
-            let mut tx = pool.begin().await?;
+            let mut tx = vectis_runtime::database::begin(&pool).await?;
             for record in chunk {
                 let topic = record.topic.strip_prefix(prefix).unwrap_or(&record.topic);
                 let event = decode(topic, record.key.as_deref(), &record.payload)?;
