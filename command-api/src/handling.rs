@@ -163,6 +163,15 @@ impl CommandHandler {
         load_from(&mut store, stream_id).await
     }
 
+    /// The aggregate's current state, read in `session` (inside its transaction).
+    pub async fn load_in<A: Aggregate>(
+        &self,
+        session: &mut impl StoreSession,
+        stream_id: &StreamId,
+    ) -> Result<Loaded<A>, CommandError> {
+        load_from(session, stream_id).await
+    }
+
     /// Handles one command on `stream_id`. `command` builds the command from the
     /// loaded state each attempt. `if_match` pins the version the client saw.
     pub async fn execute<A, F>(

@@ -32,6 +32,8 @@ pub struct CommandApiSettings {
     pub idempotency_retention: Duration,
     /// `REQUEST_TIMEOUT` (default `10s`).
     pub request_timeout: Duration,
+    /// `RECURRING_ORDER_MIN_INTERVAL` (default 1h).
+    pub recurring_min_interval: Duration,
     /// `TRUSTED_PROXIES`: addresses and CIDR blocks whose `X-Forwarded-For` names the
     /// client for rate limiting (default: none).
     pub trusted_proxies: TrustedProxies,
@@ -49,6 +51,7 @@ impl CommandApiSettings {
             addr: env_parse("COMMAND_API_ADDR", SocketAddr::from(([0, 0, 0, 0], 8001)))?,
             idempotency_retention,
             request_timeout: env_duration("REQUEST_TIMEOUT", Duration::from_secs(10))?,
+            recurring_min_interval: env_duration("RECURRING_ORDER_MIN_INTERVAL", Duration::from_secs(3600))?,
             trusted_proxies: env_parse("TRUSTED_PROXIES", TrustedProxies::none())?,
         })
     }
@@ -85,6 +88,7 @@ impl CommandApi {
             rate_limiter,
             idempotency_retention: settings.idempotency_retention,
             request_timeout: settings.request_timeout,
+            recurring_min_interval: settings.recurring_min_interval,
         };
         let checks = readiness::checks(&pool, &settings.store.kafka);
         let router = app(state, http_metrics).merge(ops_router(OpsState::new(registry, checks)));

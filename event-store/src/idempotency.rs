@@ -59,7 +59,8 @@ pub struct IdempotentCommand {
     tx: Transaction<'static, Postgres>,
     store: EventStore,
     key: IdempotencyKey,
-    appended: Option<(AppendOutcome, Instant)>,
+    /// What it appended (a workflow step may append to two streams), counted once committed.
+    appended: Vec<(AppendOutcome, Instant)>,
 }
 
 impl EventStore {
@@ -102,7 +103,12 @@ impl EventStore {
             other => other?,
         };
         if claimed.is_some() {
-            return Ok(IdempotencyBegin::Fresh(IdempotentCommand { tx, store: self.clone(), key, appended: None }));
+            return Ok(IdempotencyBegin::Fresh(IdempotentCommand {
+                tx,
+                store: self.clone(),
+                key,
+                appended: Vec::new(),
+            }));
         }
         let (stored_hash, status, content_type, body): (Vec<u8>, Option<i16>, Option<String>, Option<Vec<u8>>) =
             sqlx::query_as(
@@ -151,7 +157,7 @@ impl IdempotentCommand {
         match self.store.append_in(&mut savepoint, request).await {
             Ok(outcome) => {
                 savepoint.commit().await?;
-                self.appended = Some((outcome.clone(), started));
+                self.appended.push((outcome.clone(), started));
                 Ok(outcome)
             }
             Err(e) => {
@@ -175,7 +181,7 @@ impl IdempotentCommand {
         .execute(&mut *self.tx)
         .await?;
         self.tx.commit().await?;
-        if let Some((outcome, started)) = &self.appended {
+        for (outcome, started) in &self.appended {
             self.store.record_appended(outcome, *started);
         }
         Ok(())

@@ -55,6 +55,8 @@ pub const ACCOUNTS: ProjectionSpec = read_model("accounts", &[ACCOUNT_EVENTS.nam
 pub const INVENTORY: ProjectionSpec = read_model("inventory", &[INVENTORY_EVENTS.name]);
 /// `read.orders`, `read.order_lines`, `read.order_status_history`.
 pub const ORDERS: ProjectionSpec = read_model("orders", &[ORDER_EVENTS.name]);
+/// `read.recurring_orders`, `read.recurring_order_runs`.
+pub const RECURRING_ORDERS: ProjectionSpec = read_model("recurring_orders", &[ACCOUNT_EVENTS.name]);
 /// The `orders` index: orders carry their account's name, so accounts are read too.
 pub const SEARCH_ORDERS: ProjectionSpec = search_index("search_orders", &[ORDER_EVENTS.name, ACCOUNT_EVENTS.name]);
 /// The `accounts` index.
@@ -79,8 +81,12 @@ pub const ACCOUNT_APPROVAL: ProjectionSpec = workflow("account_approval", &[ACCO
 /// `expires_at`.
 pub const RESERVATION_EXPIRY: ProjectionSpec = workflow("reservation_expiry", &[INVENTORY_EVENTS.name]);
 
+/// Recurring orders: each run placed at its time, once.
+pub const RECURRING_ORDER: ProjectionSpec = workflow("recurring_order", &[ACCOUNT_EVENTS.name]);
+
 /// Every workflow. They are not projections a read waits for: [`reading`] leaves them out.
-pub const WORKFLOWS: [ProjectionSpec; 4] = [ORDER_LIFECYCLE, ORDER_APPROVAL, ACCOUNT_APPROVAL, RESERVATION_EXPIRY];
+pub const WORKFLOWS: [ProjectionSpec; 5] =
+    [ORDER_LIFECYCLE, ORDER_APPROVAL, ACCOUNT_APPROVAL, RESERVATION_EXPIRY, RECURRING_ORDER];
 
 /// The workflow named `name`, if this build knows it.
 pub fn workflow_named(name: &str) -> Option<&'static ProjectionSpec> {
@@ -88,7 +94,8 @@ pub fn workflow_named(name: &str) -> Option<&'static ProjectionSpec> {
 }
 
 /// Every projection, read models first, in the order they are installed.
-pub const ALL: [ProjectionSpec; 6] = [ACCOUNTS, INVENTORY, ORDERS, SEARCH_ORDERS, SEARCH_ACCOUNTS, SEARCH_PRODUCTS];
+pub const ALL: [ProjectionSpec; 7] =
+    [ACCOUNTS, INVENTORY, ORDERS, RECURRING_ORDERS, SEARCH_ORDERS, SEARCH_ACCOUNTS, SEARCH_PRODUCTS];
 
 /// The projection named `name`, if this build knows it.
 pub fn named(name: &str) -> Option<&'static ProjectionSpec> {
@@ -113,7 +120,10 @@ mod tests {
         let names = |topic: &str, searching| reading(topic, searching).iter().map(|s| s.name).collect::<Vec<_>>();
         assert_eq!(names(ORDER_EVENTS.name, false), ["orders"]);
         assert_eq!(names(ORDER_EVENTS.name, true), ["orders", "search_orders"]);
-        assert_eq!(names(ACCOUNT_EVENTS.name, true), ["accounts", "search_orders", "search_accounts"]);
+        assert_eq!(
+            names(ACCOUNT_EVENTS.name, true),
+            ["accounts", "recurring_orders", "search_orders", "search_accounts"]
+        );
         assert_eq!(names(INVENTORY_EVENTS.name, true), ["inventory", "search_products"]);
         assert_eq!(named("search_products"), Some(&SEARCH_PRODUCTS));
         assert_eq!(named("widgets"), None);

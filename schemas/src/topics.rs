@@ -81,6 +81,12 @@ pub const ACCOUNTS: TopicSpec = log_topic(
         ev("AccountReinstated", 1, "A suspended account was reinstated."),
         ev("CreditLimitChanged", 1, "The account's credit limit changed."),
         ev("ApprovalThresholdChanged", 1, "Orders above this total wait for approval."),
+        ev("RecurringOrderScheduled", 1, "The account scheduled an order placed again at a fixed interval."),
+        ev("RecurringOrderPaused", 1, "A recurring order was paused: runs due meanwhile are not placed."),
+        ev("RecurringOrderResumed", 1, "A paused recurring order was resumed from its next run."),
+        ev("RecurringOrderCancelled", 1, "A recurring order was cancelled."),
+        ev("RecurringOrderRunPlaced", 1, "A run of a recurring order placed its order."),
+        ev("RecurringOrderRunSkipped", 1, "A run of a recurring order placed nothing, and why."),
     ],
 );
 

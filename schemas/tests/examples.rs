@@ -46,6 +46,43 @@ fn valid_current_examples() -> Vec<(&'static str, u32, Value)> {
             approval_threshold: eur(250_000),
         }
         .into(),
+        RecurringOrderScheduled {
+            account_id: account,
+            recurring_order_id: id(4),
+            lines: vec![RecurringLine { sku: sku.clone(), quantity: 200 }],
+            starts_at: when,
+            interval_seconds: 7 * 24 * 3600,
+            ends_at: Some(when + chrono::Duration::days(365)),
+            max_runs: Some(52),
+            scheduled_by: "key:buyer".into(),
+        }
+        .into(),
+        RecurringOrderPaused { account_id: account, recurring_order_id: id(4), paused_by: "key:buyer".into() }.into(),
+        RecurringOrderResumed {
+            account_id: account,
+            recurring_order_id: id(4),
+            resumed_by: "key:buyer".into(),
+            next_run: 3,
+        }
+        .into(),
+        RecurringOrderCancelled { account_id: account, recurring_order_id: id(4), cancelled_by: "key:buyer".into() }
+            .into(),
+        RecurringOrderRunPlaced {
+            account_id: account,
+            recurring_order_id: id(4),
+            run: 1,
+            scheduled_for: when,
+            order_id: order,
+        }
+        .into(),
+        RecurringOrderRunSkipped {
+            account_id: account,
+            recurring_order_id: id(4),
+            run: 2,
+            scheduled_for: when,
+            reason: "the account is suspended".into(),
+        }
+        .into(),
     ]
     .into_iter()
     .map(|e| (e.event_type(), e.schema_version(), e.to_data()))
@@ -182,7 +219,10 @@ fn dropping_any_required_field_or_adding_an_unknown_one_is_invalid() {
             missing.remove(key);
             let optional = matches!(
                 (event_type, key.as_str()),
-                ("StockReceived", "reference") | ("ReservationReleased", "reason") | ("StockAdjusted", "note")
+                ("StockReceived", "reference")
+                    | ("ReservationReleased", "reason")
+                    | ("StockAdjusted", "note")
+                    | ("RecurringOrderScheduled", "ends_at" | "max_runs")
             );
             let outcome = catalog.validate(event_type, version, &Value::Object(missing));
             assert_eq!(outcome.is_ok(), optional, "{event_type} v{version} without {key}");

@@ -65,6 +65,8 @@ pub async fn command_api_configured(
         rate_limiter: rate_limiter.clone(),
         idempotency_retention: Duration::from_secs(86_400),
         request_timeout,
+        // Tests run recurring orders every second or two.
+        recurring_min_interval: Duration::from_secs(1),
     };
     let router = app(state, metrics.clone()).layer(MockConnectInfo(SocketAddr::new(peer, 40_000)));
     (TestApi { router, key, keys, rate_limiter }, metrics)

@@ -62,6 +62,13 @@ pub enum WorkflowCommand {
     TimeOutAccountApproval {
         account_id: Uuid,
     },
+    /// Places run `run` of a recurring order (or records why it places nothing).
+    PlaceRecurringRun {
+        account_id: Uuid,
+        recurring_order_id: Uuid,
+        run: i64,
+        scheduled_for: DateTime<Utc>,
+    },
 }
 
 impl WorkflowCommand {
@@ -76,6 +83,7 @@ impl WorkflowCommand {
             Self::RejectOrder { .. } => "reject_order",
             Self::TimeOutOrderApproval { .. } => "time_out_order_approval",
             Self::TimeOutAccountApproval { .. } => "time_out_account_approval",
+            Self::PlaceRecurringRun { .. } => "place_recurring_run",
         }
     }
 }
@@ -230,6 +238,10 @@ async fn execute(
                     reason: APPROVAL_TIMED_OUT.into(),
                 })
                 .await
+        }
+        WorkflowCommand::PlaceRecurringRun { account_id, recurring_order_id, run, scheduled_for } => {
+            let run = crate::recurring_run::Run { account_id, recurring_order_id, run, scheduled_for };
+            crate::recurring_run::place(handler, session, &metadata, run).await
         }
     };
     match outcome {

@@ -14,6 +14,8 @@
 //!   order's stock.
 //! - [`approvals`]: order and account approvals with a deadline.
 //! - [`reservation_expiry`]: reservations made over HTTP expire at their `expires_at`.
+//! - [`recurring_orders`], [`recurring_run`]: recurring orders, each run placed once at
+//!   its time.
 //! - [`operations`]: list, show, retry and discard instances (the CLI, GraphQL).
 //! - [`metrics`], [`process`]: the `vectis-workflows` process.
 
@@ -26,6 +28,8 @@ pub mod operations;
 pub mod order_lifecycle;
 pub mod outbox;
 pub mod process;
+pub mod recurring_orders;
+pub mod recurring_run;
 pub mod reservation_expiry;
 pub mod timers;
 pub mod workflow;

@@ -2,7 +2,7 @@
 //! timer scheduler, the outbox dispatcher, and `/metrics`, `/health`, `/ready` on
 //! `WORKFLOWS_OPS_ADDR`. `main` only calls into here.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
@@ -19,7 +19,7 @@ use vectis_consumer::{
     tables,
 };
 use vectis_event_store::{settings::StoreSettings, EventStore, StoreMetrics};
-use vectis_read_side::catalog::{ACCOUNT_APPROVAL, ORDER_APPROVAL, ORDER_LIFECYCLE, RESERVATION_EXPIRY, WORKFLOWS};
+use vectis_read_side::catalog::WORKFLOWS;
 use vectis_runtime::{env_duration, env_parse, pool_metrics::PoolCollector, OpsState, Shutdown};
 
 use crate::{
@@ -29,6 +29,7 @@ use crate::{
     metrics::WorkflowMetrics,
     order_lifecycle::{OrderLifecycle, DEFAULT_RESERVATION_TTL},
     outbox::{Dispatcher, OutboxSettings},
+    recurring_orders::RecurringOrders,
     reservation_expiry::ReservationExpiry,
     timers::{Scheduler, DEFAULT_TIMER_POLL},
     workflow::Workflow,
@@ -42,6 +43,22 @@ pub const ORDER_APPROVAL_VIEWS: &str = "order_approval_";
 pub const ACCOUNT_APPROVAL_VIEWS: &str = "account_approval_";
 /// `read.reservation_expiry_instances`, `…_timers`.
 pub const RESERVATION_EXPIRY_VIEWS: &str = "reservation_expiry_";
+/// `read.recurring_order_instances`, `…_timers`.
+pub const RECURRING_ORDER_VIEWS: &str = "recurring_order_";
+
+/// Something done with each workflow, typed.
+pub trait WorkflowVisitor {
+    fn visit<W: Workflow>(&mut self, workflow: Arc<W>, views: &'static str);
+}
+
+/// Visits every workflow this build runs, configured by `settings`: the one list of them.
+pub fn visit_workflows(settings: &WorkflowsSettings, visitor: &mut impl WorkflowVisitor) {
+    visitor.visit(OrderLifecycle::new(settings.reservation_ttl), ORDER_LIFECYCLE_VIEWS);
+    visitor.visit(ApprovalDeadline::orders(settings.order_approval_timeout), ORDER_APPROVAL_VIEWS);
+    visitor.visit(ApprovalDeadline::accounts(settings.account_approval_timeout), ACCOUNT_APPROVAL_VIEWS);
+    visitor.visit(ReservationExpiry::new(), RESERVATION_EXPIRY_VIEWS);
+    visitor.visit(Arc::new(RecurringOrders), RECURRING_ORDER_VIEWS);
+}
 
 #[derive(Debug, Clone)]
 pub struct WorkflowsSettings {
@@ -102,22 +119,21 @@ impl WorkflowsSettings {
 /// its views, for a rebuild of its state (which decides and fires nothing, so it needs
 /// no wakers and exports no metrics). `None`: no such workflow.
 pub fn rebuild_handler(name: &str, settings: &WorkflowsSettings) -> Option<(Arc<dyn Handler>, &'static str)> {
-    fn handler<W: Workflow>(workflow: Arc<W>) -> Arc<dyn Handler> {
-        Arc::new(WorkflowHandler::new(workflow, Wakers::default(), WorkflowMetrics::default()))
+    struct Find<'a> {
+        name: &'a str,
+        found: Option<(Arc<dyn Handler>, &'static str)>,
     }
-    Some(match name {
-        n if n == ORDER_LIFECYCLE.name => {
-            (handler(OrderLifecycle::new(settings.reservation_ttl)), ORDER_LIFECYCLE_VIEWS)
+    impl WorkflowVisitor for Find<'_> {
+        fn visit<W: Workflow>(&mut self, workflow: Arc<W>, views: &'static str) {
+            if workflow.spec().name == self.name {
+                let handler = WorkflowHandler::new(workflow, Wakers::default(), WorkflowMetrics::default());
+                self.found = Some((Arc::new(handler), views));
+            }
         }
-        n if n == ORDER_APPROVAL.name => {
-            (handler(ApprovalDeadline::orders(settings.order_approval_timeout)), ORDER_APPROVAL_VIEWS)
-        }
-        n if n == ACCOUNT_APPROVAL.name => {
-            (handler(ApprovalDeadline::accounts(settings.account_approval_timeout)), ACCOUNT_APPROVAL_VIEWS)
-        }
-        n if n == RESERVATION_EXPIRY.name => (handler(ReservationExpiry::new()), RESERVATION_EXPIRY_VIEWS),
-        _ => return None,
-    })
+    }
+    let mut find = Find { name, found: None };
+    visit_workflows(settings, &mut find);
+    find.found
 }
 
 /// What every workflow of the process shares.
@@ -131,18 +147,9 @@ struct Launcher<'a> {
 }
 
 impl Launcher<'_> {
-    /// Installs the workflow's tables (version 1, unless installed), starts its
-    /// consumer group and its timer scheduler.
-    async fn launch<W: Workflow>(
-        &self,
-        workflow: Arc<W>,
-        views: &'static str,
-        tasks: &mut Vec<JoinHandle<()>>,
-    ) -> anyhow::Result<(RunningConsumer, Arc<dyn Handler>)> {
-        let name = workflow.spec().name;
-        let version = tables::install(self.pool, name, &instances::table_set(views))
-            .await
-            .with_context(|| format!("installing the tables of the {name} workflow"))?;
+    /// Starts the workflow's consumer group (its tables installed at `version`) and its
+    /// timer scheduler.
+    fn start<W: Workflow>(&self, workflow: Arc<W>, version: i32) -> anyhow::Result<Launched> {
         let handler = Arc::new(WorkflowHandler::new(workflow.clone(), self.wakers.clone(), self.metrics.clone()));
         let running = start_consumer(self.settings, self.pool, handler.clone(), version, self.consumer_metrics)?;
         let scheduler = Scheduler {
@@ -154,8 +161,38 @@ impl Launcher<'_> {
             batch: 100,
             metrics: self.metrics.clone(),
         };
-        tasks.push(tokio::spawn(scheduler.run(self.shutdown.clone())));
-        Ok((running, handler))
+        Ok((running, handler, tokio::spawn(scheduler.run(self.shutdown.clone()))))
+    }
+}
+
+/// A workflow's consumer, its handler and its timer scheduler's task.
+type Launched = (RunningConsumer, Arc<dyn Handler>, JoinHandle<()>);
+
+/// Each workflow's name and the prefix of its tables.
+#[derive(Default)]
+struct Tables(Vec<(&'static str, &'static str)>);
+
+impl WorkflowVisitor for Tables {
+    fn visit<W: Workflow>(&mut self, workflow: Arc<W>, views: &'static str) {
+        self.0.push((workflow.spec().name, views));
+    }
+}
+
+/// Starts every workflow at the version of its installed tables.
+struct StartAll<'a> {
+    launcher: &'a Launcher<'a>,
+    versions: HashMap<&'static str, i32>,
+    started: Vec<anyhow::Result<Launched>>,
+}
+
+impl WorkflowVisitor for StartAll<'_> {
+    fn visit<W: Workflow>(&mut self, workflow: Arc<W>, _views: &'static str) {
+        let name = workflow.spec().name;
+        let started = match self.versions.get(name) {
+            Some(version) => self.launcher.start(workflow, *version),
+            None => Err(anyhow::anyhow!("the tables of the {name} workflow are not installed")),
+        };
+        self.started.push(started);
     }
 }
 
@@ -205,15 +242,24 @@ impl WorkflowsProcess {
             metrics: &metrics,
             shutdown: &shutdown,
         };
-        let lifecycle = OrderLifecycle::new(settings.reservation_ttl);
-        let order_approval = ApprovalDeadline::orders(settings.order_approval_timeout);
-        let account_approval = ApprovalDeadline::accounts(settings.account_approval_timeout);
-        let launched = vec![
-            launcher.launch(lifecycle, ORDER_LIFECYCLE_VIEWS, &mut tasks).await?,
-            launcher.launch(order_approval, ORDER_APPROVAL_VIEWS, &mut tasks).await?,
-            launcher.launch(account_approval, ACCOUNT_APPROVAL_VIEWS, &mut tasks).await?,
-            launcher.launch(ReservationExpiry::new(), RESERVATION_EXPIRY_VIEWS, &mut tasks).await?,
-        ];
+        // Install every workflow's tables (version 1, unless installed), then start them.
+        let mut workflow_tables = Tables::default();
+        visit_workflows(&settings, &mut workflow_tables);
+        let mut versions = HashMap::new();
+        for (name, views) in workflow_tables.0 {
+            let version = tables::install(&pool, name, &instances::table_set(views))
+                .await
+                .with_context(|| format!("installing the tables of the {name} workflow"))?;
+            versions.insert(name, version);
+        }
+        let mut all = StartAll { launcher: &launcher, versions, started: Vec::new() };
+        visit_workflows(&settings, &mut all);
+        let mut launched = Vec::new();
+        for started in all.started {
+            let (running, handler, scheduler) = started?;
+            tasks.push(scheduler);
+            launched.push((running, handler));
+        }
         let rejoins = launched.iter().map(|(running, handler)| (handler.name(), running.rejoin_requests())).collect();
         let (running, handlers): (Vec<RunningConsumer>, Vec<Arc<dyn Handler>>) = launched.into_iter().unzip();
         // Lag and stuck consumers, as the projectors measure theirs.

@@ -1,8 +1,9 @@
 //! Account: a B2B customer. Registers as pending approval; staff approve or reject
 //! it; an approved account can be suspended and reinstated; its credit limit and
-//! order approval threshold can change.
+//! order approval threshold can change. It also holds the account's recurring orders
+//! (`recurring_order.rs`).
 
-use std::fmt;
+use std::{collections::BTreeMap, fmt};
 
 use uuid::Uuid;
 use vectis_schemas::events::{
@@ -10,7 +11,10 @@ use vectis_schemas::events::{
     ApprovalThresholdChanged, CreditLimitChanged, Money,
 };
 
-use super::DomainError;
+use super::{
+    recurring_order::{RecurringOrder, RecurringOrderCommand},
+    DomainError,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountStatus {
@@ -39,6 +43,7 @@ pub struct Account {
     pub status: AccountStatus,
     pub credit_limit: Money,
     pub approval_threshold: Money,
+    pub recurring_orders: BTreeMap<Uuid, RecurringOrder>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +55,7 @@ pub enum AccountCommand {
     Reinstate { by: String },
     ChangeCreditLimit { credit_limit: Money },
     ChangeApprovalThreshold { approval_threshold: Money },
+    Recurring(RecurringOrderCommand),
 }
 
 impl Account {
@@ -125,6 +131,7 @@ impl Account {
                 }
                 .into()]
             }
+            AccountCommand::Recurring(command) => return self.decide_recurring(command),
         })
     }
 
@@ -139,6 +146,7 @@ impl Account {
                 status: AccountStatus::PendingApproval,
                 credit_limit: e.credit_limit.clone(),
                 approval_threshold: e.approval_threshold.clone(),
+                recurring_orders: BTreeMap::new(),
             }),
             (None, _) => None,
             (Some(mut account), event) => {
@@ -152,6 +160,14 @@ impl Account {
                     AccountEvent::CreditLimitChanged(e) => account.credit_limit = e.credit_limit.clone(),
                     AccountEvent::ApprovalThresholdChanged(e) => {
                         account.approval_threshold = e.approval_threshold.clone()
+                    }
+                    AccountEvent::RecurringOrderScheduled(_)
+                    | AccountEvent::RecurringOrderPaused(_)
+                    | AccountEvent::RecurringOrderResumed(_)
+                    | AccountEvent::RecurringOrderCancelled(_)
+                    | AccountEvent::RecurringOrderRunPlaced(_)
+                    | AccountEvent::RecurringOrderRunSkipped(_) => {
+                        Account::evolve_recurring(&mut account.recurring_orders, event)
                     }
                 }
                 Some(account)

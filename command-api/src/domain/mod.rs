@@ -5,10 +5,15 @@
 mod account;
 mod inventory;
 mod order;
+mod recurring_order;
 
 pub use account::{Account, AccountCommand, AccountStatus};
 pub use inventory::{InventoryCommand, InventoryItem, Reservation, ReservationStatus};
 pub use order::{Order, OrderCommand, OrderLineRequest, OrderStatus, APPROVAL_TIMED_OUT};
+pub use recurring_order::{
+    RecurringOrder, RecurringOrderCommand, RecurringStatus, RunOutcome, Schedule, MAX_LIVE_RECURRING_ORDERS,
+    MAX_RECURRING_LINES,
+};
 
 /// Why a command was refused. Every variant is the caller's to fix (4xx); the text
 /// names the current state where the state is the reason.

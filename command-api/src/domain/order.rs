@@ -315,6 +315,7 @@ mod tests {
             status,
             credit_limit: eur(10_000),
             approval_threshold: eur(5_000),
+            recurring_orders: Default::default(),
         }
     }
 

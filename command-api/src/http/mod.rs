@@ -8,6 +8,7 @@ pub mod json;
 pub mod openapi;
 mod orders;
 pub mod problem;
+mod recurring_orders;
 mod streams;
 
 use std::time::Duration;
@@ -43,6 +44,8 @@ pub struct AppState {
     /// commit already sent may still take effect: the answer says to retry with the
     /// same Idempotency-Key, which replays it or runs it once.
     pub request_timeout: Duration,
+    /// The shortest interval a recurring order may have (`RECURRING_ORDER_MIN_INTERVAL`).
+    pub recurring_min_interval: Duration,
 }
 
 /// Every command route, each group behind the scope it needs, without the shared
@@ -52,6 +55,7 @@ pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
         .merge(accounts::router(keys))
         .merge(inventory::router(keys))
         .merge(orders::router(keys))
+        .merge(recurring_orders::router(keys))
         .merge(streams::router(keys))
 }
 

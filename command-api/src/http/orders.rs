@@ -61,9 +61,24 @@ async fn reject(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Line {
-    sku: String,
-    quantity: i64,
+pub(super) struct Line {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+/// An order's (or a recurring order's) lines: 1 to 500, each a SKU and a positive quantity.
+pub(super) fn check_lines(problems: &mut Vec<FieldProblem>, lines: &[Line]) {
+    if lines.is_empty() || lines.len() > MAX_LINES {
+        problem(problems, "lines", format!("must hold 1 to {MAX_LINES} lines"));
+    }
+    for (n, line) in lines.iter().enumerate() {
+        if line.quantity <= 0 {
+            problem(problems, &format!("lines[{n}].quantity"), "must be positive");
+        }
+        if line.sku.is_empty() || line.sku.len() > 64 {
+            problem(problems, &format!("lines[{n}].sku"), "must be 1 to 64 characters");
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -75,17 +90,7 @@ struct PlaceOrder {
 
 impl Validate for PlaceOrder {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
-        if self.lines.is_empty() || self.lines.len() > MAX_LINES {
-            problem(problems, "lines", format!("must hold 1 to {MAX_LINES} lines"));
-        }
-        for (n, line) in self.lines.iter().enumerate() {
-            if line.quantity <= 0 {
-                problem(problems, &format!("lines[{n}].quantity"), "must be positive");
-            }
-            if line.sku.is_empty() || line.sku.len() > 64 {
-                problem(problems, &format!("lines[{n}].sku"), "must be 1 to 64 characters");
-            }
-        }
+        check_lines(problems, &self.lines);
     }
 }
 

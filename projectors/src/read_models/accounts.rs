@@ -51,7 +51,7 @@ pub fn status_after(event: &AccountEvent) -> Option<AccountStatus> {
         AccountEvent::AccountApproved(_) | AccountEvent::AccountReinstated(_) => Some(AccountStatus::Approved),
         AccountEvent::AccountRejected(_) => Some(AccountStatus::Rejected),
         AccountEvent::AccountSuspended(_) => Some(AccountStatus::Suspended),
-        AccountEvent::CreditLimitChanged(_) | AccountEvent::ApprovalThresholdChanged(_) => None,
+        _ => None,
     }
 }
 
@@ -86,6 +86,16 @@ pub fn evolve(row: Option<AccountRow>, event: &AccountEvent, version: i64, at: D
         AccountEvent::ApprovalThresholdChanged(e) => {
             row.approval_threshold_minor = e.approval_threshold.amount_minor;
             row.approval_threshold_currency = e.approval_threshold.currency.clone();
+        }
+        // `read.recurring_orders` shows them; the row still reflects the stream's version.
+        AccountEvent::RecurringOrderScheduled(_)
+        | AccountEvent::RecurringOrderPaused(_)
+        | AccountEvent::RecurringOrderResumed(_)
+        | AccountEvent::RecurringOrderCancelled(_)
+        | AccountEvent::RecurringOrderRunPlaced(_)
+        | AccountEvent::RecurringOrderRunSkipped(_) => {
+            row.version = version;
+            return Some(row);
         }
     }
     if let Some(status) = status_after(event) {

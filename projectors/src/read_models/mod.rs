@@ -38,6 +38,7 @@ macro_rules! read_model {
 pub mod accounts;
 pub mod inventory;
 pub mod orders;
+pub mod recurring_orders;
 
 use std::sync::Arc;
 
@@ -45,5 +46,10 @@ use crate::projection::Projection;
 
 /// Every read model, in the order they are installed.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(accounts::Accounts), Arc::new(inventory::Inventory), Arc::new(orders::Orders)]
+    vec![
+        Arc::new(accounts::Accounts),
+        Arc::new(inventory::Inventory),
+        Arc::new(orders::Orders),
+        Arc::new(recurring_orders::RecurringOrders),
+    ]
 }

@@ -8,6 +8,7 @@ use vectis_read_side::status::AccountStatus;
 use super::{
     loaders::{AccountOrders, AccountOrdersKey},
     orders::{Order, ORDERS_LIST},
+    recurring_orders::RecurringOrder,
     Money, StatusFilter,
 };
 use crate::{
@@ -59,6 +60,11 @@ impl Account {
     /// Orders above it wait for a staff approval.
     async fn approval_threshold(&self) -> Money {
         Money::new(self.approval_threshold_minor, &self.approval_threshold_currency)
+    }
+
+    /// The account's recurring orders, oldest first.
+    async fn recurring_orders(&self, ctx: &Context<'_>) -> Result<Vec<RecurringOrder>, Error> {
+        RecurringOrder::of_account(ctx.data_unchecked::<ReadDb>(), self.account_id).await
     }
 
     /// The account's orders, newest first.

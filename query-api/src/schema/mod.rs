@@ -5,6 +5,7 @@ pub mod inventory;
 pub mod loaders;
 pub mod orders;
 pub mod projections;
+pub mod recurring_orders;
 pub mod search;
 pub mod workflows;
 
@@ -47,6 +48,7 @@ pub struct QueryRoot(
     search::SearchQueries,
     projections::ProjectionQueries,
     workflows::WorkflowQueries,
+    recurring_orders::RecurringOrderQueries,
 );
 
 #[derive(Default)]

@@ -1,4 +1,5 @@
 use super::{topic_events, Money};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -58,6 +59,78 @@ pub struct ApprovalThresholdChanged {
     pub approval_threshold: Money,
 }
 
+/// What each run of a recurring order orders (priced when the run places it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecurringLine {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+/// Run `n` (from 1) is due at `starts_at + (n - 1) * interval_seconds`, while `n` is at
+/// most `max_runs` and its time not after `ends_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecurringOrderScheduled {
+    pub account_id: Uuid,
+    pub recurring_order_id: Uuid,
+    pub lines: Vec<RecurringLine>,
+    pub starts_at: DateTime<Utc>,
+    pub interval_seconds: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_runs: Option<i64>,
+    pub scheduled_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecurringOrderPaused {
+    pub account_id: Uuid,
+    pub recurring_order_id: Uuid,
+    pub paused_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecurringOrderResumed {
+    pub account_id: Uuid,
+    pub recurring_order_id: Uuid,
+    pub resumed_by: String,
+    /// The first run due at or after the resumption: the runs due while paused are
+    /// not placed.
+    pub next_run: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecurringOrderCancelled {
+    pub account_id: Uuid,
+    pub recurring_order_id: Uuid,
+    pub cancelled_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecurringOrderRunPlaced {
+    pub account_id: Uuid,
+    pub recurring_order_id: Uuid,
+    pub run: i64,
+    pub scheduled_for: DateTime<Utc>,
+    pub order_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecurringOrderRunSkipped {
+    pub account_id: Uuid,
+    pub recurring_order_id: Uuid,
+    pub run: i64,
+    pub scheduled_for: DateTime<Utc>,
+    pub reason: String,
+}
+
 topic_events!(
     /// Events of the `vectis.accounts` topic.
     AccountEvent, crate::topics::ACCOUNTS, {
@@ -68,6 +141,12 @@ topic_events!(
     AccountReinstated,
     CreditLimitChanged,
     ApprovalThresholdChanged,
+    RecurringOrderScheduled,
+    RecurringOrderPaused,
+    RecurringOrderResumed,
+    RecurringOrderCancelled,
+    RecurringOrderRunPlaced,
+    RecurringOrderRunSkipped,
 });
 
 impl AccountEvent {
@@ -81,6 +160,25 @@ impl AccountEvent {
             Self::AccountReinstated(e) => e.account_id,
             Self::CreditLimitChanged(e) => e.account_id,
             Self::ApprovalThresholdChanged(e) => e.account_id,
+            Self::RecurringOrderScheduled(e) => e.account_id,
+            Self::RecurringOrderPaused(e) => e.account_id,
+            Self::RecurringOrderResumed(e) => e.account_id,
+            Self::RecurringOrderCancelled(e) => e.account_id,
+            Self::RecurringOrderRunPlaced(e) => e.account_id,
+            Self::RecurringOrderRunSkipped(e) => e.account_id,
+        }
+    }
+
+    /// The recurring order the event is about, if it is about one.
+    pub fn recurring_order_id(&self) -> Option<Uuid> {
+        match self {
+            Self::RecurringOrderScheduled(e) => Some(e.recurring_order_id),
+            Self::RecurringOrderPaused(e) => Some(e.recurring_order_id),
+            Self::RecurringOrderResumed(e) => Some(e.recurring_order_id),
+            Self::RecurringOrderCancelled(e) => Some(e.recurring_order_id),
+            Self::RecurringOrderRunPlaced(e) => Some(e.recurring_order_id),
+            Self::RecurringOrderRunSkipped(e) => Some(e.recurring_order_id),
+            _ => None,
         }
     }
 }
