@@ -13,7 +13,7 @@ use vectis_test_support::eventually;
 use crate::stack::Stack;
 
 /// Runs `query` on the GraphQL schema over the stack's read models: (data, error codes).
-async fn graphql(pool: &PgPool, query: &str, variables: Value) -> (Value, Vec<String>) {
+pub(crate) async fn graphql(pool: &PgPool, query: &str, variables: Value) -> (Value, Vec<String>) {
     let root = std::env::temp_dir().join(format!("vectis-wf-graphql-{}", uuid::Uuid::now_v7().simple()));
     let search =
         SearchEngine::new(&SearchSettings::Embedded { root }, "test", SearchMetrics::default()).expect("search");

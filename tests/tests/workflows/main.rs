@@ -7,5 +7,6 @@ mod graphql;
 mod operations;
 mod order_lifecycle;
 mod rebuild;
+mod recurring_orders;
 mod reservation_expiry;
 mod stack;
