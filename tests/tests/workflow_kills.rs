@@ -1,8 +1,9 @@
 //! The real `vectis-workflows` binary SIGKILLed at random while 200 orders flow and
 //! are confirmed, shipped and cancelled: afterwards every order agrees with the
 //! inventory fold, every line was reserved (or refused) exactly once, no command
-//! appended twice, nothing is left pending or parked; and a deadline that passed while
-//! the process was down fires once after its restart.
+//! appended twice, nothing is left pending or parked; a recurring order running every
+//! second through the kills places exactly one order per run; and a deadline that
+//! passed while the process was down fires once after its restart.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -14,9 +15,11 @@ use std::{
 use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
-use vectis_command_api::domain::{AccountCommand, InventoryItem, Order, OrderCommand, OrderStatus};
+use vectis_command_api::domain::{
+    AccountCommand, InventoryItem, Order, OrderCommand, OrderStatus, RecurringOrderCommand, Schedule,
+};
 use vectis_event_store::EventMetadata;
-use vectis_schemas::StreamId;
+use vectis_schemas::{events::RecurringLine, StreamId};
 use vectis_test_support::{
     database_url, eventually, fresh_topics,
     processes::{log_tail, KillSchedule, Process},
@@ -27,6 +30,8 @@ use vectis_test_support::{
 const SKUS: usize = 5;
 const STOCK: i64 = 80;
 const ORDERS: usize = 200;
+/// Runs of the recurring order placed every second through the kills.
+const RECURRING_RUNS: i64 = 15;
 /// The approval deadline of the order placed to wait out a downtime.
 const APPROVAL_TIMEOUT: Duration = Duration::from_secs(4);
 
@@ -193,6 +198,31 @@ async fn the_workflows_process_sigkilled_at_random_loses_nothing_and_repeats_not
     for index in 0..SKUS {
         shop.product(&sku(index), "Part", "a part", 100, STOCK).await;
     }
+    // A recurring order of another account, on a SKU of its own: a run every second
+    // through the kills.
+    let subscriber =
+        shop.account("Globex", "buyer@globex.example", vec![AccountCommand::Approve { by: "staff".into() }]).await;
+    shop.product("KILL-RECURRING", "Part", "a part", 100, 10_000).await;
+    let recurring = Uuid::now_v7();
+    let subscription = AccountCommand::Recurring(RecurringOrderCommand::Schedule {
+        recurring_order_id: recurring,
+        lines: vec![RecurringLine { sku: "KILL-RECURRING".into(), quantity: 2 }],
+        schedule: Schedule {
+            starts_at: chrono::Utc::now() + chrono::Duration::seconds(1),
+            interval_seconds: 1,
+            ends_at: None,
+            max_runs: Some(RECURRING_RUNS),
+        },
+        by: "key:buyer".into(),
+    });
+    let mut store = shop.handler.store().clone();
+    let stream = StreamId::account(subscriber);
+    shop.handler
+        .execute::<vectis_command_api::domain::Account, _>(&mut store, &stream, None, &shop.metadata, |_| {
+            subscription.clone()
+        })
+        .await
+        .expect("scheduled");
     let mut schedule = KillSchedule::from_env();
     let placed = Arc::new(Mutex::new(Placed::default()));
     let writer = tokio::spawn(place_orders(shop.clone(), account, placed.clone(), schedule.draw()));
@@ -232,7 +262,8 @@ async fn the_workflows_process_sigkilled_at_random_loses_nothing_and_repeats_not
     // Each line reserved (or refused for lack of stock) exactly once.
     let decided: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT data->>'order_id', data->>'sku', count(*) FROM events
-          WHERE event_type IN ('StockReserved', 'ReservationRejected') GROUP BY 1, 2",
+          WHERE event_type IN ('StockReserved', 'ReservationRejected') AND data->>'sku' <> 'KILL-RECURRING'
+          GROUP BY 1, 2",
     )
     .fetch_all(&pool)
     .await
@@ -246,15 +277,45 @@ async fn the_workflows_process_sigkilled_at_random_loses_nothing_and_repeats_not
     assert_eq!(decided.keys().cloned().collect::<BTreeSet<_>>(), lines, "every line decided");
     let twice: Vec<_> = decided.iter().filter(|(_, n)| **n != 1).collect();
     assert!(twice.is_empty(), "lines reserved more than once: {twice:?}");
-    // No command appended twice: one trigger, one event of a type per stream.
+    // No command appended twice: one trigger, one event of a type per stream (a
+    // recurring order's runs share their trigger, the schedule: they are counted below).
     let repeated: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT 1 FROM events WHERE metadata->>'causation_id' IS NOT NULL
+                                  AND event_type NOT LIKE 'RecurringOrderRun%'
                                 GROUP BY stream_id, event_type, metadata->>'causation_id' HAVING count(*) > 1) r",
     )
     .fetch_one(&pool)
     .await
     .expect("repeated");
     assert_eq!(repeated, 0, "a command appended twice");
+
+    // The recurring order: every run recorded once, each placed one order.
+    let runs: Vec<(i64, String)> = eventually(Duration::from_secs(30), "every recurring run recorded", || async {
+        let runs: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT (data->>'run')::bigint, event_type FROM events
+              WHERE stream_id = $1 AND event_type LIKE 'RecurringOrderRun%' ORDER BY 1",
+        )
+        .bind(format!("account-{subscriber}"))
+        .fetch_all(&pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        if runs.len() as i64 >= RECURRING_RUNS {
+            Ok(runs)
+        } else {
+            Err(format!("{} recorded", runs.len()))
+        }
+    })
+    .await;
+    let expected: Vec<(i64, String)> =
+        (1..=RECURRING_RUNS).map(|run| (run, "RecurringOrderRunPlaced".into())).collect();
+    assert_eq!(runs, expected, "each run placed once");
+    let orders: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'OrderPlaced' AND data->>'account_id' = $1")
+            .bind(subscriber.to_string())
+            .fetch_one(&pool)
+            .await
+            .expect("recurring orders");
+    assert_eq!(orders, RECURRING_RUNS, "one order per run");
 
     // A deadline that passes while the process is down fires once after its restart.
     let total = STOCK * 1_000; // 80,000 units at 1 €: above the account's 50,000 € threshold
