@@ -161,14 +161,7 @@ impl Account {
                     AccountEvent::ApprovalThresholdChanged(e) => {
                         account.approval_threshold = e.approval_threshold.clone()
                     }
-                    AccountEvent::RecurringOrderScheduled(_)
-                    | AccountEvent::RecurringOrderPaused(_)
-                    | AccountEvent::RecurringOrderResumed(_)
-                    | AccountEvent::RecurringOrderCancelled(_)
-                    | AccountEvent::RecurringOrderRunPlaced(_)
-                    | AccountEvent::RecurringOrderRunSkipped(_) => {
-                        Account::evolve_recurring(&mut account.recurring_orders, event)
-                    }
+                    _ => Account::evolve_recurring(&mut account.recurring_orders, event),
                 }
                 Some(account)
             }

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use vectis_schemas::events::{
-    AccountEvent, RecurringLine, RecurringOrderCancelled, RecurringOrderPaused, RecurringOrderResumed,
-    RecurringOrderRunPlaced, RecurringOrderRunSkipped, RecurringOrderScheduled,
+    recurring_run_due_at, AccountEvent, RecurringLine, RecurringOrderCancelled, RecurringOrderPaused,
+    RecurringOrderResumed, RecurringOrderRunPlaced, RecurringOrderRunSkipped, RecurringOrderScheduled,
 };
 
 use super::{Account, AccountStatus, DomainError};
@@ -34,12 +34,7 @@ pub struct Schedule {
 impl Schedule {
     /// When run `run` is due, or `None` when the schedule has no such run.
     pub fn due_at(&self, run: i64) -> Option<DateTime<Utc>> {
-        if run < 1 || self.max_runs.is_some_and(|max| run > max) {
-            return None;
-        }
-        let offset = (run - 1).checked_mul(self.interval_seconds)?;
-        let due = self.starts_at.checked_add_signed(chrono::Duration::try_seconds(offset)?)?;
-        self.ends_at.is_none_or(|end| due <= end).then_some(due)
+        recurring_run_due_at(self.starts_at, self.interval_seconds, self.ends_at, self.max_runs, run)
     }
 
     /// The first run due at or after `at` (it may be past the schedule's end).

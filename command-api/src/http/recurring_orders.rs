@@ -113,16 +113,24 @@ async fn schedule(
     body: CommandBody<ScheduleRecurringOrder>,
 ) -> Response {
     let request = &body.value;
-    // The minimum is the server's setting, so it is checked here, not in `validate`.
+    // These depend on the server (its minimum, its clock), so they are checked here.
     let minimum = state.recurring_min_interval;
+    let now = Utc::now();
+    let mut problems = Vec::new();
     if request.interval().is_some_and(|interval| interval < minimum) {
-        let message = format!("must be at least {}", humantime::format_duration(minimum));
-        return ApiError::Validation(vec![FieldProblem { field: "every".into(), message }]).into_response();
+        problem(&mut problems, "every", format!("must be at least {}", humantime::format_duration(minimum)));
+    }
+    // A start in the past would place every run since at once.
+    if request.starts_at.is_some_and(|start| start < now - chrono::Duration::minutes(1)) {
+        problem(&mut problems, "starts_at", "must not be in the past");
+    }
+    if !problems.is_empty() {
+        return ApiError::Validation(problems).into_response();
     }
     let command = AccountCommand::Recurring(RecurringOrderCommand::Schedule {
         recurring_order_id: Uuid::now_v7(),
         lines: request.lines.iter().map(|l| RecurringLine { sku: l.sku.clone(), quantity: l.quantity }).collect(),
-        schedule: request.schedule(Utc::now()),
+        schedule: request.schedule(now),
         by: context.principal.actor(),
     });
     let stream = StreamId::account(id);

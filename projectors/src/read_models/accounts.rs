@@ -88,15 +88,11 @@ pub fn evolve(row: Option<AccountRow>, event: &AccountEvent, version: i64, at: D
             row.approval_threshold_currency = e.approval_threshold.currency.clone();
         }
         // `read.recurring_orders` shows them; the row still reflects the stream's version.
-        AccountEvent::RecurringOrderScheduled(_)
-        | AccountEvent::RecurringOrderPaused(_)
-        | AccountEvent::RecurringOrderResumed(_)
-        | AccountEvent::RecurringOrderCancelled(_)
-        | AccountEvent::RecurringOrderRunPlaced(_)
-        | AccountEvent::RecurringOrderRunSkipped(_) => {
+        _ if event.recurring_order_id().is_some() => {
             row.version = version;
             return Some(row);
         }
+        _ => {}
     }
     if let Some(status) = status_after(event) {
         row.status = status;

@@ -10,7 +10,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 use vectis_consumer::event::{DomainEvent, ProjectedEvent};
 use vectis_read_side::catalog;
-use vectis_schemas::events::AccountEvent;
+use vectis_schemas::events::{recurring_run_due_at, AccountEvent};
 
 pub struct RecurringOrders;
 
@@ -84,12 +84,7 @@ CREATE TABLE IF NOT EXISTS {schema}.recurring_order_runs (
 
 impl RecurringOrderRow {
     fn due_at(&self, run: i64) -> Option<DateTime<Utc>> {
-        if run < 1 || self.max_runs.is_some_and(|max| run > max) {
-            return None;
-        }
-        let offset = chrono::Duration::try_seconds((run - 1).checked_mul(self.interval_seconds)?)?;
-        let due = self.starts_at.checked_add_signed(offset)?;
-        self.ends_at.is_none_or(|end| due <= end).then_some(due)
+        recurring_run_due_at(self.starts_at, self.interval_seconds, self.ends_at, self.max_runs, run)
     }
 
     /// The next run and status, from the schedule and what was recorded.

@@ -84,6 +84,23 @@ pub struct RecurringOrderScheduled {
     pub scheduled_by: String,
 }
 
+/// When run `run` of a schedule is due, by the contract above; `None` when the schedule
+/// has no such run.
+pub fn recurring_run_due_at(
+    starts_at: DateTime<Utc>,
+    interval_seconds: i64,
+    ends_at: Option<DateTime<Utc>>,
+    max_runs: Option<i64>,
+    run: i64,
+) -> Option<DateTime<Utc>> {
+    if run < 1 || max_runs.is_some_and(|max| run > max) {
+        return None;
+    }
+    let offset = chrono::Duration::try_seconds((run - 1).checked_mul(interval_seconds)?)?;
+    let due = starts_at.checked_add_signed(offset)?;
+    ends_at.is_none_or(|end| due <= end).then_some(due)
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecurringOrderPaused {

@@ -77,6 +77,10 @@ async fn a_recurring_order_places_each_run_once_skips_with_a_reason_and_stops_wh
         (json!({"lines": [{"sku": "BOLT", "quantity": 5}], "every": "1 week", "weekday": "funday"}), "weekday"),
         (json!({"lines": [], "every": "1 week"}), "lines"),
         (json!({"lines": [{"sku": "BOLT", "quantity": 5}], "every": "1 week", "max_runs": 0}), "max_runs"),
+        (
+            json!({"lines": [{"sku": "BOLT", "quantity": 5}], "every": "1 week", "starts_at": "2020-01-06T09:00:00Z"}),
+            "starts_at",
+        ),
     ] {
         let answer = stack.post(&uri, body.clone()).await;
         assert_eq!(answer.status, 422, "{body}: {}", answer.json());
