@@ -67,6 +67,6 @@ mod tests {
         assert_eq!(projections(&order, false), ["orders"]);
         assert_eq!(projections(&order, true), ["orders", "search_orders"]);
         let account: ConsistencyToken = "account-0193a8f0-0000-7000-8000-000000000001@1".parse().expect("valid");
-        assert_eq!(projections(&account, true), ["accounts", "search_orders", "search_accounts"]);
+        assert_eq!(projections(&account, true), ["accounts", "recurring_orders", "search_orders", "search_accounts"]);
     }
 }

@@ -165,9 +165,9 @@ async fn the_projectors_process_projects_and_serves_metrics_and_readiness(pool: 
     assert_eq!(status, 200, "{ready}");
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
     // Caught up: every partition of every projection at lag 0, in events and seconds:
-    // 3 read models and 3 search indexes on 6 partitions per topic (search orders
+    // 4 read models and 3 search indexes on 6 partitions per topic (search orders
     // reads orders and accounts).
-    let partitions = 6 * (3 + 2 + 1 + 1);
+    let partitions = 6 * (4 + 2 + 1 + 1);
     eventually(Duration::from_secs(30), &format!("lag 0 on all {partitions} partitions in /metrics"), || async {
         let (_, metrics) = http_get(addr, "/metrics").await;
         let lag_events: Vec<&str> =

@@ -372,7 +372,10 @@ async fn graphql_answers_every_field_from_the_read_models(pool: PgPool) {
         .await;
     let projections = projections["projections"].as_array().expect("list").clone();
     let names: Vec<&str> = projections.iter().map(|p| p["name"].as_str().expect("name")).collect();
-    assert_eq!(names, ["accounts", "inventory", "orders", "search_accounts", "search_orders", "search_products"]);
+    assert_eq!(
+        names,
+        ["accounts", "inventory", "orders", "recurring_orders", "search_accounts", "search_orders", "search_products"]
+    );
     let orders_status = &projections[2];
     assert_eq!(
         (orders_status["version"].clone(), orders_status["state"].clone(), orders_status["parkedEvents"].clone()),
@@ -382,7 +385,7 @@ async fn graphql_answers_every_field_from_the_read_models(pool: PgPool) {
     // The lag the projectors stored (the query API asks no broker).
     assert_eq!((orders_status["lagEvents"].clone(), orders_status["lagSeconds"].clone()), (json!(0), json!(0.0)));
     assert!(orders_status["lagMeasuredAt"].is_string(), "{orders_status}");
-    assert_eq!(projections[5]["searchFreshnessSeconds"], 0.0, "caught up");
+    assert_eq!(projections[6]["searchFreshnessSeconds"], 0.0, "caught up");
 
     stop(projectors, relay, service).await;
 }
