@@ -25,7 +25,8 @@ use crate::read_side;
 pub enum WorkflowsCommand {
     /// Instances, oldest first: workflow, id, status, age, what each waits for.
     List {
-        /// Only this workflow type (order_lifecycle, order_approval, account_approval, reservation_expiry).
+        /// Only this workflow type (order_lifecycle, order_approval, account_approval,
+        /// reservation_expiry, recurring_order).
         #[arg(long = "type")]
         workflow: Option<String>,
         /// running, completed, failed or parked.
@@ -63,7 +64,7 @@ pub enum WorkflowsCommand {
     /// has caught up with the active version, it becomes the one that acts. Uses the
     /// workflows' settings from the environment (`RESERVATION_TTL`, the approval timeouts).
     Rebuild {
-        /// order_lifecycle, order_approval, account_approval or reservation_expiry.
+        /// order_lifecycle, order_approval, account_approval, reservation_expiry or recurring_order.
         name: String,
         #[command(flatten)]
         options: read_side::RebuildOptions,

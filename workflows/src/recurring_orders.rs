@@ -32,7 +32,8 @@ pub struct RecurringState {
     pub order: RecurringOrder,
     /// The highest run whose timer fired (0: none yet).
     pub fired_up_to: i64,
-    /// Runs whose timer fired and whose outcome is not recorded yet.
+    /// Runs whose timer fired and that are not settled yet (recorded, or passed over
+    /// by a resumption).
     pub pending: BTreeSet<i64>,
 }
 
@@ -79,14 +80,14 @@ impl Workflow for RecurringOrders {
         }
         let mut state = state?;
         state.order.apply(event);
-        state.pending.retain(|run| !state.order.is_recorded(*run));
+        state.pending.retain(|run| !state.order.is_settled(*run));
         Some(state)
     }
 
     fn timer_fired(&self, mut state: Self::State, timer: &str, _now: DateTime<Utc>) -> Self::State {
         if let Some(run) = timer.strip_prefix(RUN_PREFIX).and_then(|n| n.parse::<i64>().ok()) {
             state.fired_up_to = state.fired_up_to.max(run);
-            if !state.order.is_recorded(run) {
+            if !state.order.is_settled(run) {
                 state.pending.insert(run);
             }
         }

@@ -1,6 +1,6 @@
 //! One run of a recurring order, as its step runs it: in the step's transaction, read
-//! the account and the catalogue, then place the order (priced from today's catalogue)
-//! and record the run placed, or record it skipped and why. Placing and recording
+//! the account and the catalogue, then record the run placed and place the order
+//! (priced from today's catalogue), or record it skipped and why. Recording and placing
 //! commit together under the step's idempotency key, so a run places one order, once.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use uuid::Uuid;
 use vectis_command_api::{
     domain::{
         Account, AccountCommand, AccountStatus, DomainError, InventoryItem, Order, OrderCommand, OrderLineRequest,
-        RecurringOrderCommand, RecurringStatus, RunOutcome,
+        RecurringOrder, RecurringOrderCommand, RecurringStatus, RunOutcome,
     },
     handling::{CommandError, CommandHandler, CommandOutcome, StoreSession, StreamKnown},
 };
@@ -39,8 +39,9 @@ impl Run {
     }
 }
 
-/// Places the run or records why not. Returns the account's outcome, with the order's
-/// events first when one was placed.
+/// Records the run, then places its order, or records why not. The record comes
+/// first: a run a resumption passed over meanwhile records nothing, and then places
+/// nothing. Returns the account's outcome, with the order's events after it.
 pub async fn place(
     handler: &CommandHandler,
     session: &mut impl StoreSession,
@@ -49,17 +50,20 @@ pub async fn place(
 ) -> Result<CommandOutcome, CommandError> {
     let account_stream = StreamId::account(run.account_id);
     let loaded = handler.load_in::<Account>(session, &account_stream).await?;
-    let account = loaded.state;
-    let recorded = account.as_ref().and_then(|a| a.recurring_orders.get(&run.recurring_order_id));
-    if recorded.is_some_and(|r| r.is_recorded(run.run)) {
+    let account = loaded.state.ok_or_else(|| DomainError::NotFound("the account is not registered".into()))?;
+    let recurring = account.recurring_orders.get(&run.recurring_order_id).cloned().ok_or_else(|| {
+        DomainError::NotFound(format!("account {} has no recurring order {}", run.account_id, run.recurring_order_id))
+    })?;
+    if recurring.is_settled(run.run) {
         return Ok(CommandOutcome { stream_id: account_stream, stream_version: loaded.version, events: vec![] });
     }
-    let (outcome, mut events) = match why_not(account.as_ref(), &run) {
-        Some(reason) => (RunOutcome::Skipped { reason }, vec![]),
-        None => match place_order(handler, session, metadata, account, &run).await? {
-            Ok(placed) => (RunOutcome::Placed { order_id: run.order_id() }, placed.events),
-            Err(reason) => (RunOutcome::Skipped { reason }, vec![]),
-        },
+    let placement = match skip_reason(&account, &recurring) {
+        Some(reason) => Err(reason),
+        None => order_for(handler, session, account, &recurring, &run).await?,
+    };
+    let outcome = match &placement {
+        Ok(_) => RunOutcome::Placed { order_id: run.order_id() },
+        Err(reason) => RunOutcome::Skipped { reason: reason.clone() },
     };
     let record = AccountCommand::Recurring(RecurringOrderCommand::RecordRun {
         recurring_order_id: run.recurring_order_id,
@@ -69,40 +73,40 @@ pub async fn place(
     });
     let mut recorded =
         handler.execute::<Account, _>(session, &account_stream, None, metadata, |_| record.clone()).await?;
-    events.append(&mut recorded.events);
-    recorded.events = events;
+    if let (Ok(place), false) = (placement, recorded.events.is_empty()) {
+        let stream = StreamId::order(run.order_id());
+        let placed = handler
+            .execute_on::<Order, _>(session, StreamKnown::New, &stream, None, metadata, |_| place.clone())
+            .await?;
+        recorded.events.extend(placed.events);
+    }
     Ok(recorded)
 }
 
 /// Why the run places nothing, before looking at the catalogue.
-fn why_not(account: Option<&Account>, run: &Run) -> Option<String> {
-    let account = account?;
-    let recurring = account.recurring_orders.get(&run.recurring_order_id)?;
-    if recurring.status == RecurringStatus::Cancelled {
-        return Some("the recurring order was cancelled".into());
+fn skip_reason(account: &Account, recurring: &RecurringOrder) -> Option<String> {
+    match recurring.status {
+        RecurringStatus::Cancelled => Some("the recurring order was cancelled".into()),
+        RecurringStatus::Paused => Some("the recurring order was paused".into()),
+        RecurringStatus::Active => {
+            (account.status != AccountStatus::Approved).then(|| format!("the account is {}", account.status))
+        }
     }
-    if recurring.status == RecurringStatus::Paused || run.run < recurring.resume_from {
-        return Some("the recurring order was paused".into());
-    }
-    (account.status != AccountStatus::Approved).then(|| format!("the account is {}", account.status))
 }
 
-/// Places the order on today's catalogue; `Err(reason)` when stock is short or the
-/// order is refused (its credit limit, a SKU gone).
-async fn place_order(
+/// The order the run places, on today's catalogue, already decided (so placing it
+/// cannot be refused); `Err(reason)` when stock is short or the order would be refused
+/// (its credit limit, a SKU gone).
+async fn order_for(
     handler: &CommandHandler,
     session: &mut impl StoreSession,
-    metadata: &EventMetadata,
-    account: Option<Account>,
+    account: Account,
+    recurring: &RecurringOrder,
     run: &Run,
-) -> Result<Result<CommandOutcome, String>, CommandError> {
-    let Some(recurring) = account.as_ref().and_then(|a| a.recurring_orders.get(&run.recurring_order_id)) else {
-        return Ok(Err("the recurring order is unknown".into()));
-    };
-    let lines = recurring.lines.clone();
+) -> Result<Result<OrderCommand, String>, CommandError> {
     let mut catalogue = BTreeMap::new();
     let mut short = Vec::new();
-    for line in &lines {
+    for line in &recurring.lines {
         let stream =
             StreamId::inventory_item(&line.sku).map_err(|e| CommandError::Domain(DomainError::Rule(e.to_string())))?;
         match handler.load_in::<InventoryItem>(session, &stream).await?.state {
@@ -121,14 +125,12 @@ async fn place_order(
     let place = OrderCommand::Place {
         order_id: run.order_id(),
         account_id: run.account_id,
-        account,
-        lines: lines.iter().map(|l| OrderLineRequest { sku: l.sku.clone(), quantity: l.quantity }).collect(),
+        account: Some(account),
+        lines: recurring.lines.iter().map(|l| OrderLineRequest { sku: l.sku.clone(), quantity: l.quantity }).collect(),
         catalogue,
     };
-    let stream = StreamId::order(run.order_id());
-    match handler.execute_on::<Order, _>(session, StreamKnown::New, &stream, None, metadata, |_| place.clone()).await {
-        Ok(placed) => Ok(Ok(placed)),
-        Err(CommandError::Domain(refusal)) => Ok(Err(format!("the order was refused: {refusal}"))),
-        Err(other) => Err(other),
-    }
+    Ok(match Order::decide(&None, place.clone()) {
+        Ok(_) => Ok(place),
+        Err(refusal) => Err(format!("the order was refused: {refusal}")),
+    })
 }

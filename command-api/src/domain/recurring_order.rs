@@ -80,9 +80,10 @@ pub struct RecurringOrder {
     pub status: RecurringStatus,
     /// Runs before this one are not placed: 1, or where the last resumption started.
     pub resume_from: i64,
-    /// Every run below this one is recorded (placed or skipped)...
-    recorded_below: i64,
-    /// ...and these above it (runs may be recorded out of order).
+    /// Every run below this one is settled: recorded (placed or skipped), or passed
+    /// over by a resumption...
+    settled_below: i64,
+    /// ...and these above it are recorded (runs may be recorded out of order).
     recorded_above: BTreeSet<i64>,
     pub runs_placed: i64,
     pub runs_skipped: i64,
@@ -102,7 +103,7 @@ impl RecurringOrder {
             },
             status: RecurringStatus::Active,
             resume_from: 1,
-            recorded_below: 1,
+            settled_below: 1,
             recorded_above: BTreeSet::new(),
             runs_placed: 0,
             runs_skipped: 0,
@@ -116,13 +117,17 @@ impl RecurringOrder {
             AccountEvent::RecurringOrderResumed(e) => {
                 self.status = RecurringStatus::Active;
                 self.resume_from = e.next_run;
+                // The runs due while paused are passed over: none will be recorded.
+                self.recorded_above.retain(|run| *run >= e.next_run);
+                self.settled_below = self.settled_below.max(e.next_run);
+                self.compact();
             }
             AccountEvent::RecurringOrderCancelled(_) => self.status = RecurringStatus::Cancelled,
-            AccountEvent::RecurringOrderRunPlaced(e) if !self.is_recorded(e.run) => {
+            AccountEvent::RecurringOrderRunPlaced(e) if !self.is_settled(e.run) => {
                 self.record(e.run);
                 self.runs_placed += 1;
             }
-            AccountEvent::RecurringOrderRunSkipped(e) if !self.is_recorded(e.run) => {
+            AccountEvent::RecurringOrderRunSkipped(e) if !self.is_settled(e.run) => {
                 self.record(e.run);
                 self.runs_skipped += 1;
             }
@@ -130,27 +135,31 @@ impl RecurringOrder {
         }
     }
 
-    pub fn is_recorded(&self, run: i64) -> bool {
-        run < self.recorded_below || self.recorded_above.contains(&run)
+    /// Whether `run` is done with: recorded, or passed over by a resumption. A settled
+    /// run places nothing and is recorded no more.
+    pub fn is_settled(&self, run: i64) -> bool {
+        run < self.settled_below || self.recorded_above.contains(&run)
     }
 
     fn record(&mut self, run: i64) {
         self.recorded_above.insert(run);
-        while self.recorded_above.remove(&self.recorded_below) {
-            self.recorded_below += 1;
+        self.compact();
+    }
+
+    /// Keeps `recorded_above` to the runs past the first unsettled one.
+    fn compact(&mut self) {
+        while self.recorded_above.remove(&self.settled_below) {
+            self.settled_below += 1;
         }
     }
 
-    /// The next run to place: the first one from `resume_from` not yet recorded, if the
-    /// schedule has it. `None`: every run is done (or it was cancelled).
+    /// The next run to place: the first one not settled, if the schedule has it.
+    /// `None`: every run is done (or it was cancelled).
     pub fn next_run(&self) -> Option<i64> {
         if self.status == RecurringStatus::Cancelled {
             return None;
         }
-        let mut run = self.resume_from.max(self.recorded_below);
-        while self.is_recorded(run) {
-            run += 1;
-        }
+        let run = self.settled_below;
         self.schedule.due_at(run).map(|_| run)
     }
 
@@ -183,9 +192,10 @@ pub enum RecurringOrderCommand {
         recurring_order_id: Uuid,
         by: String,
     },
-    /// Records a run's outcome (the workflow's step). A run is recorded once: recording
-    /// it again decides nothing. It is a fact by then (the order is placed in the same
-    /// transaction), so it is recorded whatever the recurring order's status.
+    /// Records a run's outcome (the workflow's step, which places the order only when
+    /// this records it, in the same transaction). A run is recorded once: recording it
+    /// again, or a run a resumption passed over, decides nothing. Otherwise it is
+    /// recorded whatever the status: the step decided from the status it read.
     RecordRun {
         recurring_order_id: Uuid,
         run: i64,
@@ -278,7 +288,7 @@ impl Account {
                 vec![RecurringOrderCancelled { account_id, recurring_order_id, cancelled_by: by }.into()]
             }
             RecurringOrderCommand::RecordRun { recurring_order_id, run, scheduled_for, outcome } => {
-                if find(recurring_order_id)?.is_recorded(run) {
+                if find(recurring_order_id)?.is_settled(run) {
                     return Ok(vec![]);
                 }
                 match outcome {

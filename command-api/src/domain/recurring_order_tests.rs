@@ -157,6 +157,12 @@ fn a_resumed_order_goes_on_from_the_first_run_due_after_the_resumption() {
     events.extend(resumed);
     let state = account(events.clone());
     assert_eq!(recurring(&state).next_run(), Some(4));
+    // The runs due while paused are passed over: recording one decides nothing.
+    assert!(recurring(&state).is_settled(2));
+    assert!(decide(&state, record(2, RunOutcome::Placed { order_id: id(102) })).expect("decides").is_empty());
+    events.extend(decide(&state, record(4, RunOutcome::Placed { order_id: id(104) })).expect("records"));
+    let state = account(events.clone());
+    assert_eq!(recurring(&state).next_run(), Some(5), "settled up to the resumption, then run 4");
 
     events.extend(
         decide(&state, RecurringOrderCommand::Cancel { recurring_order_id: id(9), by: "key:buyer".into() })

@@ -33,7 +33,8 @@ pub enum WorkflowStatus {
 
 #[derive(InputObject, Default, Debug, Clone)]
 pub struct WorkflowFilter {
-    /// A workflow type: order_lifecycle, order_approval, account_approval, reservation_expiry.
+    /// A workflow type: order_lifecycle, order_approval, account_approval, reservation_expiry,
+    /// recurring_order.
     pub workflow: Option<String>,
     pub status: Option<WorkflowStatus>,
     /// Only instances started before this time (those waiting longer than an age).
