@@ -1,8 +1,8 @@
 //! Command handling, shared by every endpoint: load → decide → append.
 //!
-//! The aggregate is loaded by folding its stream (upcast to current schema versions),
-//! the command is decided on that state, and the events are appended with the loaded
-//! version as the expected version. A client that pinned a version (`If-Match`) gets a
+//! The aggregate is loaded (see `loading`: a cached or snapshotted state and the
+//! events after it), the command is decided on that state, and the events are
+//! appended with the loaded version as the expected version. A client that pinned a version (`If-Match`) gets a
 //! conflict when the stream moved; otherwise a lost race is retried on fresh state,
 //! so concurrent commands on a hot stream (50 reservations of one SKU) each get a
 //! decision made on the state they really change.
@@ -10,33 +10,55 @@
 use std::{future::Future, time::Duration};
 
 use rand::Rng;
+use serde::{de::DeserializeOwned, Serialize};
+use uuid::Uuid;
 use vectis_event_store::{
-    AppendError, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion, IdempotentCommand, NewEvent,
-    RecordedEvent, StoreError,
+    AppendError, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion, Mention, NewEvent,
+    RecordedEvent, Snapshot, StoreError,
 };
 use vectis_schemas::{
     events::{AccountEvent, DecodeError, InventoryEvent, OrderEvent},
-    upcast::UpcastError,
     EventEnvelope, StreamId,
 };
 
-use crate::domain::{Account, AccountCommand, DomainError, InventoryCommand, InventoryItem, Order, OrderCommand};
+use crate::{
+    domain::{Account, AccountCommand, DomainError, InventoryCommand, InventoryItem, Order, OrderCommand},
+    loading::Loader,
+};
 
-/// An aggregate as the handler drives it: the domain's pure functions plus decoding.
-pub trait Aggregate: Sized + Clone + Send + Sync + 'static {
+/// An aggregate as the handler drives it: the domain's pure functions plus decoding,
+/// and what its snapshots need.
+pub trait Aggregate: Sized + Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     type Event: Clone + Into<NewEvent> + Send + Sync;
     type Command: Send;
+    /// The aggregate's name in snapshots and metrics (`inventory_item`).
+    const NAME: &'static str;
+    /// The version of the aggregate's state and `evolve`; a snapshot written under
+    /// another is ignored (see the domain types' `STATE_VERSION`).
+    const STATE_VERSION: i32;
 
     fn decode(envelope: EventEnvelope) -> Result<Self::Event, DecodeError>;
     fn evolve(state: Option<Self>, event: &Self::Event) -> Option<Self>;
     fn decide(state: &Option<Self>, command: Self::Command) -> Result<Vec<Self::Event>, DomainError>;
+
+    /// Something `command` is about that the state, kept bounded, no longer holds
+    /// (a reservation closed long ago): the stream's events mentioning it are read
+    /// and handed to [`Aggregate::recall`] before deciding.
+    fn forgotten(_state: &Self, _command: &Self::Command) -> Option<Mention> {
+        None
+    }
+
+    /// Takes in the stream's events that mention what `forgotten` named.
+    fn recall(&mut self, _events: Vec<Self::Event>) {}
 }
 
 macro_rules! aggregate {
-    ($aggregate:ty, $event:ty, $command:ty) => {
+    ($aggregate:ty, $event:ty, $command:ty, $name:literal $(, { $($more:tt)* })?) => {
         impl Aggregate for $aggregate {
             type Event = $event;
             type Command = $command;
+            const NAME: &'static str = $name;
+            const STATE_VERSION: i32 = <$aggregate>::STATE_VERSION;
 
             fn decode(envelope: EventEnvelope) -> Result<Self::Event, DecodeError> {
                 <$event>::from_data(&envelope.event_type, envelope.data)
@@ -49,42 +71,42 @@ macro_rules! aggregate {
             fn decide(state: &Option<Self>, command: Self::Command) -> Result<Vec<Self::Event>, DomainError> {
                 <$aggregate>::decide(state, command)
             }
+
+            $($($more)*)?
         }
     };
 }
-aggregate!(Account, AccountEvent, AccountCommand);
-aggregate!(InventoryItem, InventoryEvent, InventoryCommand);
-aggregate!(Order, OrderEvent, OrderCommand);
+aggregate!(Account, AccountEvent, AccountCommand, "account");
+aggregate!(InventoryItem, InventoryEvent, InventoryCommand, "inventory_item", {
+    fn forgotten(state: &Self, command: &Self::Command) -> Option<Mention> {
+        state.forgotten(command).map(Mention::ReservationId)
+    }
+
+    fn recall(&mut self, events: Vec<Self::Event>) {
+        InventoryItem::recall(self, &events)
+    }
+});
+aggregate!(Order, OrderEvent, OrderCommand, "order");
 
 /// Where a command reads its aggregate and appends its events: the store itself, or
 /// a command running under an idempotency key, whose transaction holds the key and
 /// serves both (so it never needs a second connection).
 pub trait StoreSession: Send {
+    /// The stream's events from `from_version` on.
     fn read_stream(
         &mut self,
         stream_id: &StreamId,
+        from_version: i64,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+    fn read_stream_mentioning(
+        &mut self,
+        stream_id: &StreamId,
+        mention: Mention,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+    fn read_snapshot(&mut self, stream_id: &str) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
+    /// Writes `snapshot` once what the session appended has committed.
+    fn save_snapshot_after_commit(&mut self, snapshot: Snapshot);
     fn append(&mut self, request: AppendRequest) -> impl Future<Output = Result<AppendOutcome, AppendError>> + Send;
-}
-
-impl StoreSession for EventStore {
-    async fn read_stream(&mut self, stream_id: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
-        EventStore::read_stream(self, stream_id, 1).await
-    }
-
-    fn append(&mut self, request: AppendRequest) -> impl Future<Output = Result<AppendOutcome, AppendError>> + Send {
-        EventStore::append(self, request)
-    }
-}
-
-impl StoreSession for IdempotentCommand {
-    async fn read_stream(&mut self, stream_id: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
-        IdempotentCommand::read_stream(self, stream_id, 1).await
-    }
-
-    fn append(&mut self, request: AppendRequest) -> impl Future<Output = Result<AppendOutcome, AppendError>> + Send {
-        IdempotentCommand::append(self, request)
-    }
 }
 
 /// An aggregate's state and the stream version it reflects (0: no stream).
@@ -92,6 +114,16 @@ impl StoreSession for IdempotentCommand {
 pub struct Loaded<A> {
     pub state: Option<A>,
     pub version: i64,
+    /// The id of the event at `version`.
+    pub last_event_id: Option<Uuid>,
+    /// The version of the stream's newest snapshot (0: none).
+    pub snapshot_version: i64,
+}
+
+impl<A> Loaded<A> {
+    fn no_stream() -> Self {
+        Self { state: None, version: 0, last_event_id: None, snapshot_version: 0 }
+    }
 }
 
 /// What a handled command did.
@@ -145,12 +177,15 @@ pub enum StreamKnown {
 #[derive(Clone)]
 pub struct CommandHandler {
     store: EventStore,
+    loader: Loader,
     max_attempts: u32,
 }
 
 impl CommandHandler {
+    /// A handler with the store's snapshot policy and a state cache of its own, which
+    /// its clones share.
     pub fn new(store: EventStore) -> Self {
-        Self { store, max_attempts: 100 }
+        Self { loader: Loader::new(&store), store, max_attempts: 100 }
     }
 
     pub fn store(&self) -> &EventStore {
@@ -160,7 +195,7 @@ impl CommandHandler {
     /// The aggregate's current state, read from the store.
     pub async fn load<A: Aggregate>(&self, stream_id: &StreamId) -> Result<Loaded<A>, CommandError> {
         let mut store = self.store.clone();
-        load_from(&mut store, stream_id).await
+        self.loader.load(&mut store, stream_id).await
     }
 
     /// The aggregate's current state, read in `session` (inside its transaction).
@@ -169,7 +204,7 @@ impl CommandHandler {
         session: &mut impl StoreSession,
         stream_id: &StreamId,
     ) -> Result<Loaded<A>, CommandError> {
-        load_from(session, stream_id).await
+        self.loader.load(session, stream_id).await
     }
 
     /// Handles one command on `stream_id`. `command` builds the command from the
@@ -207,8 +242,8 @@ impl CommandHandler {
     {
         for attempt in 1..=self.max_attempts {
             let loaded = match known {
-                StreamKnown::New => Loaded { state: None, version: 0 },
-                StreamKnown::MayExist => load_from::<A>(session, stream_id).await?,
+                StreamKnown::New => Loaded::no_stream(),
+                StreamKnown::MayExist => self.loader.load::<A>(session, stream_id).await?,
             };
             if let Some(expected) = if_match {
                 if expected != loaded.version {
@@ -219,7 +254,18 @@ impl CommandHandler {
                     });
                 }
             }
-            let events = A::decide(&loaded.state, command(&loaded.state))?;
+            let command = command(&loaded.state);
+            let events = match loaded.state.as_ref().and_then(|state| A::forgotten(state, &command)) {
+                None => A::decide(&loaded.state, command)?,
+                Some(mention) => {
+                    let recalled = self.loader.recall::<A>(session, stream_id, mention).await?;
+                    let mut deciding = loaded.state.clone();
+                    if let Some(state) = deciding.as_mut() {
+                        state.recall(recalled);
+                    }
+                    A::decide(&deciding, command)?
+                }
+            };
             if events.is_empty() {
                 return Ok(CommandOutcome {
                     stream_id: stream_id.clone(),
@@ -230,16 +276,17 @@ impl CommandHandler {
             let request = AppendRequest {
                 stream_id: stream_id.clone(),
                 expected: ExpectedVersion::Exact(loaded.version),
-                events: events.into_iter().map(Into::into).collect(),
+                events: events.iter().cloned().map(Into::into).collect(),
                 metadata: metadata.clone(),
             };
             match session.append(request).await {
                 Ok(outcome) => {
+                    self.loader.appended(session, stream_id, loaded, &events, &outcome);
                     return Ok(CommandOutcome {
                         stream_id: outcome.stream_id,
                         stream_version: outcome.stream_version,
                         events: outcome.events,
-                    })
+                    });
                 }
                 Err(AppendError::Conflict { actual, .. }) if if_match.is_some() => {
                     return Err(CommandError::VersionMismatch {
@@ -263,21 +310,4 @@ impl CommandHandler {
         }
         Err(CommandError::Contended { stream_id: stream_id.clone(), attempts: self.max_attempts })
     }
-}
-
-/// Folds the stream, upcast to current schema versions, into the aggregate.
-async fn load_from<A: Aggregate>(
-    session: &mut impl StoreSession,
-    stream_id: &StreamId,
-) -> Result<Loaded<A>, CommandError> {
-    let history = |reason: String| CommandError::History { stream_id: stream_id.clone(), reason };
-    let mut state = None;
-    let mut version = 0;
-    for recorded in session.read_stream(stream_id).await? {
-        let envelope = recorded.upcast().map_err(|e: UpcastError| history(e.to_string()))?;
-        version = envelope.stream_version;
-        let event = A::decode(envelope).map_err(|e| history(e.to_string()))?;
-        state = A::evolve(state, &event);
-    }
-    Ok(Loaded { state, version })
 }

@@ -78,7 +78,8 @@ impl CommandApi {
         let store_metrics = StoreMetrics::register(&mut registry);
         let http_metrics = HttpMetrics::register(&mut registry);
         registry.register_collector(Box::new(PoolCollector::new(pool.clone())));
-        let store = EventStore::new(pool.clone(), schemas, settings.store.schema_mode, store_metrics);
+        let store = EventStore::new(pool.clone(), schemas, settings.store.schema_mode, store_metrics)
+            .with_snapshot_policy(settings.store.snapshots);
         let rate_limiter =
             RateLimiter::start(pool.clone(), settings.trusted_proxies).await.context("loading rate-limit policies")?;
         rate_limiter.register(&mut registry);

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Postgres, Transaction};
 
-use crate::{error::AppendError, AppendOutcome, AppendRequest, EventStore, RecordedEvent, StoreError};
+use crate::{
+    error::AppendError, AppendOutcome, AppendRequest, EventStore, Mention, RecordedEvent, Snapshot, StoreError,
+};
 
 /// PostgreSQL's `lock_not_available`, raised when `lock_timeout` expires.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
@@ -41,6 +43,9 @@ pub struct StoredResponse {
     pub body: Vec<u8>,
 }
 
+// Returned once per request and matched at once: boxing the command would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum IdempotencyBegin {
     /// First use of the key: run the command through this, then `complete` it.
     Fresh(IdempotentCommand),
@@ -61,6 +66,8 @@ pub struct IdempotentCommand {
     key: IdempotencyKey,
     /// What it appended (a workflow step may append to two streams), counted once committed.
     appended: Vec<(AppendOutcome, Instant)>,
+    /// Snapshots of what it appended, written once it has committed.
+    snapshots: Vec<Snapshot>,
 }
 
 impl EventStore {
@@ -108,6 +115,7 @@ impl EventStore {
                 store: self.clone(),
                 key,
                 appended: Vec::new(),
+                snapshots: Vec::new(),
             }));
         }
         let (stored_hash, status, content_type, body): (Vec<u8>, Option<i16>, Option<String>, Option<Vec<u8>>) =
@@ -149,6 +157,30 @@ impl IdempotentCommand {
         crate::store::read_stream(&mut self.tx, stream_id.as_str(), from_version).await
     }
 
+    /// The stream's events mentioning `mention`, inside the key's transaction.
+    pub async fn read_stream_mentioning(
+        &mut self,
+        stream_id: &vectis_schemas::StreamId,
+        mention: Mention,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        crate::store::read_stream_mentioning(&mut self.tx, stream_id.as_str(), mention).await
+    }
+
+    /// The newest snapshot of `stream_id`, inside the key's transaction.
+    pub async fn read_snapshot(&mut self, stream_id: &str) -> Result<Option<Snapshot>, StoreError> {
+        crate::snapshots::read(&mut self.tx, stream_id).await
+    }
+
+    /// Writes `snapshot` once this command has committed (never if it rolls back: it
+    /// reflects events appended here).
+    pub fn save_snapshot_after_commit(&mut self, snapshot: Snapshot) {
+        self.snapshots.push(snapshot);
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
     /// Appends inside the key's transaction. A rejected append leaves no trace, so the
     /// caller can still store the rejection as the key's response.
     pub async fn append(&mut self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
@@ -183,6 +215,9 @@ impl IdempotentCommand {
         self.tx.commit().await?;
         for (outcome, started) in &self.appended {
             self.store.record_appended(outcome, *started);
+        }
+        for snapshot in self.snapshots {
+            self.store.save_snapshot_after_commit(snapshot);
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! * [`store`]: append with an expected version in one transaction; read a stream;
 //!   read everything committed by global position.
 //! * [`idempotency`]: idempotency keys with Stripe's semantics.
+//! * [`snapshots`]: aggregate state at a stream version, so loading folds only a tail.
 //! * [`relay`]: exactly the committed events, in order, none skipped.
 //! * [`kafka`]: client configuration and topic provisioning shared by producers and
 //!   consumers.
@@ -17,12 +18,16 @@ pub mod producer;
 pub mod readiness;
 pub mod relay;
 pub mod settings;
+pub mod snapshots;
 pub mod store;
 
 pub use error::{AppendError, StoreError};
 pub use idempotency::{IdempotencyBegin, IdempotencyKey, IdempotentCommand, StoredResponse};
 pub use metrics::{RelayMetrics, StoreMetrics};
-pub use store::{AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
+pub use snapshots::{Snapshot, SnapshotPolicy};
+pub use store::{
+    AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion, Mention, NewEvent, RecordedEvent,
+};
 
 /// The event store's migrations. Run them with `MIGRATOR.run(&pool)`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

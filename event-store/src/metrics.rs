@@ -20,6 +20,35 @@ pub struct TopicLabels {
     pub topic: String,
 }
 
+/// The aggregate a snapshot or a load is about (`inventory_item`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AggregateLabels {
+    pub aggregate: String,
+}
+
+/// Where a load found the state it folded the tail onto: `cache` (this process's
+/// recent states) or `store` (a snapshot).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SnapshotHitLabels {
+    pub aggregate: String,
+    pub source: &'static str,
+}
+
+/// Why a load folded the whole stream: `none` (no snapshot), `state_version` (written by
+/// other aggregate code), `unreadable` (did not deserialise), `diverged` (its last event
+/// is not the stream's event at its version).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SnapshotMissLabels {
+    pub aggregate: String,
+    pub reason: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn folded_histogram() -> Histogram {
+    Histogram::new([0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 10000.0, 100000.0])
+}
+
 fn latency_buckets() -> impl Iterator<Item = f64> {
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter()
 }
@@ -30,6 +59,13 @@ pub struct StoreMetrics {
     pub events_appended: Family<TopicEventLabels, Counter>,
     pub schema_violations: Family<TopicEventLabels, Counter>,
     pub append_duration: Histogram,
+    pub snapshot_hits: Family<SnapshotHitLabels, Counter>,
+    pub snapshot_misses: Family<SnapshotMissLabels, Counter>,
+    pub snapshots_written: Family<AggregateLabels, Counter>,
+    pub snapshot_write_failures: Family<AggregateLabels, Counter>,
+    /// Events folded onto the cached, snapshotted or empty state per load.
+    pub events_folded: HistogramFamily<AggregateLabels>,
+    pub state_cache_bytes: Gauge,
 }
 
 impl Default for StoreMetrics {
@@ -38,6 +74,12 @@ impl Default for StoreMetrics {
             events_appended: Family::default(),
             schema_violations: Family::default(),
             append_duration: Histogram::new(latency_buckets()),
+            snapshot_hits: Family::default(),
+            snapshot_misses: Family::default(),
+            snapshots_written: Family::default(),
+            snapshot_write_failures: Family::default(),
+            events_folded: Family::new_with_constructor(folded_histogram),
+            state_cache_bytes: Gauge::default(),
         }
     }
 }
@@ -59,6 +101,32 @@ impl StoreMetrics {
             names::APPEND_DURATION_SECONDS,
             "Time to append one batch of events, transaction included",
             metrics.append_duration.clone(),
+        );
+        registry.register(
+            names::SNAPSHOT_HITS,
+            "Aggregate loads that folded only a tail: onto a state cached in this process or a stored snapshot",
+            metrics.snapshot_hits.clone(),
+        );
+        registry.register(
+            names::SNAPSHOT_MISSES,
+            "Aggregate loads that folded the whole stream, by reason",
+            metrics.snapshot_misses.clone(),
+        );
+        registry.register(names::SNAPSHOTS_WRITTEN, "Snapshots written", metrics.snapshots_written.clone());
+        registry.register(
+            names::SNAPSHOT_WRITE_FAILURES,
+            "Snapshots that could not be written (loading folds more events until the next one)",
+            metrics.snapshot_write_failures.clone(),
+        );
+        registry.register(
+            names::AGGREGATE_EVENTS_FOLDED,
+            "Events folded per aggregate load",
+            metrics.events_folded.clone(),
+        );
+        registry.register(
+            names::STATE_CACHE_BYTES,
+            "Serialised size of the aggregate states this process caches",
+            metrics.state_cache_bytes.clone(),
         );
         metrics
     }

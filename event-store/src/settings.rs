@@ -7,7 +7,10 @@ use sqlx::PgPool;
 use vectis_runtime::{env_or, env_parse, DatabaseSettings, Environment, SettingsError};
 use vectis_schemas::{SchemaCatalog, SchemaLoadError, SchemaMode, TopicNaming};
 
-use crate::kafka::KafkaSettings;
+use crate::{
+    kafka::KafkaSettings,
+    snapshots::{SnapshotPolicy, DEFAULT_SNAPSHOT_EVERY, DEFAULT_STATE_CACHE_BYTES},
+};
 
 pub const DEFAULT_KAFKA_BROKERS: &str = "127.0.0.1:9092";
 
@@ -22,6 +25,8 @@ pub struct StoreSettings {
     pub schema_mode: SchemaMode,
     /// `VECTIS_SCHEMA_DIR`: load schemas from files instead of the built-in copy.
     pub schema_dir: Option<PathBuf>,
+    /// `SNAPSHOT_EVERY` (default 100), `STATE_CACHE_BYTES` (default 64 MiB).
+    pub snapshots: SnapshotPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,10 @@ impl StoreSettings {
             kafka,
             schema_mode,
             schema_dir: std::env::var_os("VECTIS_SCHEMA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from),
+            snapshots: SnapshotPolicy {
+                every: env_parse("SNAPSHOT_EVERY", DEFAULT_SNAPSHOT_EVERY)?,
+                cache_bytes: env_parse("STATE_CACHE_BYTES", DEFAULT_STATE_CACHE_BYTES)?,
+            },
         })
     }
 

@@ -15,7 +15,10 @@ use sqlx::{postgres::PgRow, PgConnection, PgPool, Row};
 use uuid::Uuid;
 use vectis_schemas::{topics, upcast, EventEnvelope, SchemaCatalog, SchemaMode, SchemaViolation, StreamId};
 
-use crate::{error::AppendError, metrics::TopicEventLabels, notifier::CommitNotifier, StoreError, StoreMetrics};
+use crate::{
+    error::AppendError, metrics::TopicEventLabels, notifier::CommitNotifier, snapshots::SnapshotPolicy, StoreError,
+    StoreMetrics,
+};
 
 /// What the writer believes the stream's version is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +114,15 @@ pub struct EventStore {
     metrics: StoreMetrics,
     notifier: CommitNotifier,
     idempotency_wait: std::time::Duration,
+    snapshot_policy: SnapshotPolicy,
+}
+
+/// A fact an aggregate's bounded state no longer keeps, which a command may still ask
+/// about: the stream's events that mention it are read through an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mention {
+    /// Events whose `reservation_id` is this (migration `0009_snapshots`).
+    ReservationId(Uuid),
 }
 
 const SELECT_EVENT: &str = "SELECT global_position, event_id, stream_id, stream_version, topic, event_type, \
@@ -121,7 +133,22 @@ impl EventStore {
     pub fn new(pool: PgPool, schemas: Arc<SchemaCatalog>, mode: SchemaMode, metrics: StoreMetrics) -> Self {
         let notifier = CommitNotifier::start(pool.clone());
         let idempotency_wait = crate::idempotency::DEFAULT_IDEMPOTENCY_WAIT;
-        Self { pool, schemas, mode, metrics, notifier, idempotency_wait }
+        Self { pool, schemas, mode, metrics, notifier, idempotency_wait, snapshot_policy: SnapshotPolicy::default() }
+    }
+
+    /// How often command handlers on this store snapshot aggregates and how much
+    /// state they cache (default: every 100 events, 64 MiB).
+    pub fn with_snapshot_policy(mut self, policy: SnapshotPolicy) -> Self {
+        self.snapshot_policy = policy;
+        self
+    }
+
+    pub fn snapshot_policy(&self) -> SnapshotPolicy {
+        self.snapshot_policy
+    }
+
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
     }
 
     /// How long a request waits for another request holding the same idempotency key
@@ -299,6 +326,15 @@ impl EventStore {
         read_stream(&mut *self.pool.acquire().await?, stream_id.as_str(), from_version).await
     }
 
+    /// The stream's events that mention `mention`, in order, as stored.
+    pub async fn read_stream_mentioning(
+        &self,
+        stream_id: &StreamId,
+        mention: Mention,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        read_stream_mentioning(&mut *self.pool.acquire().await?, stream_id.as_str(), mention).await
+    }
+
     /// Up to `limit` events after `after_position`, in global order, up to a settled
     /// position (see [`settled_position`]). Following `global_position` alone would
     /// skip events whose transaction commits after a later one; this never does: an
@@ -329,6 +365,25 @@ pub(crate) async fn read_stream(
             .bind(from_version)
             .fetch_all(conn)
             .await?;
+    rows.iter().map(recorded_event_from_row).collect()
+}
+
+/// See [`EventStore::read_stream_mentioning`]; on a given connection (or transaction).
+pub(crate) async fn read_stream_mentioning(
+    conn: &mut PgConnection,
+    stream_id: &str,
+    mention: Mention,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let Mention::ReservationId(reservation_id) = mention;
+    // `data ? 'reservation_id'` lets the planner use the partial index.
+    let rows = sqlx::query(&format!(
+        "{SELECT_EVENT} WHERE data ? 'reservation_id' AND data->>'reservation_id' = $2 AND stream_id = $1
+          ORDER BY stream_version"
+    ))
+    .bind(stream_id)
+    .bind(reservation_id.to_string())
+    .fetch_all(conn)
+    .await?;
     rows.iter().map(recorded_event_from_row).collect()
 }
 

@@ -6,6 +6,12 @@
 pub const EVENTS_APPENDED: &str = "vectis_events_appended";
 pub const EVENT_SCHEMA_VIOLATIONS: &str = "vectis_event_schema_violations";
 pub const APPEND_DURATION_SECONDS: &str = "vectis_append_duration_seconds";
+pub const SNAPSHOT_HITS: &str = "vectis_snapshot_hits";
+pub const SNAPSHOT_MISSES: &str = "vectis_snapshot_misses";
+pub const SNAPSHOTS_WRITTEN: &str = "vectis_snapshots_written";
+pub const SNAPSHOT_WRITE_FAILURES: &str = "vectis_snapshot_write_failures";
+pub const AGGREGATE_EVENTS_FOLDED: &str = "vectis_aggregate_events_folded";
+pub const STATE_CACHE_BYTES: &str = "vectis_state_cache_bytes";
 
 // Relay.
 pub const RELAY_EVENTS_PUBLISHED: &str = "vectis_relay_events_published";

@@ -31,10 +31,12 @@ pub struct Process {
 
 impl Process {
     /// Starts the workspace binary `name` with `env` on top of this process's
-    /// environment; its stdout and stderr are appended to `log`.
+    /// environment (and `SNAPSHOT_EVERY` at the tests' value unless `env` sets it);
+    /// its stdout and stderr are appended to `log`.
     pub fn start(name: &str, env: &[(&str, String)], log: &Path) -> Self {
         let output = || -> File { OpenOptions::new().create(true).append(true).open(log).expect("the process log") };
         let child = Command::new(binary(name))
+            .env("SNAPSHOT_EVERY", crate::store::TEST_SNAPSHOT_EVERY.to_string())
             .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
             .stdin(Stdio::null())
             .stdout(output())

@@ -7,12 +7,17 @@ use sqlx::PgPool;
 use vectis_event_store::{
     kafka::KafkaSettings,
     relay::{Relay, RelayError, RelaySettings},
-    EventStore, RelayMetrics, StoreMetrics,
+    EventStore, RelayMetrics, SnapshotPolicy, StoreMetrics,
 };
 use vectis_runtime::Shutdown;
 use vectis_schemas::{SchemaCatalog, SchemaMode};
 
-/// An event store in strict mode with the built-in schemas.
+/// Tests snapshot every few events, so every test that runs commands also loads
+/// aggregates from snapshots (the default, 100, would leave most tests below it).
+pub const TEST_SNAPSHOT_EVERY: i64 = 3;
+
+/// An event store in strict mode with the built-in schemas, snapshotting every
+/// [`TEST_SNAPSHOT_EVERY`] events.
 pub fn event_store(pool: PgPool) -> EventStore {
     event_store_in_mode(pool, SchemaMode::Strict).0
 }
@@ -21,7 +26,8 @@ pub fn event_store(pool: PgPool) -> EventStore {
 pub fn event_store_in_mode(pool: PgPool, mode: SchemaMode) -> (EventStore, StoreMetrics) {
     let catalog = Arc::new(SchemaCatalog::embedded().expect("built-in schemas compile"));
     let metrics = StoreMetrics::default();
-    (EventStore::new(pool, catalog, mode, metrics.clone()), metrics)
+    let policy = SnapshotPolicy { every: TEST_SNAPSHOT_EVERY, ..SnapshotPolicy::default() };
+    (EventStore::new(pool, catalog, mode, metrics.clone()).with_snapshot_policy(policy), metrics)
 }
 
 /// A relay running in a task of the test.

@@ -230,7 +230,8 @@ impl WorkflowsProcess {
         let consumer_metrics = ConsumerMetrics::register(&mut registry);
         let metrics = WorkflowMetrics::register(&mut registry);
         registry.register_collector(Box::new(PoolCollector::new(pool.clone())));
-        let store = EventStore::new(pool.clone(), schemas, settings.store.schema_mode, store_metrics);
+        let store = EventStore::new(pool.clone(), schemas, settings.store.schema_mode, store_metrics)
+            .with_snapshot_policy(settings.store.snapshots);
         let wakers = Wakers::default();
         let mut tasks = Vec::new();
 

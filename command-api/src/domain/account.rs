@@ -5,6 +5,7 @@
 
 use std::{collections::BTreeMap, fmt};
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use vectis_schemas::events::{
     AccountApproved, AccountEvent, AccountRegistered, AccountReinstated, AccountRejected, AccountSuspended,
@@ -16,7 +17,7 @@ use super::{
     DomainError,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccountStatus {
     PendingApproval,
     Approved,
@@ -35,7 +36,9 @@ impl fmt::Display for AccountStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Bounded: besides its own fields it holds its recurring orders, at most 100 live ones
+/// plus those that ended (each created by a person, not by traffic).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub id: Uuid,
     pub name: String,
@@ -134,6 +137,10 @@ impl Account {
             AccountCommand::Recurring(command) => return self.decide_recurring(command),
         })
     }
+
+    /// The version of this state's shape and of `evolve`. Bump it with any change to
+    /// either: snapshots taken under another version are then ignored and replaced.
+    pub const STATE_VERSION: i32 = 1;
 
     /// Applies one event. Events come from the store, so they are facts: an event that
     /// does not fit the state is applied as far as it goes rather than refused.

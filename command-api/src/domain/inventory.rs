@@ -1,13 +1,20 @@
 //! InventoryItem: one per SKU. Stock is received and adjusted; units are reserved for
 //! orders until an expiry, then released, committed or expired. On-hand stock never
 //! drops below what is reserved, so nothing is ever oversold.
+//!
+//! The state stays bounded however busy the SKU: it holds the reservations still
+//! held, nothing of those that closed or were rejected. A command naming one of
+//! those (a late release, a reservation id used again) is answered from the store:
+//! [`InventoryItem::forgotten`] names the reservation, the handler reads the stream's
+//! events mentioning it (an index on `reservation_id`) and [`InventoryItem::recall`]
+//! takes them in before deciding, so the answer is as precise as if the state had
+//! kept every reservation. A repeated request under an idempotency key is answered
+//! from its stored response before any of this.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    fmt,
-};
+use std::{collections::BTreeMap, fmt};
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use vectis_schemas::events::{
     AdjustmentReason, InventoryEvent, ItemCreated, Money, ReservationCommitted, ReservationExpired,
@@ -16,12 +23,14 @@ use vectis_schemas::events::{
 
 use super::DomainError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReservationStatus {
     Held,
     Released,
     Committed,
     Expired,
+    /// Refused for lack of stock; its id cannot be reused.
+    Rejected,
 }
 
 impl fmt::Display for ReservationStatus {
@@ -31,29 +40,32 @@ impl fmt::Display for ReservationStatus {
             Self::Released => "released",
             Self::Committed => "committed",
             Self::Expired => "expired",
+            Self::Rejected => "rejected",
         })
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A reservation that is held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
     pub order_id: Uuid,
     pub quantity: i64,
     pub expires_at: DateTime<Utc>,
-    pub status: ReservationStatus,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InventoryItem {
     pub sku: String,
     pub name: String,
     pub description: String,
     pub unit_price: Money,
     pub on_hand: i64,
-    /// Every reservation ever held, so a repeated or late command gets a precise answer.
+    /// The reservations held now: all that stock decisions need.
     pub reservations: BTreeMap<Uuid, Reservation>,
-    /// Reservations refused for lack of stock; their ids cannot be reused.
-    pub rejected_reservations: BTreeSet<Uuid>,
+    /// What became of reservations the state does not hold, as recalled from the store
+    /// for one decision (see the module comment); never part of a snapshot.
+    #[serde(skip)]
+    recalled: BTreeMap<Uuid, ReservationStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +82,7 @@ pub enum InventoryCommand {
 impl InventoryItem {
     /// Units held by reservations.
     pub fn reserved(&self) -> i64 {
-        self.reservations.values().filter(|r| r.status == ReservationStatus::Held).map(|r| r.quantity).sum()
+        self.reservations.values().map(|r| r.quantity).sum()
     }
 
     /// Units that can still be reserved.
@@ -122,16 +134,18 @@ impl InventoryItem {
             }
             InventoryCommand::Reserve { reservation_id, order_id, quantity, expires_at, now } => {
                 positive(quantity)?;
-                if let Some(existing) = self.reservations.get(&reservation_id) {
-                    return Err(DomainError::AlreadyExists(format!(
-                        "reservation {reservation_id} already exists on {sku} and is {}",
-                        existing.status
-                    )));
-                }
-                if self.rejected_reservations.contains(&reservation_id) {
-                    return Err(DomainError::AlreadyExists(format!(
-                        "reservation {reservation_id} was already rejected on {sku}"
-                    )));
+                match self.status_of(reservation_id) {
+                    None => {}
+                    Some(ReservationStatus::Rejected) => {
+                        return Err(DomainError::AlreadyExists(format!(
+                            "reservation {reservation_id} was already rejected on {sku}"
+                        )));
+                    }
+                    Some(status) => {
+                        return Err(DomainError::AlreadyExists(format!(
+                            "reservation {reservation_id} already exists on {sku} and is {status}"
+                        )));
+                    }
                 }
                 if expires_at <= now {
                     return Err(DomainError::Rule(format!("the reservation would expire in the past ({expires_at})")));
@@ -189,18 +203,66 @@ impl InventoryItem {
 
     /// The reservation, if it is held; otherwise an error naming its status.
     fn held(&self, reservation_id: Uuid, action: &str) -> Result<&Reservation, DomainError> {
-        match self.reservations.get(&reservation_id) {
-            None if self.rejected_reservations.contains(&reservation_id) => Err(DomainError::InvalidState(format!(
+        if let Some(held) = self.reservations.get(&reservation_id) {
+            return Ok(held);
+        }
+        Err(match self.recalled.get(&reservation_id) {
+            None | Some(ReservationStatus::Held) => {
+                DomainError::NotFound(format!("no reservation {reservation_id} on {}", self.sku))
+            }
+            Some(ReservationStatus::Rejected) => DomainError::InvalidState(format!(
                 "cannot {action} reservation {reservation_id}: it was rejected, and only a held reservation can be"
-            ))),
-            None => Err(DomainError::NotFound(format!("no reservation {reservation_id} on {}", self.sku))),
-            Some(r) if r.status == ReservationStatus::Held => Ok(r),
-            Some(r) => Err(DomainError::InvalidState(format!(
-                "cannot {action} reservation {reservation_id}: it is {}, and only a held reservation can be",
-                r.status
-            ))),
+            )),
+            Some(status) => DomainError::InvalidState(format!(
+                "cannot {action} reservation {reservation_id}: it is {status}, and only a held reservation can be"
+            )),
+        })
+    }
+
+    /// What is known of a reservation: held, or what the store recalled of it.
+    pub fn status_of(&self, reservation_id: Uuid) -> Option<ReservationStatus> {
+        if self.reservations.contains_key(&reservation_id) {
+            return Some(ReservationStatus::Held);
+        }
+        self.recalled.get(&reservation_id).copied()
+    }
+
+    /// The reservation `command` names when the state does not hold it: the store
+    /// knows whether it closed, was rejected, or never existed.
+    pub fn forgotten(&self, command: &InventoryCommand) -> Option<Uuid> {
+        let reservation_id = match command {
+            InventoryCommand::Reserve { reservation_id, .. }
+            | InventoryCommand::Release { reservation_id, .. }
+            | InventoryCommand::Commit { reservation_id }
+            | InventoryCommand::Expire { reservation_id, .. } => *reservation_id,
+            InventoryCommand::Create { .. } | InventoryCommand::Receive { .. } | InventoryCommand::Adjust { .. } => {
+                return None
+            }
+        };
+        (!self.reservations.contains_key(&reservation_id)).then_some(reservation_id)
+    }
+
+    /// Takes in the events that mention reservations the state does not hold (events
+    /// about other reservations, or other facts, change nothing).
+    pub fn recall(&mut self, events: &[InventoryEvent]) {
+        for event in events {
+            let (reservation_id, status) = match event {
+                InventoryEvent::StockReserved(e) => (e.reservation_id, ReservationStatus::Held),
+                InventoryEvent::ReservationRejected(e) => (e.reservation_id, ReservationStatus::Rejected),
+                InventoryEvent::ReservationReleased(e) => (e.reservation_id, ReservationStatus::Released),
+                InventoryEvent::ReservationCommitted(e) => (e.reservation_id, ReservationStatus::Committed),
+                InventoryEvent::ReservationExpired(e) => (e.reservation_id, ReservationStatus::Expired),
+                _ => continue,
+            };
+            if !self.reservations.contains_key(&reservation_id) {
+                self.recalled.insert(reservation_id, status);
+            }
         }
     }
+
+    /// The version of this state's shape and of `evolve`. Bump it with any change to
+    /// either: snapshots taken under another version are then ignored and replaced.
+    pub const STATE_VERSION: i32 = 1;
 
     /// Applies one event (a fact from the store).
     pub fn evolve(state: Option<InventoryItem>, event: &InventoryEvent) -> Option<InventoryItem> {
@@ -213,16 +275,11 @@ impl InventoryItem {
                     unit_price: e.unit_price.clone(),
                     on_hand: 0,
                     reservations: BTreeMap::new(),
-                    rejected_reservations: BTreeSet::new(),
+                    recalled: BTreeMap::new(),
                 });
             }
             (None, _) => return None,
             (Some(item), _) => item,
-        };
-        let mut set_status = |id: &Uuid, status| {
-            if let Some(r) = item.reservations.get_mut(id) {
-                r.status = status;
-            }
         };
         match event {
             InventoryEvent::ItemCreated(_) => {}
@@ -231,21 +288,19 @@ impl InventoryItem {
             InventoryEvent::StockReserved(e) => {
                 item.reservations.insert(
                     e.reservation_id,
-                    Reservation {
-                        order_id: e.order_id,
-                        quantity: e.quantity,
-                        expires_at: e.expires_at,
-                        status: ReservationStatus::Held,
-                    },
+                    Reservation { order_id: e.order_id, quantity: e.quantity, expires_at: e.expires_at },
                 );
             }
-            InventoryEvent::ReservationRejected(e) => {
-                item.rejected_reservations.insert(e.reservation_id);
+            // A rejected reservation never held anything; a closed one leaves the state.
+            InventoryEvent::ReservationRejected(_) => {}
+            InventoryEvent::ReservationReleased(e) => {
+                item.reservations.remove(&e.reservation_id);
             }
-            InventoryEvent::ReservationReleased(e) => set_status(&e.reservation_id, ReservationStatus::Released),
-            InventoryEvent::ReservationExpired(e) => set_status(&e.reservation_id, ReservationStatus::Expired),
+            InventoryEvent::ReservationExpired(e) => {
+                item.reservations.remove(&e.reservation_id);
+            }
             InventoryEvent::ReservationCommitted(e) => {
-                set_status(&e.reservation_id, ReservationStatus::Committed);
+                item.reservations.remove(&e.reservation_id);
                 // Committed units leave the warehouse's on-hand stock.
                 item.on_hand -= e.quantity;
             }
@@ -288,8 +343,14 @@ mod tests {
         .into()
     }
 
+    /// The item after `events`, knowing what the store would recall of them (as the
+    /// command handler does before deciding).
     fn given(events: Vec<InventoryEvent>) -> Option<InventoryItem> {
-        fold(None, events, InventoryItem::evolve)
+        let mut item = fold(None, events.clone(), InventoryItem::evolve);
+        if let Some(item) = item.as_mut() {
+            item.recall(&events);
+        }
+        item
     }
 
     fn reserve(reservation: u128, quantity: i64) -> InventoryCommand {

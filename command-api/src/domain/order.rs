@@ -10,6 +10,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use vectis_schemas::events::{
     HeldLine, Money, OrderApprovalRequested, OrderApproved, OrderCancelled, OrderConfirmed, OrderDelivered, OrderEvent,
@@ -18,7 +19,7 @@ use vectis_schemas::events::{
 
 use super::{Account, DomainError, InventoryItem};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderStatus {
     /// Placed; waits for staff because its total exceeds the approval threshold.
     AwaitingApproval,
@@ -51,7 +52,7 @@ impl fmt::Display for OrderStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Order {
     pub id: Uuid,
     pub account_id: Uuid,
@@ -196,6 +197,10 @@ impl Order {
         }
         Ok(())
     }
+
+    /// The version of this state's shape and of `evolve`. Bump it with any change to
+    /// either: snapshots taken under another version are then ignored and replaced.
+    pub const STATE_VERSION: i32 = 1;
 
     /// Applies one event (a fact from the store).
     pub fn evolve(state: Option<Order>, event: &OrderEvent) -> Option<Order> {
