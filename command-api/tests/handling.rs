@@ -13,10 +13,10 @@ use vectis_command_api::{
     },
     handling::{CommandError, CommandHandler, StreamKnown},
 };
-use vectis_event_store::{EventMetadata, IdempotencyBegin, IdempotencyKey, StoredResponse};
+use vectis_event_store::{metrics::SnapshotHitLabels, EventMetadata, IdempotencyBegin, IdempotencyKey, StoredResponse};
 use vectis_schemas::events::{Money, StockReserved};
 
-use vectis_test_support::{command_api::handler, shop::hold_every_line};
+use vectis_test_support::{command_api::handler, eventually, shop::hold_every_line};
 
 fn eur(amount_minor: i64) -> Money {
     Money::new(amount_minor, "EUR")
@@ -173,7 +173,8 @@ async fn if_match_pins_the_version_the_client_saw(pool: PgPool) {
 }
 
 /// 50 concurrent reservations of one unit each for a SKU with 10 in stock: exactly
-/// 10 are held, 40 are rejected, nothing is oversold, versions have no gaps.
+/// 10 are held, 40 are rejected, nothing is oversold, versions have no gaps. With
+/// snapshots (every 3 events in tests) and the state cache on, as in production.
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn fifty_concurrent_reservations_never_oversell_ten_units(pool: PgPool) {
     let handler = handler(pool.clone());
@@ -234,6 +235,20 @@ async fn fifty_concurrent_reservations_never_oversell_ten_units(pool: PgPool) {
         .map(|e| serde_json::from_value::<StockReserved>(e.envelope.data.clone()).expect("decodes").quantity)
         .sum();
     assert_eq!(reserved_units, 10);
+    let metrics = handler.store().metrics();
+    let hits = |source| {
+        metrics.snapshot_hits.get_or_create(&SnapshotHitLabels { aggregate: "inventory_item".into(), source }).get()
+    };
+    assert!(hits("cache") > 0, "the contenders loaded from the cache");
+    eventually(Duration::from_secs(10), "a snapshot of the contended stream", || async {
+        let at: Option<i64> = sqlx::query_scalar("SELECT stream_version FROM snapshots WHERE stream_id = $1")
+            .bind(stream.as_str())
+            .fetch_optional(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        at.filter(|v| *v >= 50).ok_or(format!("snapshot at {at:?}"))
+    })
+    .await;
 }
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]

@@ -39,6 +39,9 @@ pub fn fold<S, E>(initial: S, events: impl IntoIterator<Item = E>, evolve: impl 
 }
 
 #[cfg(test)]
+mod snapshot_tests;
+
+#[cfg(test)]
 pub(crate) mod testing {
     use chrono::{DateTime, TimeZone, Utc};
     use uuid::Uuid;
