@@ -88,6 +88,15 @@ aggregate!(InventoryItem, InventoryEvent, InventoryCommand, "inventory_item", {
 });
 aggregate!(Order, OrderEvent, OrderCommand, "order");
 
+/// Every aggregate's name and the state version this code writes and trusts.
+pub fn state_versions() -> [(&'static str, i32); 3] {
+    [
+        (Account::NAME, <Account as Aggregate>::STATE_VERSION),
+        (InventoryItem::NAME, <InventoryItem as Aggregate>::STATE_VERSION),
+        (Order::NAME, <Order as Aggregate>::STATE_VERSION),
+    ]
+}
+
 /// Where a command reads its aggregate and appends its events: the store itself, or
 /// a command running under an idempotency key, whose transaction holds the key and
 /// serves both (so it never needs a second connection).

@@ -55,6 +55,9 @@ enum Command {
     /// parked steps.
     #[command(subcommand)]
     Workflows(crate::workflows::WorkflowsCommand),
+    /// Snapshots of aggregate state (SNAPSHOT_EVERY): status, purge.
+    #[command(subcommand)]
+    Snapshots(crate::snapshots::SnapshotsCommand),
     /// Search indexes (Meilisearch when MEILI_URL is set, else embedded): query,
     /// zero-downtime reindex.
     #[command(subcommand)]
@@ -225,6 +228,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq(command) => return read_side::dlq(&settings()?, command).await,
         Command::Search(command) => return read_side::search(settings()?, command).await,
         Command::Workflows(command) => return crate::workflows::workflows(settings()?, command).await,
+        Command::Snapshots(command) => return crate::snapshots::snapshots(settings()?, command).await,
         Command::Relay(RelayCommand::Republish { relay }) => {
             let settings = settings()?;
             let done = republish::republish(&settings.pool()?, &settings.kafka, &relay).await?;

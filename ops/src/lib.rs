@@ -4,4 +4,5 @@
 pub mod cli;
 pub mod read_side;
 pub mod relay_process;
+pub mod snapshots;
 pub mod workflows;
