@@ -14,6 +14,7 @@
 pub mod domain;
 pub mod handling;
 pub mod http;
+pub mod imports;
 mod loading;
 pub mod process;
 pub mod state_cache;

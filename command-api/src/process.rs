@@ -20,7 +20,13 @@ use vectis_runtime::{
 
 use crate::{
     handling::CommandHandler,
-    http::{app, command::DEFAULT_IDEMPOTENCY_RETENTION, AppState},
+    http::{
+        app,
+        command::DEFAULT_IDEMPOTENCY_RETENTION,
+        imports::{ImportWorker, DEFAULT_IMPORT_MAX_BYTES},
+        AppState,
+    },
+    imports::{Importer, DEFAULT_BATCH_ROWS},
 };
 
 #[derive(Debug, Clone)]
@@ -37,6 +43,10 @@ pub struct CommandApiSettings {
     /// `TRUSTED_PROXIES`: addresses and CIDR blocks whose `X-Forwarded-For` names the
     /// client for rate limiting (default: none).
     pub trusted_proxies: TrustedProxies,
+    /// `IMPORT_MAX_BYTES`: the largest file `POST /v1/imports` takes (default 64 MiB).
+    pub import_max_bytes: usize,
+    /// `IMPORT_BATCH_ROWS`: rows of an import per transaction (default 1000).
+    pub import_batch_rows: usize,
 }
 
 impl CommandApiSettings {
@@ -53,6 +63,8 @@ impl CommandApiSettings {
             request_timeout: env_duration("REQUEST_TIMEOUT", Duration::from_secs(10))?,
             recurring_min_interval: env_duration("RECURRING_ORDER_MIN_INTERVAL", Duration::from_secs(3600))?,
             trusted_proxies: env_parse("TRUSTED_PROXIES", TrustedProxies::none())?,
+            import_max_bytes: env_parse("IMPORT_MAX_BYTES", DEFAULT_IMPORT_MAX_BYTES)?,
+            import_batch_rows: env_parse("IMPORT_BATCH_ROWS", DEFAULT_BATCH_ROWS)?,
         })
     }
 }
@@ -83,8 +95,15 @@ impl CommandApi {
         let rate_limiter =
             RateLimiter::start(pool.clone(), settings.trusted_proxies).await.context("loading rate-limit policies")?;
         rate_limiter.register(&mut registry);
+        let handler = CommandHandler::new(store);
+        let imports =
+            ImportWorker::new(Importer::new(handler.clone(), settings.import_batch_rows), settings.import_max_bytes);
+        if let Err(error) = imports.resume_unfinished().await {
+            tracing::warn!(%error, "cannot look for uploaded imports to resume; they resume when uploaded again");
+        }
         let state = AppState {
-            handler: CommandHandler::new(store),
+            imports,
+            handler,
             keys: ApiKeys::new(pool.clone()),
             rate_limiter,
             idempotency_retention: settings.idempotency_retention,

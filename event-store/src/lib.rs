@@ -3,12 +3,14 @@
 //!
 //! * [`store`]: append with an expected version in one transaction; read a stream;
 //!   read everything committed by global position.
+//! * [`batch`]: many streams' appends in one transaction (bulk imports).
 //! * [`idempotency`]: idempotency keys with Stripe's semantics.
 //! * [`snapshots`]: aggregate state at a stream version, so loading folds only a tail.
 //! * [`relay`]: exactly the committed events, in order, none skipped.
 //! * [`kafka`]: client configuration and topic provisioning shared by producers and
 //!   consumers.
 
+pub mod batch;
 pub mod error;
 pub mod idempotency;
 pub mod kafka;
@@ -21,6 +23,7 @@ pub mod settings;
 pub mod snapshots;
 pub mod store;
 
+pub use batch::{BatchWritten, PlannedAppend};
 pub use error::{AppendError, StoreError};
 pub use idempotency::{IdempotencyBegin, IdempotencyKey, IdempotentCommand, StoredResponse};
 pub use metrics::{RelayMetrics, StoreMetrics};

@@ -60,26 +60,32 @@ pub struct Snapshot {
     pub state: Value,
 }
 
+const SELECT_SNAPSHOT: &str =
+    "SELECT stream_id, aggregate, state_version, stream_version, last_event_id, state FROM snapshots";
+
 /// The newest snapshot of `stream_id`, on a given connection (or transaction).
 pub(crate) async fn read(conn: &mut PgConnection, stream_id: &str) -> Result<Option<Snapshot>, StoreError> {
-    let row = sqlx::query(
-        "SELECT stream_id, aggregate, state_version, stream_version, last_event_id, state
-           FROM snapshots WHERE stream_id = $1",
-    )
-    .bind(stream_id)
-    .fetch_optional(conn)
-    .await?;
-    row.map(|row| {
-        Ok(Snapshot {
-            stream_id: row.try_get("stream_id")?,
-            aggregate: row.try_get("aggregate")?,
-            state_version: row.try_get("state_version")?,
-            stream_version: row.try_get("stream_version")?,
-            last_event_id: row.try_get("last_event_id")?,
-            state: row.try_get("state")?,
-        })
+    let row =
+        sqlx::query(&format!("{SELECT_SNAPSHOT} WHERE stream_id = $1")).bind(stream_id).fetch_optional(conn).await?;
+    row.as_ref().map(snapshot_from_row).transpose()
+}
+
+/// The snapshots of any of `stream_ids`.
+pub(crate) async fn read_many(conn: &mut PgConnection, stream_ids: &[&str]) -> Result<Vec<Snapshot>, StoreError> {
+    let rows =
+        sqlx::query(&format!("{SELECT_SNAPSHOT} WHERE stream_id = ANY($1)")).bind(stream_ids).fetch_all(conn).await?;
+    rows.iter().map(snapshot_from_row).collect()
+}
+
+fn snapshot_from_row(row: &sqlx::postgres::PgRow) -> Result<Snapshot, StoreError> {
+    Ok(Snapshot {
+        stream_id: row.try_get("stream_id")?,
+        aggregate: row.try_get("aggregate")?,
+        state_version: row.try_get("state_version")?,
+        stream_version: row.try_get("stream_version")?,
+        last_event_id: row.try_get("last_event_id")?,
+        state: row.try_get("state")?,
     })
-    .transpose()
 }
 
 /// Stores `snapshot` unless the stored one is newer and from the same code. Written

@@ -125,7 +125,8 @@ pub enum Mention {
     ReservationId(Uuid),
 }
 
-const SELECT_EVENT: &str = "SELECT global_position, event_id, stream_id, stream_version, topic, event_type, \
+pub(crate) const SELECT_EVENT: &str =
+    "SELECT global_position, event_id, stream_id, stream_version, topic, event_type, \
      schema_version, data, metadata, recorded_at FROM events";
 
 impl EventStore {
@@ -269,7 +270,7 @@ impl EventStore {
 
     /// Routes every event to its topic and validates it. All events of one stream
     /// must share a topic.
-    fn check_events(
+    pub(crate) fn check_events(
         &self,
         stream_id: &StreamId,
         events: &[NewEvent],
@@ -519,7 +520,7 @@ struct StoredMetadata {
     traceparent: Option<String>,
 }
 
-fn recorded_event_from_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+pub(crate) fn recorded_event_from_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     let global_position: i64 = row.try_get("global_position")?;
     let metadata: Value = row.try_get("metadata")?;
     let metadata: StoredMetadata = serde_json::from_value(metadata)

@@ -55,6 +55,10 @@ enum Command {
     /// parked steps.
     #[command(subcommand)]
     Workflows(crate::workflows::WorkflowsCommand),
+    /// Bulk import of items, prices or accounts from a CSV or NDJSON file: every row an
+    /// ordinary command, many per transaction; re-running it appends nothing twice, and
+    /// an interrupted one resumes.
+    Import(crate::import::ImportArgs),
     /// Snapshots of aggregate state (SNAPSHOT_EVERY): status, purge.
     #[command(subcommand)]
     Snapshots(crate::snapshots::SnapshotsCommand),
@@ -229,6 +233,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search(command) => return read_side::search(settings()?, command).await,
         Command::Workflows(command) => return crate::workflows::workflows(settings()?, command).await,
         Command::Snapshots(command) => return crate::snapshots::snapshots(settings()?, command).await,
+        Command::Import(args) => return crate::import::import(settings()?, args).await,
         Command::Relay(RelayCommand::Republish { relay }) => {
             let settings = settings()?;
             let done = republish::republish(&settings.pool()?, &settings.kafka, &relay).await?;

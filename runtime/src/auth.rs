@@ -167,11 +167,22 @@ impl ApiKeys {
 
 /// Middleware: `from_fn_with_state((keys, Scope::OrdersWrite), require_scope)`. Puts
 /// the [`Principal`] into the request for handlers.
-pub async fn require_scope(
-    State((keys, scope)): State<(ApiKeys, Scope)>,
-    mut request: Request,
+pub async fn require_scope(State((keys, scope)): State<(ApiKeys, Scope)>, request: Request, next: Next) -> Response {
+    authorize(&keys, std::slice::from_ref(&scope), request, next).await
+}
+
+/// Middleware for an endpoint whose scope depends on the request (a bulk import needs
+/// the scope of what it imports, and checks it itself): a key with any of `scopes`
+/// passes.
+pub async fn require_any_scope(
+    State((keys, scopes)): State<(ApiKeys, &'static [Scope])>,
+    request: Request,
     next: Next,
 ) -> Response {
+    authorize(&keys, scopes, request, next).await
+}
+
+async fn authorize(keys: &ApiKeys, scopes: &[Scope], mut request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -206,12 +217,13 @@ pub async fn require_scope(
             );
         }
     };
-    if !principal.has(scope) {
+    if !scopes.iter().any(|scope| principal.has(*scope)) {
+        let names: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         return problem(
             StatusCode::FORBIDDEN,
             "/problems/forbidden",
             "The API key lacks a scope",
-            format!("this endpoint needs the {scope} scope"),
+            format!("this endpoint needs the {} scope", names.join(" or ")),
         );
     }
     request.extensions_mut().insert(principal);

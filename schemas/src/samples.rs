@@ -30,6 +30,17 @@ pub fn item_created(sku: &str) -> InventoryEvent {
     .into()
 }
 
+pub fn item_price_changed(sku: &str, previous_minor: i64, minor: i64) -> InventoryEvent {
+    ItemPriceChanged {
+        sku: sku.to_string(),
+        previous_unit_price: Money::new(previous_minor, "EUR"),
+        unit_price: Money::new(minor, "EUR"),
+        changed_by: "staff:sample".into(),
+        reason: None,
+    }
+    .into()
+}
+
 pub fn stock_received(sku: &str, quantity: i64) -> InventoryEvent {
     StockReceived { sku: sku.to_string(), quantity, reference: None }.into()
 }

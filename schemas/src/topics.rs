@@ -96,6 +96,7 @@ pub const INVENTORY: TopicSpec = log_topic(
     "inventory-",
     &[
         ev("ItemCreated", 1, "A SKU was added to the catalogue."),
+        ev("ItemPriceChanged", 1, "The SKU's unit price changed: new orders are priced at it."),
         ev("StockReceived", 1, "Units were received into stock."),
         ev("StockAdjusted", 2, "Stock was corrected by a signed delta with a reason code."),
         ev("StockReserved", 1, "Units were held for an order until an expiry."),

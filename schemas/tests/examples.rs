@@ -94,6 +94,14 @@ fn valid_current_examples() -> Vec<(&'static str, u32, Value)> {
                 description: String::new(),
                 unit_price: eur(42),
             }),
+            ItemPriceChanged {
+                sku: sku.clone(),
+                previous_unit_price: eur(42),
+                unit_price: eur(45),
+                changed_by: "staff:pricing".into(),
+                reason: Some("price list 2027".into()),
+            }
+            .into(),
             StockReceived { sku: sku.clone(), quantity: 100, reference: Some("PO-77".into()) }.into(),
             StockReceived { sku: sku.clone(), quantity: 1, reference: None }.into(),
             StockAdjusted { sku: sku.clone(), delta: -2, reason: AdjustmentReason::Damaged, note: None }.into(),
@@ -220,6 +228,7 @@ fn dropping_any_required_field_or_adding_an_unknown_one_is_invalid() {
             let optional = matches!(
                 (event_type, key.as_str()),
                 ("StockReceived", "reference")
+                    | ("ItemPriceChanged", "reason")
                     | ("ReservationReleased", "reason")
                     | ("StockAdjusted", "note")
                     | ("RecurringOrderScheduled", "ends_at" | "max_runs")

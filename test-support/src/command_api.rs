@@ -59,8 +59,11 @@ pub async fn command_api_configured(
     let (_, key) = keys.create("test-admin", &[Scope::Admin]).await.expect("admin key");
     let store = crate::event_store(pool);
     let metrics = HttpMetrics::register(&mut Registry::default());
+    let handler = CommandHandler::new(store);
+    let importer = vectis_command_api::imports::Importer::new(handler.clone(), 100);
     let state = AppState {
-        handler: CommandHandler::new(store),
+        imports: vectis_command_api::http::imports::ImportWorker::new(importer, 1 << 20),
+        handler,
         keys: keys.clone(),
         rate_limiter: rate_limiter.clone(),
         idempotency_retention: Duration::from_secs(86_400),

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use vectis_schemas::events::{
-    AdjustmentReason, InventoryEvent, ItemCreated, Money, ReservationCommitted, ReservationExpired,
+    AdjustmentReason, InventoryEvent, ItemCreated, ItemPriceChanged, Money, ReservationCommitted, ReservationExpired,
     ReservationRejected, ReservationReleased, StockAdjusted, StockReceived, StockReserved,
 };
 
@@ -70,13 +70,45 @@ pub struct InventoryItem {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InventoryCommand {
-    Create { sku: String, name: String, description: String, unit_price: Money },
-    Receive { quantity: i64, reference: Option<String> },
-    Adjust { delta: i64, reason: AdjustmentReason, note: Option<String> },
-    Reserve { reservation_id: Uuid, order_id: Uuid, quantity: i64, expires_at: DateTime<Utc>, now: DateTime<Utc> },
-    Release { reservation_id: Uuid, reason: Option<String> },
-    Commit { reservation_id: Uuid },
-    Expire { reservation_id: Uuid, now: DateTime<Utc> },
+    Create {
+        sku: String,
+        name: String,
+        description: String,
+        unit_price: Money,
+    },
+    /// A new unit price; `by` is who changes it (recorded in the event).
+    ChangePrice {
+        unit_price: Money,
+        by: String,
+        reason: Option<String>,
+    },
+    Receive {
+        quantity: i64,
+        reference: Option<String>,
+    },
+    Adjust {
+        delta: i64,
+        reason: AdjustmentReason,
+        note: Option<String>,
+    },
+    Reserve {
+        reservation_id: Uuid,
+        order_id: Uuid,
+        quantity: i64,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    Release {
+        reservation_id: Uuid,
+        reason: Option<String>,
+    },
+    Commit {
+        reservation_id: Uuid,
+    },
+    Expire {
+        reservation_id: Uuid,
+        now: DateTime<Utc>,
+    },
 }
 
 impl InventoryItem {
@@ -114,6 +146,23 @@ impl InventoryItem {
         Ok(match command {
             InventoryCommand::Create { .. } => {
                 return Err(DomainError::AlreadyExists(format!("inventory item {sku} already exists")));
+            }
+            InventoryCommand::ChangePrice { unit_price, by, reason } => {
+                if unit_price.amount_minor < 0 {
+                    return Err(DomainError::Rule("the unit price cannot be negative".into()));
+                }
+                if unit_price == self.unit_price {
+                    // Already so: a price list applied twice changes nothing.
+                    return Ok(vec![]);
+                }
+                vec![ItemPriceChanged {
+                    sku,
+                    previous_unit_price: self.unit_price.clone(),
+                    unit_price,
+                    changed_by: by,
+                    reason,
+                }
+                .into()]
             }
             InventoryCommand::Receive { quantity, reference } => {
                 positive(quantity)?;
@@ -235,9 +284,10 @@ impl InventoryItem {
             | InventoryCommand::Release { reservation_id, .. }
             | InventoryCommand::Commit { reservation_id }
             | InventoryCommand::Expire { reservation_id, .. } => *reservation_id,
-            InventoryCommand::Create { .. } | InventoryCommand::Receive { .. } | InventoryCommand::Adjust { .. } => {
-                return None
-            }
+            InventoryCommand::Create { .. }
+            | InventoryCommand::ChangePrice { .. }
+            | InventoryCommand::Receive { .. }
+            | InventoryCommand::Adjust { .. } => return None,
         };
         (!self.reservations.contains_key(&reservation_id)).then_some(reservation_id)
     }
@@ -262,7 +312,8 @@ impl InventoryItem {
 
     /// The version of this state's shape and of `evolve`. Bump it with any change to
     /// either: snapshots taken under another version are then ignored and replaced.
-    pub const STATE_VERSION: i32 = 1;
+    /// 2: `evolve` takes in `ItemPriceChanged`.
+    pub const STATE_VERSION: i32 = 2;
 
     /// Applies one event (a fact from the store).
     pub fn evolve(state: Option<InventoryItem>, event: &InventoryEvent) -> Option<InventoryItem> {
@@ -283,6 +334,7 @@ impl InventoryItem {
         };
         match event {
             InventoryEvent::ItemCreated(_) => {}
+            InventoryEvent::ItemPriceChanged(e) => item.unit_price = e.unit_price.clone(),
             InventoryEvent::StockReceived(e) => item.on_hand += e.quantity,
             InventoryEvent::StockAdjusted(e) => item.on_hand += e.delta,
             InventoryEvent::StockReserved(e) => {
@@ -378,6 +430,30 @@ mod tests {
             Err(DomainError::AlreadyExists(_))
         ));
         assert!(matches!(InventoryItem::decide(&None, reserve(1, 1)), Err(DomainError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_price_change_records_the_previous_price_and_who_changed_it_and_the_same_price_changes_nothing() {
+        let item = given(vec![created()]);
+        let change = |price| InventoryCommand::ChangePrice {
+            unit_price: eur(price),
+            by: "staff:pricing".into(),
+            reason: Some("list 2027".into()),
+        };
+        let changed: InventoryEvent = ItemPriceChanged {
+            sku: SKU.into(),
+            previous_unit_price: eur(42),
+            unit_price: eur(45),
+            changed_by: "staff:pricing".into(),
+            reason: Some("list 2027".into()),
+        }
+        .into();
+        assert_eq!(InventoryItem::decide(&item, change(45)), Ok(vec![changed.clone()]));
+        assert_eq!(InventoryItem::decide(&item, change(42)), Ok(vec![]));
+        assert!(matches!(InventoryItem::decide(&item, change(-1)), Err(DomainError::Rule(_))));
+        assert!(matches!(InventoryItem::decide(&None, change(45)), Err(DomainError::NotFound(_))));
+        let repriced = given(vec![created(), changed]).expect("item");
+        assert_eq!(repriced.unit_price, eur(45));
     }
 
     #[test]

@@ -128,7 +128,7 @@ impl MoneyBody {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RegisterAccount {
+pub(crate) struct RegisterAccount {
     name: String,
     email: String,
     credit_limit: MoneyBody,
@@ -150,6 +150,18 @@ impl Validate for RegisterAccount {
     }
 }
 
+impl RegisterAccount {
+    pub(crate) fn command(&self, account_id: Uuid) -> AccountCommand {
+        AccountCommand::Register {
+            account_id,
+            name: self.name.trim().to_string(),
+            email: self.email.clone(),
+            credit_limit: self.credit_limit.money(),
+            approval_threshold: self.approval_threshold.money(),
+        }
+    }
+}
+
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = RegisterAccount,
     responses((status = 201, description = "Registered, pending staff approval; the stream id names the new account", body = CommandResponse)),
     security(("api_key" = ["accounts:write"])))]
@@ -161,13 +173,7 @@ async fn register(
     let account_id = Uuid::now_v7();
     let request = body.value;
     context
-        .run_new::<Account, _>(&state, &body.raw, StreamId::account(account_id), |_| AccountCommand::Register {
-            account_id,
-            name: request.name.trim().to_string(),
-            email: request.email.clone(),
-            credit_limit: request.credit_limit.money(),
-            approval_threshold: request.approval_threshold.money(),
-        })
+        .run_new::<Account, _>(&state, &body.raw, StreamId::account(account_id), |_| request.command(account_id))
         .await
 }
 

@@ -32,6 +32,7 @@ const MAX_QUANTITY: i64 = 1_000_000_000;
 pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
     let routes = OpenApiRouter::new()
         .routes(routes!(create))
+        .routes(routes!(change_price))
         .routes(routes!(receive))
         .routes(routes!(adjust))
         .routes(routes!(reserve))
@@ -73,12 +74,23 @@ fn check_quantity(field: &str, quantity: i64, problems: &mut Vec<FieldProblem>) 
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateItem {
-    sku: String,
+pub(crate) struct CreateItem {
+    pub(crate) sku: String,
     name: String,
     #[serde(default)]
     description: String,
     unit_price: MoneyBody,
+}
+
+impl CreateItem {
+    pub(crate) fn command(&self) -> InventoryCommand {
+        InventoryCommand::Create {
+            sku: self.sku.clone(),
+            name: self.name.trim().to_string(),
+            description: self.description.clone(),
+            unit_price: self.unit_price.money(),
+        }
+    }
 }
 
 impl Validate for CreateItem {
@@ -107,14 +119,53 @@ async fn create(
     body: CommandBody<CreateItem>,
 ) -> Result<Response, ApiError> {
     let item = body.value;
-    let command = InventoryCommand::Create {
-        sku: item.sku.clone(),
-        name: item.name.trim().to_string(),
-        description: item.description.clone(),
-        unit_price: item.unit_price.money(),
-    };
+    let command = item.command();
     Ok(context
         .run::<InventoryItem, _>(&state, &body.raw, item_stream(&item.sku)?, StatusCode::CREATED, |_| command.clone())
+        .await)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangePrice {
+    pub(crate) unit_price: MoneyBody,
+    /// Why: a price list's name, a correction.
+    pub(crate) reason: Option<String>,
+}
+
+impl Validate for ChangePrice {
+    fn validate(&self, problems: &mut Vec<FieldProblem>) {
+        self.unit_price.check("unit_price", problems);
+        if let Some(reason) = &self.reason {
+            check_text(problems, "reason", reason, 200);
+        }
+    }
+}
+
+impl ChangePrice {
+    pub(crate) fn command(&self, by: String) -> InventoryCommand {
+        InventoryCommand::ChangePrice {
+            unit_price: self.unit_price.money(),
+            by,
+            reason: self.reason.as_ref().map(|r| r.trim().to_string()),
+        }
+    }
+}
+
+/// Answers 200 with no events when the price already is this one.
+#[utoipa::path(put, path = "/v1/inventory/items/{sku}/price", tag = "inventory", params(("sku" = String, Path, description = "The SKU")), request_body = ChangePrice,
+    responses((status = 200, description = "Price changed (or already this one)", body = CommandResponse)),
+    security(("api_key" = ["inventory:write"])))]
+async fn change_price(
+    State(state): State<AppState>,
+    Path(sku): Path<String>,
+    context: CommandContext,
+    body: CommandBody<ChangePrice>,
+) -> Result<Response, ApiError> {
+    let sku = sku_from_path(sku)?;
+    let command = body.value.command(context.principal.actor());
+    Ok(context
+        .run::<InventoryItem, _>(&state, &body.raw, item_stream(&sku)?, StatusCode::OK, |_| command.clone())
         .await)
 }
 

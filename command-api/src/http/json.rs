@@ -70,6 +70,27 @@ where
     }
 }
 
+/// `value` as a `T` that passed its checks, or every problem with it: a bulk import's
+/// row meets the same rules as a request body.
+pub(crate) fn valid_from_value<T: DeserializeOwned + Validate>(
+    value: serde_json::Value,
+) -> Result<T, Vec<FieldProblem>> {
+    let parsed: T = serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        vec![FieldProblem {
+            field: if path == "." { String::new() } else { path },
+            message: strip_position(&error.into_inner().to_string()),
+        }]
+    })?;
+    let mut problems = Vec::new();
+    parsed.validate(&mut problems);
+    if problems.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(problems)
+    }
+}
+
 /// Syntax errors are 400; a well-formed body of the wrong shape (missing, unknown or
 /// mistyped fields) is 422 naming the field.
 fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {

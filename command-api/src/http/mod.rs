@@ -1,9 +1,10 @@
 //! The command API over HTTP. Each area owns its `router()`; [`app`] merges them and
 //! adds what every route shares: the body and time limits, rate limiting and HTTP metrics.
 
-mod accounts;
+pub(crate) mod accounts;
 pub mod command;
-mod inventory;
+pub mod imports;
+pub(crate) mod inventory;
 pub mod json;
 pub mod openapi;
 mod orders;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The shortest interval a recurring order may have (`RECURRING_ORDER_MIN_INTERVAL`).
     pub recurring_min_interval: Duration,
+    /// Runs the imports uploaded to `/v1/imports`.
+    pub imports: imports::ImportWorker,
 }
 
 /// Every command route, each group behind the scope it needs, without the shared
@@ -57,6 +60,7 @@ pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
         .merge(orders::router(keys))
         .merge(recurring_orders::router(keys))
         .merge(streams::router(keys))
+        .merge(imports::router(keys))
 }
 
 /// Puts `routes` behind an API key with `scope`.

@@ -48,6 +48,8 @@ pub enum ApiError {
     /// 409: a request with this idempotency key is still running.
     IdempotencyKeyInUse,
     NotFound(String),
+    /// 403: the key lacks the scope this request needs (decided by the request).
+    Forbidden(String),
     /// 503: the request ran past the time limit. If the deadline struck while it was
     /// committing, it may have taken effect: a retry with the same Idempotency-Key
     /// returns its answer, or runs it if it did not.
@@ -116,6 +118,7 @@ impl ApiError {
                 "/problems/idempotency-key-in-use",
                 "A request with this Idempotency-Key is still running",
             ),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "/problems/forbidden", "The API key lacks a scope"),
             Self::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/timeout", "The request took too long"),
             Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "/problems/internal", "The server could not complete the request")
@@ -131,7 +134,7 @@ impl ApiError {
     pub fn body(&self) -> Vec<u8> {
         let (status, kind, title) = self.parts();
         let detail = match self {
-            Self::MalformedBody(m) | Self::Contended(m) | Self::NotFound(m) => m.clone(),
+            Self::MalformedBody(m) | Self::Contended(m) | Self::NotFound(m) | Self::Forbidden(m) => m.clone(),
             Self::Validation(errors) => format!("{} field(s) are invalid", errors.len()),
             Self::BadHeader { header, message } => format!("{header}: {message}"),
             Self::UnsupportedMediaType => "commands take a JSON body with Content-Type: application/json".into(),

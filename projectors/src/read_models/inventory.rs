@@ -1,4 +1,4 @@
-//! `read.inventory_items` (per SKU: on hand, reserved, available, version) and
+//! `read.inventory_items` (per SKU: unit price, on hand, reserved, available, version) and
 //! `read.inventory_reservations` (status `held`, `released`, `expired`, `committed`
 //! or `rejected`, with `expires_at`).
 
@@ -125,6 +125,10 @@ impl InventoryState {
         };
         match event {
             InventoryEvent::ItemCreated(_) => {}
+            InventoryEvent::ItemPriceChanged(e) => {
+                item.unit_price_minor = e.unit_price.amount_minor;
+                item.currency = e.unit_price.currency.clone();
+            }
             InventoryEvent::StockReceived(e) => item.on_hand += e.quantity,
             InventoryEvent::StockAdjusted(e) => item.on_hand += e.delta,
             InventoryEvent::StockReserved(e) => {
@@ -168,6 +172,7 @@ impl InventoryState {
 pub fn sku_of(event: &InventoryEvent) -> &str {
     match event {
         InventoryEvent::ItemCreated(e) => &e.sku,
+        InventoryEvent::ItemPriceChanged(e) => &e.sku,
         InventoryEvent::StockReceived(e) => &e.sku,
         InventoryEvent::StockAdjusted(e) => &e.sku,
         InventoryEvent::StockReserved(e) => &e.sku,
@@ -224,6 +229,7 @@ async fn apply(conn: &mut PgConnection, schema: &str, events: &[ProjectedEvent])
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
                                   $7::bigint[], $8::timestamptz[], $9::timestamptz[], $10::bigint[])
              ON CONFLICT (sku) DO UPDATE SET
+                unit_price_minor = EXCLUDED.unit_price_minor, currency = EXCLUDED.currency,
                 on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,
                 updated_at = EXCLUDED.updated_at, version = EXCLUDED.version"
         ))

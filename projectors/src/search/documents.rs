@@ -415,10 +415,12 @@ mod tests {
         let events = [
             projected(stream.clone(), 1, DomainEvent::Inventory(samples::item_created(sku))),
             projected(stream.clone(), 2, DomainEvent::Inventory(samples::stock_received(sku, 10))),
+            projected(stream.clone(), 3, DomainEvent::Inventory(samples::item_price_changed(sku, 1_250, 1_399))),
         ];
         fold(&ProductDocuments, &mut docs, &events);
         let doc = docs.get(&product_key(sku)).expect("indexed");
         assert_eq!((doc["available"].as_i64(), doc["sku"].as_str()), (Some(10), Some(sku)));
+        assert_eq!(doc["unit_price_minor"].as_i64(), Some(1_399), "a price change reaches the product document");
         let changes = docs.engine_changes(&PRODUCTS);
         let [DocumentChange::Upsert { id, full, .. }] = changes.as_slice() else { panic!("{changes:?}") };
         assert_eq!(id, "BOLT_dot_M8");

@@ -14,6 +14,18 @@ pub struct ItemCreated {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ItemPriceChanged {
+    pub sku: String,
+    pub previous_unit_price: Money,
+    pub unit_price: Money,
+    /// `staff:<key name>`, or the import that changed it.
+    pub changed_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StockReceived {
     pub sku: String,
     pub quantity: i64,
@@ -100,6 +112,7 @@ topic_events!(
     /// Events of the `vectis.inventory` topic.
     InventoryEvent, crate::topics::INVENTORY, {
     ItemCreated,
+    ItemPriceChanged,
     StockReceived,
     StockAdjusted,
     StockReserved,

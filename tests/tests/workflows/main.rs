@@ -6,6 +6,7 @@ mod approvals;
 mod graphql;
 mod operations;
 mod order_lifecycle;
+mod prices;
 mod rebuild;
 mod recurring_orders;
 mod reservation_expiry;
