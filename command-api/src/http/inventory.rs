@@ -60,6 +60,19 @@ fn sku_from_path(sku: String) -> Result<String, ApiError> {
     }
 }
 
+/// Runs `command` on the item the path names.
+async fn on_item(
+    state: &AppState,
+    context: CommandContext,
+    sku: String,
+    raw: &[u8],
+    success: StatusCode,
+    command: InventoryCommand,
+) -> Result<Response, ApiError> {
+    let stream = item_stream(&sku_from_path(sku)?)?;
+    Ok(context.run::<InventoryItem, _>(state, raw, stream, success, |_| command.clone()).await)
+}
+
 /// The item's stream. A SKU that passed validation always names one.
 pub(super) fn item_stream(sku: &str) -> Result<StreamId, ApiError> {
     StreamId::inventory_item(sku)
@@ -162,11 +175,8 @@ async fn change_price(
     context: CommandContext,
     body: CommandBody<ChangePrice>,
 ) -> Result<Response, ApiError> {
-    let sku = sku_from_path(sku)?;
     let command = body.value.command(context.principal.actor());
-    Ok(context
-        .run::<InventoryItem, _>(&state, &body.raw, item_stream(&sku)?, StatusCode::OK, |_| command.clone())
-        .await)
+    on_item(&state, context, sku, &body.raw, StatusCode::OK, command).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -194,11 +204,8 @@ async fn receive(
     context: CommandContext,
     body: CommandBody<Receive>,
 ) -> Result<Response, ApiError> {
-    let sku = sku_from_path(sku)?;
     let command = InventoryCommand::Receive { quantity: body.value.quantity, reference: body.value.reference.clone() };
-    Ok(context
-        .run::<InventoryItem, _>(&state, &body.raw, item_stream(&sku)?, StatusCode::CREATED, |_| command.clone())
-        .await)
+    on_item(&state, context, sku, &body.raw, StatusCode::CREATED, command).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -231,12 +238,9 @@ async fn adjust(
     context: CommandContext,
     body: CommandBody<Adjust>,
 ) -> Result<Response, ApiError> {
-    let sku = sku_from_path(sku)?;
     let command =
         InventoryCommand::Adjust { delta: body.value.delta, reason: body.value.reason, note: body.value.note.clone() };
-    Ok(context
-        .run::<InventoryItem, _>(&state, &body.raw, item_stream(&sku)?, StatusCode::CREATED, |_| command.clone())
-        .await)
+    on_item(&state, context, sku, &body.raw, StatusCode::CREATED, command).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -265,7 +269,6 @@ async fn reserve(
     context: CommandContext,
     body: CommandBody<Reserve>,
 ) -> Result<Response, ApiError> {
-    let sku = sku_from_path(sku)?;
     let request = body.value;
     let reservation_id = request.reservation_id.unwrap_or_else(Uuid::now_v7);
     let now = Utc::now();
@@ -277,9 +280,7 @@ async fn reserve(
         expires_at,
         now,
     };
-    Ok(context
-        .run::<InventoryItem, _>(&state, &body.raw, item_stream(&sku)?, StatusCode::CREATED, |_| command.clone())
-        .await)
+    on_item(&state, context, sku, &body.raw, StatusCode::CREATED, command).await
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -305,11 +306,8 @@ async fn release(
     context: CommandContext,
     body: OptionalCommandBody<Release>,
 ) -> Result<Response, ApiError> {
-    let sku = sku_from_path(sku)?;
     let command = InventoryCommand::Release { reservation_id, reason: body.value.reason.clone() };
-    Ok(context
-        .run::<InventoryItem, _>(&state, &body.raw, item_stream(&sku)?, StatusCode::OK, |_| command.clone())
-        .await)
+    on_item(&state, context, sku, &body.raw, StatusCode::OK, command).await
 }
 
 #[utoipa::path(post, path = "/v1/inventory/items/{sku}/reservations/{id}/commit", tag = "inventory", params(("sku" = String, Path, description = "The SKU"), ("id" = Uuid, Path, description = "The reservation id")),
@@ -320,7 +318,6 @@ async fn commit(
     Path((sku, reservation_id)): Path<(String, Uuid)>,
     context: CommandContext,
 ) -> Result<Response, ApiError> {
-    let sku = sku_from_path(sku)?;
     let command = InventoryCommand::Commit { reservation_id };
-    Ok(context.run::<InventoryItem, _>(&state, &[], item_stream(&sku)?, StatusCode::OK, |_| command.clone()).await)
+    on_item(&state, context, sku, &[], StatusCode::OK, command).await
 }
