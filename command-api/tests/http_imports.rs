@@ -56,7 +56,7 @@ async fn an_uploaded_file_is_imported_in_the_background_and_reported_row_by_row(
         (report["done"].as_i64(), report["failed"].as_i64(), report["remaining"].as_i64()),
         (Some(250), Some(1), Some(0))
     );
-    assert_eq!(report["actor"], "staff:test-admin");
+    assert_eq!(report["actor"], "key:test-admin");
     assert_eq!(
         report["rejected"],
         json!([{ "row": 251, "reason": "inventory item API-00003 already exists", "record": "API-00003,Washer again,10,EUR" }])
@@ -84,7 +84,7 @@ async fn an_uploaded_file_is_imported_in_the_background_and_reported_row_by_row(
     let event = &changed.json()["events"][0];
     assert_eq!(event["event_type"], "ItemPriceChanged");
     assert_eq!(event["data"]["previous_unit_price"]["amount_minor"], 11);
-    assert_eq!(event["data"]["changed_by"], "staff:test-admin");
+    assert_eq!(event["data"]["changed_by"], "key:test-admin");
     let prices = "sku,unit_price_minor,currency\nAPI-00001,77,EUR\nAPI-00002,5,EUR\n";
     let answer = send(&app, "POST", "/v1/imports?kind=prices&file_name=p.csv", &[csv_type], prices).await;
     let report = finished(&app, answer.headers["location"].to_str().expect("location")).await;

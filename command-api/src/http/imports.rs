@@ -171,6 +171,11 @@ async fn start_import(
         Ok(Begun::Existing(import)) if import.status == ImportState::Finished => Ok(accepted(StatusCode::OK, import)),
         Ok(Begun::Existing(import)) => {
             // Stopped or interrupted: running it again resumes it.
+            if let Some(content) = &new.content {
+                jobs::keep_content(worker.importer.pool(), import.import_id, content)
+                    .await
+                    .map_err(|e| ApiError::Internal(format!("keeping an upload: {e}")))?;
+            }
             worker.start(import.clone());
             Ok(accepted(StatusCode::ACCEPTED, import))
         }

@@ -166,6 +166,17 @@ pub async fn content(pool: &PgPool, import_id: Uuid) -> Result<Option<Vec<u8>>, 
         .flatten())
 }
 
+/// Keeps `content` as the import's file unless it has one (an import the CLI began,
+/// uploaded to resume it).
+pub async fn keep_content(pool: &PgPool, import_id: Uuid, content: &[u8]) -> Result<(), ImportError> {
+    sqlx::query("UPDATE imports SET content = $2 WHERE import_id = $1 AND content IS NULL AND status <> 'finished'")
+        .bind(import_id)
+        .bind(content)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Uploads not finished: a process that starts resumes them.
 pub async fn unfinished_uploads(pool: &PgPool) -> Result<Vec<Uuid>, ImportError> {
     Ok(sqlx::query_scalar(
