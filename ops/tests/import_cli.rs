@@ -76,7 +76,7 @@ async fn an_items_file_becomes_one_creation_per_row_bad_rows_are_reported_and_a_
     assert!(lines[1].starts_with("2501,\"sku: must be 1 to 64 upper-case letters"), "{report}");
     assert!(lines[2].starts_with("2502,unit_price_minor: must not be negative"), "{report}");
     assert!(lines[3].starts_with("2503,inventory item IMP-000007 already exists"), "{report}");
-    assert!(lines[4].starts_with("2504,unit_price_minor: must be a whole number of minor units"), "{report}");
+    assert!(lines[4].starts_with("2504,\"unit_price_minor: must be a whole number of minor units"), "{report}");
 
     let again = vectis(&pool, &args).await;
     assert_eq!(again.code, 2, "{}", again.stderr);
