@@ -83,7 +83,11 @@ async fn an_items_file_becomes_one_creation_per_row_bad_rows_are_reported_and_a_
     assert!(again.stderr.contains("was imported already"), "{}", again.stderr);
     assert_eq!(scalar(&pool, "SELECT count(*) FROM events").await, 2_500, "a re-run appends nothing");
 
-    let other_mapping = vectis(&pool, &["import", "items", path, "--map", "Price=unit_price_minor"]).await;
+    let other_mapping = vectis(
+        &pool,
+        &["import", "items", path, "--map", "List Price=unit_price_minor", "--map", "Supplier=description"],
+    )
+    .await;
     assert_ne!(other_mapping.code, 0);
     assert!(other_mapping.stderr.contains("with the same mapping"), "{}", other_mapping.stderr);
     let unmapped =
