@@ -105,8 +105,6 @@ impl PlannedAppend {
 /// What a committed batch wrote, for [`EventStore::batch_committed`].
 #[derive(Debug, Default)]
 pub struct BatchWritten {
-    pub streams: usize,
-    pub events: usize,
     outcomes: Vec<AppendOutcome>,
     started: Option<Instant>,
 }
@@ -256,12 +254,7 @@ impl EventStore {
         .bind(&metadata)
         .execute(&mut *conn)
         .await?;
-        Ok(BatchWritten {
-            streams: plans.len(),
-            events: ids.len(),
-            outcomes: plans.iter().map(PlannedAppend::outcome).collect(),
-            started: Some(started),
-        })
+        Ok(BatchWritten { outcomes: plans.iter().map(PlannedAppend::outcome).collect(), started: Some(started) })
     }
 
     /// After the caller committed a batch: wake the relay, count the events.

@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn the_bar_shows_rows_rate_and_what_is_left() {
-        let progress = Progress { total_rows: 100_000, done: 44_997, failed: 3, rows_through: 45_000, skipped: 0 };
+        let progress = Progress { total_rows: 100_000, done: 44_997, failed: 3, rows_through: 45_000 };
         let line = render(&progress, 0, Duration::from_secs(4));
         assert!(
             line.starts_with("[=============>                ] 45,000/100,000  45%  11,250 rows/s  ETA 5s"),

@@ -115,8 +115,6 @@ pub struct Progress {
     pub done: i64,
     pub failed: i64,
     pub rows_through: i64,
-    /// Rows this run passed over because an earlier run committed them.
-    pub skipped: i64,
 }
 
 /// Runs imports through the command handler.
@@ -152,7 +150,10 @@ impl Importer {
             Err(ImportError::RunElsewhere(_)) => {}
             Err(error) => {
                 tracing::warn!(import_id = %import.import_id, %error, "an import stopped; running it again resumes it");
-                jobs::failed(pool, import.import_id, &error.to_string()).await?;
+                // Recording the failure must not hide it (the database may be what failed).
+                if let Err(record) = jobs::failed(pool, import.import_id, &error.to_string()).await {
+                    tracing::warn!(import_id = %import.import_id, error = %record, "cannot record why an import stopped");
+                }
             }
         }
         outcome
@@ -170,14 +171,14 @@ impl Importer {
             done: import.done,
             failed: import.failed,
             rows_through: import.rows_through,
-            skipped: 0,
         };
         loop {
             let mut batch = Vec::with_capacity(self.batch_rows);
             while batch.len() < self.batch_rows {
                 match rows.next_row()? {
                     None => break,
-                    Some(row) if row.row as i64 <= import.rows_through => progress.skipped += 1,
+                    // An earlier run committed it.
+                    Some(row) if row.row as i64 <= import.rows_through => {}
                     Some(row) => batch.push(row),
                 }
             }
