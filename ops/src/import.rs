@@ -187,7 +187,8 @@ fn render(progress: &Progress, before: i64, elapsed: Duration) -> String {
     let total = progress.total_rows.max(handled);
     let fraction = if total == 0 { 1.0 } else { handled as f64 / total as f64 };
     let width = 30;
-    let filled = (fraction * width as f64).round() as usize;
+    // A cell fills only once its share is wholly done, so the bar never runs ahead of the rows.
+    let filled = if total == 0 { width } else { (handled * width as i64 / total) as usize };
     let bar: String = (0..width)
         .map(|i| match i.cmp(&filled) {
             std::cmp::Ordering::Less => '=',
