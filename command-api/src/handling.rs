@@ -116,6 +116,12 @@ pub trait StoreSession: Send {
     /// Writes `snapshot` once what the session appended has committed.
     fn save_snapshot_after_commit(&mut self, snapshot: Snapshot);
     fn append(&mut self, request: AppendRequest) -> impl Future<Output = Result<AppendOutcome, AppendError>> + Send;
+    /// Whether the states this session's commands leave belong in the state cache. A
+    /// bulk import's do not: a file of a hundred thousand new items would evict the
+    /// states of the streams commands keep coming back to.
+    fn caches_states(&self) -> bool {
+        true
+    }
 }
 
 /// An aggregate's state and the stream version it reflects (0: no stream).

@@ -156,7 +156,9 @@ impl Loader {
                 Err(error) => tracing::warn!(%stream_id, %error, "a state does not serialise; no snapshot taken"),
             }
         }
-        self.cache.put(stream_id.as_str(), position, state);
+        if session.caches_states() {
+            self.cache.put(stream_id.as_str(), position, state);
+        }
     }
 }
 

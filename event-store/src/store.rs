@@ -111,8 +111,8 @@ pub struct EventStore {
     pool: PgPool,
     schemas: Arc<SchemaCatalog>,
     mode: SchemaMode,
-    metrics: StoreMetrics,
-    notifier: CommitNotifier,
+    pub(crate) metrics: StoreMetrics,
+    pub(crate) notifier: CommitNotifier,
     idempotency_wait: std::time::Duration,
     snapshot_policy: SnapshotPolicy,
 }

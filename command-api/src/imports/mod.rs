@@ -11,28 +11,27 @@
 //! The file is read twice, streaming: once to hash and count it, once to import it;
 //! memory holds one batch of rows.
 
+mod batch;
 pub mod jobs;
 pub mod kinds;
 pub mod rows;
 mod session;
 
-use std::io::Read;
+use std::{collections::VecDeque, io::Read, sync::Arc};
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use vectis_event_store::{AppendError, EventMetadata, StoreError};
 
-use crate::{
-    domain::{Account, InventoryItem},
-    handling::{CommandError, CommandHandler, StreamKnown},
-};
+use crate::handling::{CommandError, CommandHandler};
+use batch::{Batch, BatchRunner, Committed, PreviousCommit};
 use jobs::ImportStatus;
-use kinds::{ImportKind, RowCommand};
+use kinds::ImportKind;
 use rows::{Format, Mapping, ReadError, Rows, SourceRow};
-use session::BatchSession;
+use tokio::sync::oneshot;
 
 /// Rows per batch (`IMPORT_BATCH_ROWS`): one transaction each.
-pub const DEFAULT_BATCH_ROWS: usize = 1000;
+pub const DEFAULT_BATCH_ROWS: usize = 5000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -50,6 +49,10 @@ pub enum ImportError {
     Vanished(Uuid),
     #[error("a batch kept meeting concurrent changes to its streams; run the import again to resume it")]
     Contended,
+    #[error("an earlier batch of the import failed, so the batches after it were not committed")]
+    EarlierBatchFailed,
+    #[error("an import batch's task stopped: {0}")]
+    Task(String),
     #[error("a row's command failed: {0}")]
     Command(#[source] CommandError),
     #[error("appending a batch: {0}")]
@@ -80,11 +83,7 @@ pub fn survey(source: impl Read, kind: ImportKind, format: Format, mapping: &Map
                 return Err(ImportError::MissingColumns { missing, columns });
             }
         }
-        let mut count = 0;
-        while rows.next_row()?.is_some() {
-            count += 1;
-        }
-        (count, columns)
+        (rows.count()?, columns)
     };
     // Whatever follows the last row (a trailing newline) is part of the file.
     std::io::copy(&mut hashing, &mut std::io::sink()).map_err(ReadError::Io)?;
@@ -172,131 +171,80 @@ impl Importer {
             failed: import.failed,
             rows_through: import.rows_through,
         };
-        loop {
-            let mut batch = Vec::with_capacity(self.batch_rows);
-            while batch.len() < self.batch_rows {
-                match rows.next_row()? {
-                    None => break,
-                    // An earlier run committed it.
-                    Some(row) if row.row as i64 <= import.rows_through => {}
-                    Some(row) => batch.push(row),
-                }
-            }
-            let Some(last) = batch.last() else { break };
-            let last_row = last.row as i64;
-            self.commit_batch(import, &batch, &mut progress, last_row).await?;
-            on_batch(&progress);
-        }
-        Ok(progress)
-    }
-
-    /// Decides every row of `batch` and commits the batch, deciding again on fresh
-    /// state when a stream moved meanwhile.
-    async fn commit_batch(
-        &self,
-        import: &ImportStatus,
-        batch: &[SourceRow],
-        progress: &mut Progress,
-        last_row: i64,
-    ) -> Result<(), ImportError> {
-        let commands: Vec<Result<RowCommand, String>> = batch
-            .iter()
-            .map(|row| match &row.fields {
-                Ok(fields) => import.kind.command(fields, &import.file_sha256, row.row, &import.actor),
-                Err(reason) => Err(format!("the row {reason}")),
-            })
-            .collect();
-        let mut streams: Vec<&str> = commands.iter().flatten().map(|c| c.stream().as_str()).collect();
-        streams.sort_unstable();
-        streams.dedup();
-        let metadata = EventMetadata { correlation_id: import.import_id, causation_id: None, traceparent: None };
-        for attempt in 1..=5 {
-            let mut session = BatchSession::open(self.handler.store(), &streams).await?;
-            let mut done = 0;
-            let mut rejected: Vec<(i64, String, &str)> = Vec::new();
-            for (row, command) in batch.iter().zip(&commands) {
-                let outcome = match command {
-                    Err(reason) => Err(reason.clone()),
-                    Ok(command) => self.execute(&mut session, command, &metadata).await?,
-                };
-                match outcome {
-                    Ok(()) => done += 1,
-                    Err(reason) => rejected.push((row.row as i64, reason, &row.record)),
-                }
-            }
-            let mut tx = vectis_runtime::database::begin(self.handler.store().pool()).await?;
-            let written = match session.write(&mut tx).await {
-                Ok(written) => written,
-                Err(AppendError::Conflict { stream_id, .. }) => {
-                    tracing::debug!(import_id = %import.import_id, %stream_id, attempt, "a stream moved under an import batch; deciding it again");
-                    tx.rollback().await?;
-                    continue;
-                }
-                Err(other) => return Err(other.into()),
+        let runner = Arc::new(BatchRunner {
+            handler: self.handler.clone(),
+            import: import.clone(),
+            metadata: EventMetadata { correlation_id: import.import_id, causation_id: None, traceparent: None },
+        });
+        // At most two batches writing while the next is decided (see `batch`).
+        let mut writing: VecDeque<(Writing, Arc<Batch>)> = VecDeque::new();
+        let mut previous: PreviousCommit = None;
+        let mut rows_before = import.rows_through;
+        let outcome = loop {
+            let Some(batch) = Batch::new(import, self.next_rows(&mut rows, import)?) else { break Ok(()) };
+            let decided = match runner.decide(&batch).await {
+                Ok(decided) => decided,
+                Err(error) => break Err(error),
             };
-            let advanced = sqlx::query(
-                "UPDATE imports SET rows_through = $3, done = done + $4, failed = failed + $5, updated_at = now()
-                  WHERE import_id = $1 AND rows_through = $2",
-            )
-            .bind(import.import_id)
-            .bind(progress.rows_through)
-            .bind(last_row)
-            .bind(done)
-            .bind(rejected.len() as i64)
-            .execute(&mut *tx)
-            .await?;
-            if advanced.rows_affected() == 0 {
-                tx.rollback().await?;
-                return Err(ImportError::RunElsewhere(import.import_id));
+            if writing.len() == 2 {
+                let (oldest, _) = writing.pop_front().expect("two are writing");
+                if let Err(error) = finish(oldest, &mut progress, on_batch).await {
+                    break Err(error);
+                }
             }
-            if !rejected.is_empty() {
-                sqlx::query(
-                    "INSERT INTO import_rejections (import_id, row_number, reason, record)
-                     SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[])",
-                )
-                .bind(import.import_id)
-                .bind(rejected.iter().map(|r| r.0).collect::<Vec<_>>())
-                .bind(rejected.iter().map(|r| r.1.as_str()).collect::<Vec<_>>())
-                .bind(rejected.iter().map(|r| r.2).collect::<Vec<_>>())
-                .execute(&mut *tx)
-                .await?;
+            let batch = Arc::new(batch);
+            let wait_first = writing.back().is_some_and(|(_, before)| batch.shares_a_stream_with(before));
+            let (committed, next_previous) = oneshot::channel();
+            let task = tokio::spawn({
+                let runner = runner.clone();
+                let batch = batch.clone();
+                let previous = previous.replace(next_previous);
+                async move { runner.commit(&batch, decided, rows_before, previous, wait_first, committed).await }
+            });
+            rows_before = batch.last_row;
+            writing.push_back((task, batch));
+        };
+        // Whatever happened, the batches already writing finish (or fail) before the
+        // run reports: none is left running behind its caller.
+        let mut first_error = outcome.err();
+        for (task, _) in writing {
+            if let Err(error) = finish(task, &mut progress, on_batch).await {
+                first_error.get_or_insert(error);
             }
-            tx.commit().await?;
-            session.committed(&written);
-            progress.done += done;
-            progress.failed += rejected.len() as i64;
-            progress.rows_through = last_row;
-            return Ok(());
         }
-        Err(ImportError::Contended)
+        match first_error {
+            None => Ok(progress),
+            Some(error) => Err(error),
+        }
     }
 
-    /// Runs one row's command on the batch: `Ok(Err(reason))` is a refusal (the row is
-    /// rejected), `Err` a failure that stops the run.
-    async fn execute(
-        &self,
-        session: &mut BatchSession,
-        command: &RowCommand,
-        metadata: &EventMetadata,
-    ) -> Result<Result<(), String>, ImportError> {
-        let outcome = match command {
-            RowCommand::Inventory { stream, command } => self
-                .handler
-                .execute_on::<InventoryItem, _>(session, StreamKnown::MayExist, stream, None, metadata, |_| {
-                    command.clone()
-                })
-                .await
-                .map(|_| ()),
-            RowCommand::NewAccount { stream, command } => self
-                .handler
-                .execute_on::<Account, _>(session, StreamKnown::MayExist, stream, None, metadata, |_| command.clone())
-                .await
-                .map(|_| ()),
-        };
-        match outcome {
-            Ok(()) => Ok(Ok(())),
-            Err(error) if error.is_rejection() => Ok(Err(error.to_string())),
-            Err(error) => Err(ImportError::Command(error)),
+    /// The next batch's rows, past those an earlier run committed.
+    fn next_rows(&self, rows: &mut Rows<impl Read>, import: &ImportStatus) -> Result<Vec<SourceRow>, ImportError> {
+        let mut batch = Vec::with_capacity(self.batch_rows);
+        while batch.len() < self.batch_rows {
+            match rows.next_row()? {
+                None => break,
+                Some(row) if row.row as i64 <= import.rows_through => {}
+                Some(row) => batch.push(row),
+            }
         }
+        Ok(batch)
     }
+}
+
+/// A batch being written, in a task of its own.
+type Writing = tokio::task::JoinHandle<Result<Committed, ImportError>>;
+
+/// Waits for a batch's write and counts what it committed.
+async fn finish(
+    task: Writing,
+    progress: &mut Progress,
+    on_batch: &mut impl FnMut(&Progress),
+) -> Result<(), ImportError> {
+    let committed = task.await.map_err(|error| ImportError::Task(error.to_string()))??;
+    progress.done += committed.done;
+    progress.failed += committed.failed;
+    progress.rows_through = committed.last_row;
+    on_batch(progress);
+    Ok(())
 }

@@ -73,7 +73,26 @@ pub fn normalise(header: &str) -> String {
 pub struct SourceRow {
     pub row: u64,
     pub fields: Result<Map<String, Value>, String>,
-    pub record: String,
+    record: Record,
+}
+
+/// A row as the file has it, kept to report it if it is refused (and only then
+/// written out again).
+#[derive(Debug, Clone, PartialEq)]
+enum Record {
+    Csv(csv::StringRecord),
+    Line(String),
+}
+
+impl SourceRow {
+    /// The row as the file has it: a CSV record written back (quoted where it must
+    /// be), or the NDJSON line.
+    pub fn record(&self) -> String {
+        match &self.record {
+            Record::Csv(record) => record.iter().map(csv_field).collect::<Vec<_>>().join(","),
+            Record::Line(line) => line.clone(),
+        }
+    }
 }
 
 /// A file that cannot be read as its format at all (not a bad row: those are rows).
@@ -129,6 +148,30 @@ impl<R: Read> Rows<R> {
         })
     }
 
+    /// How many rows are left, read without building them.
+    pub fn count(&mut self) -> Result<i64, ReadError> {
+        let mut count = 0;
+        match &mut self.inner {
+            Inner::Csv { reader, record, .. } => {
+                while reader.read_record(record)? {
+                    if !record.iter().all(str::is_empty) {
+                        count += 1;
+                    }
+                }
+            }
+            Inner::Ndjson { lines, buffer, .. } => loop {
+                buffer.clear();
+                if lines.read_line(buffer)? == 0 {
+                    break;
+                }
+                if !buffer.trim().is_empty() {
+                    count += 1;
+                }
+            },
+        }
+        Ok(count)
+    }
+
     /// The next row, or `None` at the end of the file. Blank lines are no rows.
     pub fn next_row(&mut self) -> Result<Option<SourceRow>, ReadError> {
         match &mut self.inner {
@@ -140,7 +183,6 @@ impl<R: Read> Rows<R> {
                     continue;
                 }
                 *row += 1;
-                let text = record.iter().map(csv_field).collect::<Vec<_>>().join(",");
                 let fields = if record.len() != headers.len() {
                     Err(format!("has {} fields where the header names {}", record.len(), headers.len()))
                 } else {
@@ -151,7 +193,7 @@ impl<R: Read> Rows<R> {
                         .map(|(h, value)| (h.clone(), Value::String(value.to_string())))
                         .collect())
                 };
-                return Ok(Some(SourceRow { row: *row, fields, record: text }));
+                return Ok(Some(SourceRow { row: *row, fields, record: Record::Csv(record.clone()) }));
             },
             Inner::Ndjson { lines, row, buffer, mapping } => loop {
                 buffer.clear();
@@ -172,7 +214,7 @@ impl<R: Read> Rows<R> {
                     Ok(_) => Err("is not a JSON object".to_string()),
                     Err(e) => Err(format!("is not valid JSON: {e}")),
                 };
-                return Ok(Some(SourceRow { row: *row, fields, record: text.to_string() }));
+                return Ok(Some(SourceRow { row: *row, fields, record: Record::Line(text.to_string()) }));
             },
         }
     }
@@ -193,7 +235,10 @@ mod tests {
 
     fn all(text: &str, format: Format, mapping: &Mapping) -> Vec<SourceRow> {
         let mut rows = Rows::new(text.as_bytes(), format, mapping).expect("readable");
-        std::iter::from_fn(|| rows.next_row().expect("row")).collect()
+        let all: Vec<SourceRow> = std::iter::from_fn(|| rows.next_row().expect("row")).collect();
+        let counted = Rows::new(text.as_bytes(), format, mapping).expect("readable").count().expect("counted");
+        assert_eq!(counted, all.len() as i64, "counting finds the rows reading finds");
+        all
     }
 
     #[test]
@@ -209,7 +254,7 @@ mod tests {
         assert_eq!(first["sku"], "BOLT-M8");
         assert_eq!(first["unit_price_minor"], "1250");
         assert!(!first.contains_key("note"), "empty cells are absent");
-        assert_eq!(rows[1].record, "\"NUT,M8\",99,EUR,x");
+        assert_eq!(rows[1].record(), "\"NUT,M8\",99,EUR,x");
         assert_eq!(rows[2].fields, Err("has 2 fields where the header names 4".into()));
     }
 

@@ -58,9 +58,9 @@ impl BatchSession {
     }
 
     /// After the caller's commit: the relay is woken and the snapshots taken.
-    pub fn committed(self, written: &BatchWritten) {
+    pub fn committed(&mut self, written: &BatchWritten) {
         self.store.batch_committed(written);
-        for snapshot in self.snapshots {
+        for snapshot in std::mem::take(&mut self.snapshots) {
             self.store.save_snapshot_after_commit(snapshot);
         }
     }
@@ -106,6 +106,10 @@ impl StoreSession for BatchSession {
 
     fn save_snapshot_after_commit(&mut self, snapshot: Snapshot) {
         self.snapshots.push(snapshot);
+    }
+
+    fn caches_states(&self) -> bool {
+        false
     }
 
     async fn append(&mut self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
