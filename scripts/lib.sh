@@ -36,7 +36,10 @@ as_root() {
 
 # Debian packages: PostgreSQL, and the C toolchain librdkafka's bundled build needs.
 ensure_packages() {
-  local wanted=(postgresql postgresql-contrib build-essential pkg-config zlib1g-dev python3 python3-venv procps curl patch)
+  # prometheus (with promtool) and prometheus-alertmanager (with amtool): the stack's
+  # monitoring and the rule tests; chromium: the browser checks of GraphiQL and Swagger UI.
+  local wanted=(postgresql postgresql-contrib build-essential pkg-config zlib1g-dev python3 python3-venv procps curl patch
+    prometheus prometheus-alertmanager chromium)
   local missing=()
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -227,14 +230,76 @@ stop_postgres() {
   done
 }
 
+# Prometheus on :9090 with ops/prometheus (scrape config and rules), data under
+# VECTIS_DATA_DIR. Restarted when it runs, so it always has this checkout's rules.
+PROMETHEUS_DIR="$VECTIS_DATA_DIR/prometheus"
+start_prometheus() {
+  stop_pid_file "$PROMETHEUS_DIR/prometheus.pid" "Prometheus"
+  mkdir -p "$PROMETHEUS_DIR/data"
+  promtool check config "$VECTIS_ROOT/ops/prometheus/prometheus.yml" >/dev/null || die "ops/prometheus/prometheus.yml is invalid"
+  log "starting Prometheus on http://localhost:9090 (data in $PROMETHEUS_DIR)"
+  nohup prometheus --config.file="$VECTIS_ROOT/ops/prometheus/prometheus.yml" \
+    --storage.tsdb.path="$PROMETHEUS_DIR/data" --storage.tsdb.retention.time=15d \
+    --web.listen-address=127.0.0.1:9090 --web.enable-lifecycle >>"$PROMETHEUS_DIR/prometheus.log" 2>&1 &
+  echo $! >"$PROMETHEUS_DIR/prometheus.pid"
+  wait_for_port 9090 "$PROMETHEUS_DIR/prometheus.pid" "$PROMETHEUS_DIR/prometheus.log" Prometheus
+}
+
+# Alertmanager on :9093 with ops/alertmanager, when Debian's prometheus-alertmanager
+# is installed; a single instance (no cluster port).
+ALERTMANAGER_DIR="$VECTIS_DATA_DIR/alertmanager"
+start_alertmanager() {
+  command -v prometheus-alertmanager >/dev/null || { log "prometheus-alertmanager is not installed: no Alertmanager"; return 0; }
+  stop_pid_file "$ALERTMANAGER_DIR/alertmanager.pid" "Alertmanager"
+  mkdir -p "$ALERTMANAGER_DIR/data"
+  log "starting Alertmanager on http://localhost:9093"
+  nohup prometheus-alertmanager --config.file="$VECTIS_ROOT/ops/alertmanager/alertmanager.yml" \
+    --storage.path="$ALERTMANAGER_DIR/data" --web.listen-address=127.0.0.1:9093 \
+    --cluster.listen-address= >>"$ALERTMANAGER_DIR/alertmanager.log" 2>&1 &
+  echo $! >"$ALERTMANAGER_DIR/alertmanager.pid"
+  wait_for_port 9093 "$ALERTMANAGER_DIR/alertmanager.pid" "$ALERTMANAGER_DIR/alertmanager.log" Alertmanager
+}
+
+stop_monitoring() {
+  stop_pid_file "$PROMETHEUS_DIR/prometheus.pid" "Prometheus"
+  stop_pid_file "$ALERTMANAGER_DIR/alertmanager.pid" "Alertmanager"
+}
+
+# Waits up to 30 s for a process started in the background to listen on its port.
+wait_for_port() {
+  local port="$1" pid_file="$2" log_file="$3" what="$4"
+  for _ in $(seq 1 60); do
+    port_open 127.0.0.1 "$port" && return 0
+    kill -0 "$(cat "$pid_file")" 2>/dev/null || break
+    sleep 0.5
+  done
+  tail -n 20 "$log_file" >&2 || true
+  die "$what did not start on 127.0.0.1:$port"
+}
+
+# The alert rules' unit tests and the Alertmanager routing, as scripts/test runs them.
+check_monitoring_config() {
+  promtool check config "$VECTIS_ROOT/ops/prometheus/prometheus.yml"
+  promtool test rules "$VECTIS_ROOT"/ops/prometheus/tests/*.yml
+  amtool check-config "$VECTIS_ROOT/ops/alertmanager/alertmanager.yml"
+  local severity
+  for severity in page ticket; do
+    amtool config routes test --config.file="$VECTIS_ROOT/ops/alertmanager/alertmanager.yml" \
+      --verify.receivers="$severity" severity="$severity" alertname=VectisCheck >/dev/null 2>&1 ||
+      die "Alertmanager does not route severity=$severity to the $severity receiver"
+  done
+}
+
 # Tools the tests call, from PyPI, in a virtualenv in the cache: the reference
 # OpenAPI validator checks the command API's document.
 OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
 ensure_test_tools() {
   local venv="$VECTIS_CACHE_DIR/python-tools"
   export OPENAPI_SPEC_VALIDATOR="$venv/bin/openapi-spec-validator"
+  # `pip show` is read whole (no `grep -q`, which would stop reading, fail the pipe
+  # under pipefail and reinstall every run).
   if [ -x "$OPENAPI_SPEC_VALIDATOR" ] &&
-    "$venv/bin/pip" show openapi-spec-validator 2>/dev/null | grep -qx "Version: $OPENAPI_SPEC_VALIDATOR_VERSION"; then
+    [ "$("$venv/bin/pip" show openapi-spec-validator 2>/dev/null | sed -n 's/^Version: //p')" = "$OPENAPI_SPEC_VALIDATOR_VERSION" ]; then
     return
   fi
   log "installing openapi-spec-validator $OPENAPI_SPEC_VALIDATOR_VERSION into $venv"

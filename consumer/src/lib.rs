@@ -12,6 +12,7 @@
 //! - [`dead_letters`]: parked events for operators: list, retry, discard.
 //! - [`lag`]: how far a version is behind the log, in events and seconds.
 //! - [`lag_report`]: lag measured every interval for a process's handlers: metrics, stuck consumers rejoin.
+//! - [`lag_monitor`]: every group's lag measured from outside it (the relay runs it), so a dead consumer's shows.
 //! - [`stall`]: which partitions are idle, progressing or stuck.
 //! - [`metrics`]: the runtime's metrics, labelled by handler.
 //! - [`tables`]: a handler's versioned table set and the `read` views over it.
@@ -22,6 +23,7 @@ pub mod dead_letters;
 pub mod event;
 pub mod handler;
 pub mod lag;
+pub mod lag_monitor;
 pub mod lag_report;
 pub mod metrics;
 mod rebalance;

@@ -139,6 +139,15 @@ impl ConsumerMetrics {
         }
     }
 
+    /// Creates the projection's counters at 0, so that a dashboard or an alert reading
+    /// `increase()` of one (parked events, rejoins) sees a series before the first.
+    pub fn initialise(&self, projection: &str) {
+        let label = Self::label(projection);
+        for counter in [&self.applied, &self.duplicates, &self.parked, &self.retries, &self.rejoins] {
+            let _ = counter.get_or_create(&label);
+        }
+    }
+
     pub fn label(projection: &str) -> ProjectionLabel {
         ProjectionLabel { projection: projection.to_string() }
     }

@@ -158,6 +158,7 @@ impl GroupConsumer {
         metrics: ConsumerMetrics,
     ) -> Self {
         let target = Target { projection: handler.name(), version };
+        metrics.initialise(target.projection);
         Self { pool, handler, target, settings, metrics }
     }
 

@@ -5,11 +5,16 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
+use vectis_consumer::{
+    lag::LagProbe,
+    lag_monitor::{GroupLagMetrics, LagMonitor},
+};
 use vectis_event_store::{
     relay::{Relay, RelaySettings},
     settings::StoreSettings,
     EventStore, RelayMetrics, StoreMetrics,
 };
+use vectis_read_side::catalog;
 use vectis_runtime::{env_duration, env_or, env_parse, OpsState, Shutdown};
 
 /// Largest relay batch: librdkafka's default local queue holds 100,000 messages.
@@ -24,6 +29,11 @@ pub struct RelayProcessSettings {
     /// `IDEMPOTENCY_PURGE_INTERVAL` (default 1h): how often expired idempotency
     /// records are deleted.
     pub purge_interval: Duration,
+    /// `LAG_MONITOR_INTERVAL` (default 5s): how often every consumer group's lag is
+    /// measured from outside it (`vectis_consumer_*` metrics).
+    pub lag_interval: Duration,
+    /// `LAG_WARN_EVENTS` (default 1000): a group whose lag rises past it is logged at WARN.
+    pub lag_warn_events: i64,
 }
 
 impl RelayProcessSettings {
@@ -48,7 +58,13 @@ impl RelayProcessSettings {
         );
         let ops_addr = env_parse("RELAY_OPS_ADDR", SocketAddr::from(([0, 0, 0, 0], 8003)))?;
         let purge_interval = env_duration("IDEMPOTENCY_PURGE_INTERVAL", Duration::from_secs(3600))?;
-        Ok(Self { store, relay, ops_addr, purge_interval })
+        let lag_interval = env_duration("LAG_MONITOR_INTERVAL", Duration::from_secs(5))?;
+        anyhow::ensure!(
+            lag_interval >= Duration::from_millis(100),
+            "LAG_MONITOR_INTERVAL must be at least 100ms, not {lag_interval:?}"
+        );
+        let lag_warn_events = env_parse("LAG_WARN_EVENTS", 1000)?;
+        Ok(Self { store, relay, ops_addr, purge_interval, lag_interval, lag_warn_events })
     }
 }
 
@@ -58,6 +74,7 @@ pub struct RelayProcess {
     ops_addr: SocketAddr,
     ops_task: tokio::task::JoinHandle<()>,
     purge_interval: Duration,
+    lag_monitor: LagMonitor,
     shutdown: Shutdown,
 }
 
@@ -81,6 +98,15 @@ impl RelayProcess {
         let relay_metrics = RelayMetrics::register(&mut registry);
         let store_metrics = StoreMetrics::register(&mut registry);
         registry.register_collector(Box::new(vectis_runtime::pool_metrics::PoolCollector::new(pool.clone())));
+        let lag_monitor = LagMonitor {
+            pool: pool.clone(),
+            kafka: settings.store.kafka.clone(),
+            probe: LagProbe::new(&settings.store.kafka).context("creating the lag probe")?,
+            specs: catalog::ALL.iter().chain(catalog::WORKFLOWS.iter()).collect(),
+            metrics: GroupLagMetrics::register(&mut registry),
+            interval: settings.lag_interval,
+            warn_above_events: settings.lag_warn_events,
+        };
         let store = EventStore::new(pool.clone(), schemas, settings.store.schema_mode, store_metrics);
         let checks = vectis_event_store::readiness::checks(&pool, &settings.store.kafka);
         let (ops_addr, ops_task) =
@@ -91,6 +117,7 @@ impl RelayProcess {
             ops_addr,
             ops_task,
             purge_interval: settings.purge_interval,
+            lag_monitor,
             shutdown,
         })
     }
@@ -103,9 +130,11 @@ impl RelayProcess {
     /// stops at once with a fatal relay error (a broker that lost the log).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let purge = tokio::spawn(purge_idempotency_records(self.store, self.purge_interval, self.shutdown.clone()));
+        let lag_monitor = tokio::spawn(self.lag_monitor.run(self.shutdown.clone()));
         let relayed = self.relay.run(self.shutdown.clone()).await;
         self.shutdown.trigger();
         let _ = purge.await;
+        let _ = lag_monitor.await;
         let _ = self.ops_task.await;
         Ok(relayed?)
     }

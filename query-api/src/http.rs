@@ -8,7 +8,6 @@ use std::{
 };
 
 use async_graphql::{
-    http::GraphiQLSource,
     parser::types::{ExecutableDocument, Selection, SelectionSet},
     ErrorExtensionValues, ServerError,
 };
@@ -16,7 +15,7 @@ use axum::{
     extract::{DefaultBodyLimit, State},
     http::HeaderMap,
     middleware,
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
@@ -104,18 +103,15 @@ pub fn app(
     graphiql: bool,
 ) -> Router {
     let run = post(graphql).route_layer(middleware::from_fn_with_state((keys, Scope::Read), require_scope));
-    let route = if graphiql { get(graphiql_page).merge(run) } else { run };
-    Router::new()
-        .route("/graphql", route)
+    let route = if graphiql { get(crate::graphiql::page).merge(run) } else { run };
+    let router = Router::new().route("/graphql", route);
+    let router = if graphiql { router.merge(crate::graphiql::asset_routes()) } else { router };
+    router
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(rate_limiter, rate_limit))
         .route_layer(middleware::from_fn_with_state(http_metrics, track_http))
         .with_state(state)
         .layer(middleware::from_fn(request_id))
-}
-
-async fn graphiql_page() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").title("Vectis Commerce").finish())
 }
 
 async fn graphql(

@@ -9,11 +9,13 @@
 //! - [`errors`]: GraphQL errors with stable `code` extensions.
 //! - [`http`]: `/graphql` (and GraphiQL outside production) behind API keys with the
 //!   `read` scope, rate limiting and HTTP metrics.
+//! - [`graphiql`]: the GraphiQL page and its assets, served from the binary (works offline).
 //! - [`process`]: settings and wiring of the `vectis-query-api` process.
 
 pub mod consistency;
 pub mod db;
 pub mod errors;
+pub mod graphiql;
 pub mod http;
 pub mod pagination;
 pub mod process;

@@ -18,6 +18,15 @@ pub enum ProjectionKind {
 }
 
 impl ProjectionKind {
+    /// Its name in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadModel => "read_model",
+            Self::SearchIndex => "search_index",
+            Self::Workflow => "workflow",
+        }
+    }
+
     /// The word naming its consumer groups: `vectis.<word>.<name>`.
     pub fn group_word(self) -> &'static str {
         match self {

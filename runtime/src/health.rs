@@ -11,9 +11,13 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use prometheus_client::{encoding::text::encode, registry::Registry};
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{family::Family, gauge::Gauge},
+    registry::Registry,
+};
 
-use crate::Shutdown;
+use crate::{metric_names as names, Shutdown};
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
@@ -43,16 +47,31 @@ impl ReadinessCheck {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DependencyLabel {
+    dependency: String,
+}
+
 /// What the operational endpoints need.
 #[derive(Clone)]
 pub struct OpsState {
     registry: Arc<Registry>,
     checks: Arc<Vec<ReadinessCheck>>,
+    dependency_ready: Family<DependencyLabel, Gauge>,
 }
 
 impl OpsState {
-    pub fn new(registry: Registry, checks: Vec<ReadinessCheck>) -> Self {
-        Self { registry: Arc::new(registry), checks: Arc::new(checks) }
+    /// Also registers `vectis_dependency_ready{dependency}`: each readiness check, run
+    /// on every scrape, so a failing `/ready` shows in Prometheus (which scrapes
+    /// `/metrics`, not `/ready`).
+    pub fn new(mut registry: Registry, checks: Vec<ReadinessCheck>) -> Self {
+        let dependency_ready = Family::<DependencyLabel, Gauge>::default();
+        registry.register(
+            names::DEPENDENCY_READY,
+            "1 while the readiness check of the dependency passes, 0 while it fails (what /ready answers)",
+            dependency_ready.clone(),
+        );
+        Self { registry: Arc::new(registry), checks: Arc::new(checks), dependency_ready }
     }
 }
 
@@ -86,6 +105,13 @@ pub async fn serve_ops(
 }
 
 async fn metrics(State(state): State<OpsState>) -> Response {
+    // Not logged here: a scrape is a timer, and `/ready` logs its failures.
+    for (name, result) in futures::future::join_all(state.checks.iter().map(ReadinessCheck::run)).await {
+        state
+            .dependency_ready
+            .get_or_create(&DependencyLabel { dependency: name.to_string() })
+            .set(i64::from(result.is_ok()));
+    }
     let mut body = String::new();
     match encode(&mut body, &state.registry) {
         Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)

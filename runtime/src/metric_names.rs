@@ -34,6 +34,14 @@ pub const PROJECTION_CHECKPOINT_BEYOND_LOG: &str = "vectis_projection_checkpoint
 pub const PROJECTION_SECONDS_SINCE_PROGRESS: &str = "vectis_projection_seconds_since_progress";
 pub const PROJECTION_CONSUMER_REJOINS: &str = "vectis_projection_consumer_rejoins";
 
+// Consumer groups measured from outside them, by the relay process (labels
+// `projection`, `kind`, `group`; per partition also `topic`, `partition`).
+pub const CONSUMER_LAG_EVENTS: &str = "vectis_consumer_lag_events";
+pub const CONSUMER_CHECKPOINT_OFFSET: &str = "vectis_consumer_checkpoint_offset";
+pub const CONSUMER_LOG_END_OFFSET: &str = "vectis_consumer_log_end_offset";
+pub const CONSUMER_LAG_SECONDS: &str = "vectis_consumer_lag_seconds";
+pub const CONSUMER_LAG_MEASURE_FAILURES: &str = "vectis_consumer_lag_measure_failures";
+
 // Workflows (process managers), labelled by workflow.
 pub const WORKFLOW_STEPS: &str = "vectis_workflow_steps";
 pub const WORKFLOW_STEPS_FAILED: &str = "vectis_workflow_steps_failed";
@@ -57,6 +65,9 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 pub const HTTP_REQUESTS_IN_PROGRESS: &str = "http_requests_inprogress";
 pub const HTTP_RESPONSE_SIZE_BYTES: &str = "http_response_size_bytes";
 pub const HTTP_RATE_LIMITED: &str = "vectis_http_rate_limited";
+
+// Readiness (label `dependency`), every process.
+pub const DEPENDENCY_READY: &str = "vectis_dependency_ready";
 
 // PostgreSQL connection pool.
 pub const DB_POOL_IN_USE: &str = "vectis_db_pool_connections_in_use";

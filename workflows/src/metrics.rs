@@ -106,6 +106,15 @@ impl WorkflowMetrics {
         metrics
     }
 
+    /// Creates the workflow's failure counters at 0, so the failure ratio and its
+    /// alert have a series before the first failure.
+    pub fn initialise(&self, workflow: &str) {
+        let label = Self::label(workflow);
+        for counter in [&self.steps_failed, &self.parked, &self.started] {
+            let _ = counter.get_or_create(&label);
+        }
+    }
+
     pub fn label(workflow: &str) -> WorkflowLabel {
         WorkflowLabel { workflow: workflow.to_string() }
     }

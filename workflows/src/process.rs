@@ -150,6 +150,7 @@ impl Launcher<'_> {
     /// Starts the workflow's consumer group (its tables installed at `version`) and its
     /// timer scheduler.
     fn start<W: Workflow>(&self, workflow: Arc<W>, version: i32) -> anyhow::Result<Launched> {
+        self.metrics.initialise(workflow.spec().name);
         let handler = Arc::new(WorkflowHandler::new(workflow.clone(), self.wakers.clone(), self.metrics.clone()));
         let running = start_consumer(self.settings, self.pool, handler.clone(), version, self.consumer_metrics)?;
         let scheduler = Scheduler {
