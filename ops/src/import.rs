@@ -150,6 +150,8 @@ struct ProgressBar {
     terminal: bool,
     last_line: Option<Instant>,
     last: Progress,
+    /// What the last line written showed (a log gets no second line of the same).
+    printed: Option<Progress>,
 }
 
 impl ProgressBar {
@@ -160,6 +162,7 @@ impl ProgressBar {
             terminal: std::io::stderr().is_terminal(),
             last_line: None,
             last: Progress::default(),
+            printed: None,
         }
     }
 
@@ -169,6 +172,7 @@ impl ProgressBar {
             return;
         }
         self.last_line = Some(Instant::now());
+        self.printed = Some(*progress);
         let line = render(progress, self.before, self.started.elapsed());
         let mut err = std::io::stderr().lock();
         let _ = if self.terminal { write!(err, "\r{line}\x1b[K") } else { writeln!(err, "{line}") };
@@ -176,6 +180,9 @@ impl ProgressBar {
     }
 
     fn finish(&mut self) {
+        if !self.terminal && self.printed == Some(self.last) {
+            return;
+        }
         let line = render(&self.last, self.before, self.started.elapsed());
         let mut err = std::io::stderr().lock();
         let _ = if self.terminal { writeln!(err, "\r{line}\x1b[K") } else { writeln!(err, "{line}") };
