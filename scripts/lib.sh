@@ -37,9 +37,10 @@ as_root() {
 # Debian packages: PostgreSQL, and the C toolchain librdkafka's bundled build needs.
 ensure_packages() {
   # prometheus (with promtool) and prometheus-alertmanager (with amtool): the stack's
-  # monitoring and the rule tests; chromium: the browser checks of GraphiQL and Swagger UI.
+  # monitoring and the rule tests; chromium and chromium-driver: the browser checks of
+  # GraphiQL and Swagger UI.
   local wanted=(postgresql postgresql-contrib build-essential pkg-config zlib1g-dev python3 python3-venv procps curl patch
-    prometheus prometheus-alertmanager chromium)
+    prometheus prometheus-alertmanager chromium chromium-driver)
   local missing=()
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

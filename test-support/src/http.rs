@@ -39,32 +39,62 @@ pub async fn try_http_request(
     request.push_str("\r\n");
     request.push_str(body.unwrap_or_default());
     stream.write_all(request.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
+    // Read until the body is complete by its own measure (Content-Length, or the last
+    // chunk), not until the server closes: some (ChromeDriver) keep the connection open.
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.map_err(|e| format!("read: {e}"))?;
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no end of the headers")?;
-    let head = String::from_utf8_lossy(&response[..split]).to_string();
-    let body = &response[split + 4..];
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no status line")?;
-    let chunked = head.lines().any(|line| {
-        let line = line.to_ascii_lowercase();
-        line.starts_with("transfer-encoding:") && line.contains("chunked")
-    });
-    let body = if chunked { dechunk(body)? } else { body.to_vec() };
-    Ok((status, String::from_utf8_lossy(&body).to_string()))
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        if let Some(complete) = complete_response(&response)? {
+            return Ok(complete);
+        }
+        let n = stream.read(&mut buffer).await.map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return complete_response(&response)?
+                .ok_or_else(|| "the connection closed mid-answer".to_string())
+                .or_else(|error| {
+                    // No length and no chunks: the body is whatever came before the close.
+                    let split = response.windows(4).position(|w| w == b"\r\n\r\n").ok_or(error)?;
+                    let head = String::from_utf8_lossy(&response[..split]).to_string();
+                    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no status line")?;
+                    Ok((status, String::from_utf8_lossy(&response[split + 4..]).to_string()))
+                });
+        }
+        response.extend_from_slice(&buffer[..n]);
+    }
 }
 
-fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
+/// The status and body once `response` holds all of them.
+fn complete_response(response: &[u8]) -> Result<Option<(u16, String)>, String> {
+    let Some(split) = response.windows(4).position(|w| w == b"\r\n\r\n") else { return Ok(None) };
+    let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+    let body = &response[split + 4..];
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no status line")?;
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|line| line.strip_prefix(name).map(|value| value.trim_start_matches(':').trim().to_string()))
+    };
+    if let Some(length) = header("content-length") {
+        let length: usize = length.parse().map_err(|e| format!("content-length {length:?}: {e}"))?;
+        return Ok((body.len() >= length).then(|| (status, String::from_utf8_lossy(&body[..length]).to_string())));
+    }
+    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        return Ok(dechunk(body).map(|body| (status, String::from_utf8_lossy(&body).to_string())));
+    }
+    Ok(None)
+}
+
+/// The body of a chunked answer, or `None` while its last chunk has not arrived.
+fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n").ok_or("a chunk without its size line")?;
+        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
         let size_line = String::from_utf8_lossy(&body[..line_end]).to_string();
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|e| format!("chunk size {size_line:?}: {e}"))?;
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16).ok()?;
         if size == 0 {
-            return Ok(out);
+            return Some(out);
         }
         let rest = &body[line_end + 2..];
-        out.extend_from_slice(rest.get(..size).ok_or("a chunk shorter than its size")?);
-        body = rest.get(size + 2..).ok_or("a chunk without its line end")?;
+        out.extend_from_slice(rest.get(..size)?);
+        body = rest.get(size + 2..)?;
     }
 }
