@@ -2,11 +2,7 @@
 //! Staff actions (approve, reject, suspend, reinstate) arrive with authentication,
 //! since the acting staff member is the authenticated principal.
 
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-    response::Response,
-};
+use axum::{extract::State, http::StatusCode, response::Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -14,6 +10,7 @@ use uuid::Uuid;
 use vectis_runtime::auth::{ApiKeys, Scope};
 use vectis_schemas::{events::Money, StreamId};
 
+use super::path::ApiPath;
 use super::{
     command::{CommandContext, CommandResponse},
     json::{check_text, problem, CommandBody, Validate},
@@ -52,7 +49,7 @@ impl Validate for Reason {
 #[utoipa::path(post, path = "/v1/accounts/{id}/approve", tag = "accounts", params(("id" = Uuid, Path, description = "The account id")),
     responses((status = 200, description = "Approved: the account may place orders", body = CommandResponse)),
     security(("api_key" = ["admin"])))]
-async fn approve(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
+async fn approve(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>, context: CommandContext) -> Response {
     let command = AccountCommand::Approve { by: context.principal.actor() };
     on_account(&state, context, id, &[], command).await
 }
@@ -60,7 +57,7 @@ async fn approve(State(state): State<AppState>, Path(id): Path<Uuid>, context: C
 #[utoipa::path(post, path = "/v1/accounts/{id}/reinstate", tag = "accounts", params(("id" = Uuid, Path, description = "The account id")),
     responses((status = 200, description = "Reinstated", body = CommandResponse)),
     security(("api_key" = ["admin"])))]
-async fn reinstate(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
+async fn reinstate(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>, context: CommandContext) -> Response {
     let command = AccountCommand::Reinstate { by: context.principal.actor() };
     on_account(&state, context, id, &[], command).await
 }
@@ -70,7 +67,7 @@ async fn reinstate(State(state): State<AppState>, Path(id): Path<Uuid>, context:
     security(("api_key" = ["admin"])))]
 async fn reject(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     context: CommandContext,
     body: CommandBody<Reason>,
 ) -> Response {
@@ -83,7 +80,7 @@ async fn reject(
     security(("api_key" = ["admin"])))]
 async fn suspend(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     context: CommandContext,
     body: CommandBody<Reason>,
 ) -> Response {
@@ -194,7 +191,7 @@ impl Validate for ChangeCreditLimit {
     security(("api_key" = ["accounts:write"])))]
 async fn change_credit_limit(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     context: CommandContext,
     body: CommandBody<ChangeCreditLimit>,
 ) -> Response {
@@ -219,7 +216,7 @@ impl Validate for ChangeApprovalThreshold {
     security(("api_key" = ["accounts:write"])))]
 async fn change_approval_threshold(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     context: CommandContext,
     body: CommandBody<ChangeApprovalThreshold>,
 ) -> Response {

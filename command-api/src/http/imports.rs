@@ -10,7 +10,7 @@ use std::{
 
 use axum::{
     body::Body,
-    extract::{Path, Query, State},
+    extract::{Query, State},
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -21,6 +21,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use vectis_runtime::auth::{require_any_scope, ApiKeys, Principal, Scope};
 
+use super::path::ApiPath;
 use super::{
     problem::{ApiError, FieldProblem},
     AppState,
@@ -206,7 +207,7 @@ struct StatusParams {
 async fn import_status(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     Query(params): Query<StatusParams>,
 ) -> Result<Json<ImportStatus>, ApiError> {
     let limit = params.rejected_limit.unwrap_or(100).clamp(0, 10_000);

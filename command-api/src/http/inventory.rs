@@ -3,11 +3,7 @@
 
 use std::time::Duration;
 
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-    response::Response,
-};
+use axum::{extract::State, http::StatusCode, response::Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -16,6 +12,7 @@ use uuid::Uuid;
 use vectis_runtime::auth::{ApiKeys, Scope};
 use vectis_schemas::{events::AdjustmentReason, StreamId};
 
+use super::path::ApiPath;
 use super::{
     accounts::MoneyBody,
     command::{CommandContext, CommandResponse},
@@ -171,7 +168,7 @@ impl ChangePrice {
     security(("api_key" = ["inventory:write"])))]
 async fn change_price(
     State(state): State<AppState>,
-    Path(sku): Path<String>,
+    ApiPath(sku): ApiPath<String>,
     context: CommandContext,
     body: CommandBody<ChangePrice>,
 ) -> Result<Response, ApiError> {
@@ -200,7 +197,7 @@ impl Validate for Receive {
     security(("api_key" = ["inventory:write"])))]
 async fn receive(
     State(state): State<AppState>,
-    Path(sku): Path<String>,
+    ApiPath(sku): ApiPath<String>,
     context: CommandContext,
     body: CommandBody<Receive>,
 ) -> Result<Response, ApiError> {
@@ -234,7 +231,7 @@ impl Validate for Adjust {
     security(("api_key" = ["inventory:write"])))]
 async fn adjust(
     State(state): State<AppState>,
-    Path(sku): Path<String>,
+    ApiPath(sku): ApiPath<String>,
     context: CommandContext,
     body: CommandBody<Adjust>,
 ) -> Result<Response, ApiError> {
@@ -265,7 +262,7 @@ impl Validate for Reserve {
     security(("api_key" = ["inventory:write"])))]
 async fn reserve(
     State(state): State<AppState>,
-    Path(sku): Path<String>,
+    ApiPath(sku): ApiPath<String>,
     context: CommandContext,
     body: CommandBody<Reserve>,
 ) -> Result<Response, ApiError> {
@@ -302,7 +299,7 @@ impl Validate for Release {
     security(("api_key" = ["inventory:write"])))]
 async fn release(
     State(state): State<AppState>,
-    Path((sku, reservation_id)): Path<(String, Uuid)>,
+    ApiPath((sku, reservation_id)): ApiPath<(String, Uuid)>,
     context: CommandContext,
     body: OptionalCommandBody<Release>,
 ) -> Result<Response, ApiError> {
@@ -315,7 +312,7 @@ async fn release(
     security(("api_key" = ["inventory:write"])))]
 async fn commit(
     State(state): State<AppState>,
-    Path((sku, reservation_id)): Path<(String, Uuid)>,
+    ApiPath((sku, reservation_id)): ApiPath<(String, Uuid)>,
     context: CommandContext,
 ) -> Result<Response, ApiError> {
     let command = InventoryCommand::Commit { reservation_id };

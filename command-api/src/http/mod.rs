@@ -8,6 +8,7 @@ pub(crate) mod inventory;
 pub mod json;
 pub mod openapi;
 mod orders;
+mod path;
 pub mod problem;
 mod recurring_orders;
 mod streams;
@@ -76,6 +77,8 @@ pub fn app(state: AppState, metrics: HttpMetrics) -> Router {
     let (routes, doc) = router(&state.keys).split_for_parts();
     let docs = SwaggerUi::new(openapi::DOCS_PATH).url(openapi::OPENAPI_PATH, openapi::complete(doc));
     routes
+        .fallback(path::no_route)
+        .method_not_allowed_fallback(path::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(state.request_timeout, time_limit))
         .route_layer(middleware::from_fn_with_state(state.rate_limiter.clone(), rate_limit))

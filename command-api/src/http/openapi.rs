@@ -128,7 +128,7 @@ fn add_shared_answers(operation: &mut Operation, is_command: bool, names_a_resou
     ];
     if is_command {
         shared.extend([
-            ("400", problem("The body is not JSON, or a header (If-Match, Idempotency-Key, X-Correlation-Id) is invalid")),
+            ("400", problem("The body is not JSON, a header (If-Match, Idempotency-Key, X-Correlation-Id) is invalid, or a path parameter is not of its type (`/problems/invalid-path`)")),
             ("409", problem("Version conflict (with `current_version`), a state that forbids the command, or an Idempotency-Key still in use")),
             ("413", problem("The body is larger than 64 KiB")),
             ("415", problem("The body is not `application/json`")),
@@ -137,6 +137,9 @@ fn add_shared_answers(operation: &mut Operation, is_command: bool, names_a_resou
     }
     if names_a_resource {
         shared.push(("404", problem("Nothing exists under the id in the path")));
+        if !is_command {
+            shared.push(("400", problem("A path parameter is not of its type (`/problems/invalid-path`)")));
+        }
     }
     for (status, response) in shared {
         operation.responses.responses.entry(status.to_string()).or_insert(RefOr::T(response));

@@ -3,11 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-    response::Response,
-};
+use axum::{extract::State, http::StatusCode, response::Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -15,6 +11,7 @@ use uuid::Uuid;
 use vectis_runtime::auth::{ApiKeys, Scope};
 use vectis_schemas::StreamId;
 
+use super::path::ApiPath;
 use super::{
     accounts::Reason,
     command::{CommandContext, CommandResponse},
@@ -41,7 +38,7 @@ pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/v1/orders/{id}/approve", tag = "orders", params(("id" = Uuid, Path, description = "The order id")),
     responses((status = 200, description = "Approved: the order may be confirmed", body = CommandResponse)),
     security(("api_key" = ["admin"])))]
-async fn approve(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
+async fn approve(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>, context: CommandContext) -> Response {
     let by = context.principal.actor();
     transition(&state, context, id, &[], OrderCommand::Approve { by }).await
 }
@@ -51,7 +48,7 @@ async fn approve(State(state): State<AppState>, Path(id): Path<Uuid>, context: C
     security(("api_key" = ["admin"])))]
 async fn reject(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     context: CommandContext,
     body: CommandBody<Reason>,
 ) -> Response {
@@ -140,14 +137,14 @@ async fn transition(
 #[utoipa::path(post, path = "/v1/orders/{id}/confirm", tag = "orders", params(("id" = Uuid, Path, description = "The order id")),
     responses((status = 200, description = "Confirmed", body = CommandResponse)),
     security(("api_key" = ["orders:write"])))]
-async fn confirm(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
+async fn confirm(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>, context: CommandContext) -> Response {
     transition(&state, context, id, &[], OrderCommand::Confirm).await
 }
 
 #[utoipa::path(post, path = "/v1/orders/{id}/deliver", tag = "orders", params(("id" = Uuid, Path, description = "The order id")),
     responses((status = 200, description = "Delivered", body = CommandResponse)),
     security(("api_key" = ["orders:write"])))]
-async fn deliver(State(state): State<AppState>, Path(id): Path<Uuid>, context: CommandContext) -> Response {
+async fn deliver(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>, context: CommandContext) -> Response {
     transition(&state, context, id, &[], OrderCommand::Deliver).await
 }
 
@@ -168,7 +165,7 @@ impl Validate for Cancel {
     security(("api_key" = ["orders:write"])))]
 async fn cancel(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     context: CommandContext,
     body: CommandBody<Cancel>,
 ) -> Response {
@@ -195,7 +192,7 @@ impl Validate for Ship {
     security(("api_key" = ["orders:write"])))]
 async fn ship(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     context: CommandContext,
     body: CommandBody<Ship>,
 ) -> Response {

@@ -48,6 +48,12 @@ pub enum ApiError {
     /// 409: a request with this idempotency key is still running.
     IdempotencyKeyInUse,
     NotFound(String),
+    /// 400: a path segment is not what the route takes (a UUID, say).
+    InvalidPath(String),
+    /// 404: no route has this path.
+    NoRoute(String),
+    /// 405: the route exists, not for this method.
+    MethodNotAllowed(String),
     /// 403: the key lacks the scope this request needs (decided by the request).
     Forbidden(String),
     /// 503: the request ran past the time limit. If the deadline struck while it was
@@ -118,6 +124,13 @@ impl ApiError {
                 "/problems/idempotency-key-in-use",
                 "A request with this Idempotency-Key is still running",
             ),
+            Self::InvalidPath(_) => (StatusCode::BAD_REQUEST, "/problems/invalid-path", "A path parameter is invalid"),
+            Self::NoRoute(_) => (StatusCode::NOT_FOUND, "/problems/no-route", "No such endpoint"),
+            Self::MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "/problems/method-not-allowed",
+                "The endpoint does not take this method",
+            ),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "/problems/forbidden", "The API key lacks a scope"),
             Self::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/timeout", "The request took too long"),
             Self::Internal(_) => {
@@ -134,7 +147,13 @@ impl ApiError {
     pub fn body(&self) -> Vec<u8> {
         let (status, kind, title) = self.parts();
         let detail = match self {
-            Self::MalformedBody(m) | Self::Contended(m) | Self::NotFound(m) | Self::Forbidden(m) => m.clone(),
+            Self::MalformedBody(m)
+            | Self::Contended(m)
+            | Self::NotFound(m)
+            | Self::Forbidden(m)
+            | Self::InvalidPath(m)
+            | Self::NoRoute(m)
+            | Self::MethodNotAllowed(m) => m.clone(),
             Self::Validation(errors) => format!("{} field(s) are invalid", errors.len()),
             Self::BadHeader { header, message } => format!("{header}: {message}"),
             Self::UnsupportedMediaType => "commands take a JSON body with Content-Type: application/json".into(),

@@ -3,7 +3,7 @@
 //! or cancels it. The `recurring_order` workflow places each run.
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -15,6 +15,7 @@ use uuid::Uuid;
 use vectis_runtime::auth::{ApiKeys, Scope};
 use vectis_schemas::{events::RecurringLine, StreamId};
 
+use super::path::ApiPath;
 use super::{
     command::{CommandContext, CommandResponse},
     json::{problem, CommandBody, Validate},
@@ -108,7 +109,7 @@ impl Validate for ScheduleRecurringOrder {
     security(("api_key" = ["orders:write"])))]
 async fn schedule(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     context: CommandContext,
     body: CommandBody<ScheduleRecurringOrder>,
 ) -> Response {
@@ -143,7 +144,7 @@ async fn schedule(
     security(("api_key" = ["orders:write"])))]
 async fn pause(
     State(state): State<AppState>,
-    Path((id, recurring_order_id)): Path<(Uuid, Uuid)>,
+    ApiPath((id, recurring_order_id)): ApiPath<(Uuid, Uuid)>,
     context: CommandContext,
 ) -> Response {
     let by = context.principal.actor();
@@ -156,7 +157,7 @@ async fn pause(
     security(("api_key" = ["orders:write"])))]
 async fn resume(
     State(state): State<AppState>,
-    Path((id, recurring_order_id)): Path<(Uuid, Uuid)>,
+    ApiPath((id, recurring_order_id)): ApiPath<(Uuid, Uuid)>,
     context: CommandContext,
 ) -> Response {
     let by = context.principal.actor();
@@ -170,7 +171,7 @@ async fn resume(
     security(("api_key" = ["orders:write"])))]
 async fn cancel(
     State(state): State<AppState>,
-    Path((id, recurring_order_id)): Path<(Uuid, Uuid)>,
+    ApiPath((id, recurring_order_id)): ApiPath<(Uuid, Uuid)>,
     context: CommandContext,
 ) -> Response {
     let by = context.principal.actor();

@@ -1,14 +1,12 @@
 //! `GET /v1/streams/{stream_id}`: a stream's events, upcast to current schema
 //! versions, for debugging.
 
-use axum::{
-    extract::{Path, State},
-    Json,
-};
+use axum::{extract::State, Json};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use vectis_runtime::auth::{ApiKeys, Scope};
 use vectis_schemas::{EventEnvelope, IdError, StreamId};
 
+use super::path::ApiPath;
 use super::{problem::ApiError, AppState};
 
 /// Reading raw streams is for operators: `admin`.
@@ -22,7 +20,7 @@ pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
     security(("api_key" = ["admin"])))]
 async fn read_stream(
     State(state): State<AppState>,
-    Path(stream_id): Path<String>,
+    ApiPath(stream_id): ApiPath<String>,
 ) -> Result<Json<Vec<EventEnvelope>>, ApiError> {
     // An id no stream can have names none.
     let stream_id: StreamId = stream_id.parse().map_err(|error: IdError| ApiError::NotFound(error.to_string()))?;
