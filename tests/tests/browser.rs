@@ -129,7 +129,19 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Ends the session first (ChromeDriver then quits Chromium, which would outlive a
+    /// killed driver), also when the test failed: a blocking request, as drop cannot wait.
     fn drop(&mut self) {
+        use std::io::{Read, Write};
+        if let Ok(mut stream) = std::net::TcpStream::connect(self.addr) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let request =
+                format!("DELETE /session/{} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n", self.session);
+            if stream.write_all(request.as_bytes()).is_ok() {
+                let mut answer = [0u8; 1024];
+                let _ = stream.read(&mut answer);
+            }
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
