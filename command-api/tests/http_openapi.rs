@@ -76,6 +76,18 @@ async fn the_document_lists_every_operation_with_its_scope_and_shared_answers(po
                 .filter_map(|p| p["name"].as_str())
                 .collect();
             assert_eq!(headers, ["If-Match", "Idempotency-Key", "X-Correlation-Id", "traceparent"], "{method} {path}");
+            // The headers the server checks say what it accepts (an empty value is refused).
+            for header in ["If-Match", "Idempotency-Key"] {
+                let schema = operation["parameters"]
+                    .as_array()
+                    .and_then(|ps| ps.iter().find(|p| p["name"] == header))
+                    .map(|p| &p["schema"])
+                    .expect("documented");
+                assert!(
+                    schema["pattern"].is_string() && schema["minLength"] == 1,
+                    "{method} {path} {header}: {schema}"
+                );
+            }
         }
         if path.contains('{') {
             assert!(operation["responses"]["404"].is_object(), "{method} {path} lacks 404");

@@ -68,6 +68,11 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
 
+/// What [`if_match`] takes, as the OpenAPI document states it.
+pub const IF_MATCH_PATTERN: &str = r#"^\s*(W/)?"?[0-9]+"?\s*$"#;
+/// What [`idempotency_key`] takes, as the OpenAPI document states it.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
+
 /// `If-Match: 3` or `If-Match: "3"`: the stream version the client last saw.
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(raw) = headers.get(header::IF_MATCH) else { return Ok(None) };

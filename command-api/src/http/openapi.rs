@@ -147,26 +147,43 @@ fn add_shared_answers(operation: &mut Operation, is_command: bool, names_a_resou
 }
 
 fn header_parameter(name: &str, description: &str) -> Parameter {
+    header_parameter_with(name, description, String::schema())
+}
+
+/// A header the server checks: its schema states the check, so a client (or a
+/// fuzzer) generated from the document sends only what is accepted.
+fn checked_header(name: &str, description: &str, pattern: &str) -> Parameter {
+    let schema = ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern)).min_length(Some(1)).build();
+    header_parameter_with(name, description, RefOr::T(Schema::Object(schema)))
+}
+
+fn header_parameter_with(name: &str, description: &str, schema: RefOr<Schema>) -> Parameter {
     ParameterBuilder::new()
         .name(name)
         .parameter_in(ParameterIn::Header)
         .required(Required::False)
         .description(Some(description))
-        .schema(Some(String::schema()))
+        .schema(Some(schema))
         .build()
 }
 
 fn command_headers() -> Vec<Parameter> {
     vec![
-        header_parameter(
+        checked_header(
             "If-Match",
-            "The stream version the client last saw (`3` or `\"3\"`); the command is refused with 409 if the stream has moved on",
+            "The stream version the client last saw (`3` or `\"3\"`); the command is refused with 409 if the stream has moved on. Anything else (an empty value too) is a 400",
+            super::command::IF_MATCH_PATTERN,
         ),
-        header_parameter(
+        checked_header(
             "Idempotency-Key",
-            "1 to 255 visible ASCII characters, such as a UUID. A retry with the same key and body returns the first answer byte for byte; with another body it is refused (422). Kept at least 24 h",
+            "1 to 255 visible ASCII characters, such as a UUID (an empty value is a 400). A retry with the same key and body returns the first answer byte for byte; with another body it is refused (422). Kept at least 24 h",
+            super::command::IDEMPOTENCY_KEY_PATTERN,
         ),
-        header_parameter("X-Correlation-Id", "A UUID recorded on the events; generated when absent"),
+        header_parameter_with(
+            "X-Correlation-Id",
+            "A UUID recorded on the events; generated when absent (anything else is a 400)",
+            RefOr::T(Schema::Object(ObjectBuilder::new().schema_type(Type::String).format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Uuid))).build())),
+        ),
         header_parameter("traceparent", "W3C trace context, recorded on the events and their Kafka headers"),
     ]
 }
