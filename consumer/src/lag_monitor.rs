@@ -82,7 +82,9 @@ impl GroupLagMetrics {
         metrics
     }
 
-    fn record(&self, group: &GroupLabels, lag: &ProjectionLag) {
+    /// Publishes `lag`; returns the partition series it set.
+    fn record(&self, group: &GroupLabels, lag: &ProjectionLag) -> Vec<GroupPartitionLabels> {
+        let mut series = Vec::with_capacity(lag.partitions.len());
         for partition in &lag.partitions {
             let labels = GroupPartitionLabels {
                 projection: group.projection.clone(),
@@ -94,8 +96,21 @@ impl GroupLagMetrics {
             self.lag_events.get_or_create(&labels).set(partition.events());
             self.checkpoint.get_or_create(&labels).set(partition.next_offset);
             self.log_end.get_or_create(&labels).set(partition.high_watermark);
+            series.push(labels);
         }
         self.lag_seconds.get_or_create(group).set(lag.seconds());
+        series
+    }
+
+    /// Drops a group's series: a retired version's would otherwise stay at their last
+    /// values, a lag nothing consumes any more (a stuck alert for ever).
+    fn forget(&self, group: &GroupLabels, series: &[GroupPartitionLabels]) {
+        for labels in series {
+            self.lag_events.remove(labels);
+            self.checkpoint.remove(labels);
+            self.log_end.remove(labels);
+        }
+        self.lag_seconds.remove(group);
     }
 }
 
@@ -118,11 +133,18 @@ impl LagMonitor {
         topics.sort_unstable();
         topics.dedup();
         let mut above: HashMap<&'static str, bool> = HashMap::new();
+        // Each projection's group (its active version) and series, as last published.
+        let mut published: HashMap<&'static str, (GroupLabels, Vec<GroupPartitionLabels>)> = HashMap::new();
         loop {
             match self.round(&topics).await {
                 Ok(measured) => {
                     for (spec, group, lag) in measured {
-                        self.metrics.record(&group, &lag);
+                        let series = self.metrics.record(&group, &lag);
+                        if let Some((before, old)) = published.insert(spec.name, (group.clone(), series)) {
+                            if before != group {
+                                self.metrics.forget(&before, &old);
+                            }
+                        }
                         self.report_threshold(spec, &group, &lag, above.entry(spec.name).or_default());
                     }
                 }
@@ -180,5 +202,48 @@ impl LagMonitor {
             );
         }
         *above = now_above;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use prometheus_client::{encoding::text::encode, registry::Registry};
+
+    use super::*;
+    use crate::lag::PartitionLag;
+
+    fn lag(version: i32, behind: i64) -> ProjectionLag {
+        ProjectionLag {
+            target: Target { projection: "orders", version },
+            partitions: vec![PartitionLag {
+                topic: "vectis.orders".into(),
+                partition: 0,
+                next_offset: 100 - behind,
+                high_watermark: 100,
+                oldest_unapplied: None,
+            }],
+            measured_at: Utc::now(),
+        }
+    }
+
+    fn group(name: &str) -> GroupLabels {
+        GroupLabels { projection: "orders".into(), kind: "read_model".into(), group: name.into() }
+    }
+
+    #[test]
+    fn a_retired_versions_series_are_dropped_not_left_at_their_last_lag() {
+        let mut registry = Registry::default();
+        let metrics = GroupLagMetrics::register(&mut registry);
+        let old = metrics.record(&group("vectis.projection.orders"), &lag(1, 7));
+        metrics.record(&group("vectis.projection.orders.v2"), &lag(2, 3));
+        metrics.forget(&group("vectis.projection.orders"), &old);
+        let mut text = String::new();
+        encode(&mut text, &registry).expect("encodes");
+        assert!(text.contains(r#"group="vectis.projection.orders.v2""#), "{text}");
+        for retired in [r#"group="vectis.projection.orders","#, r#"group="vectis.projection.orders"}"#] {
+            assert!(!text.contains(retired), "the retired group is gone: {text}");
+        }
+        assert!(text.contains("vectis_consumer_lag_events{") && text.contains("} 3"), "{text}");
     }
 }

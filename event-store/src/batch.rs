@@ -18,7 +18,6 @@ use vectis_schemas::{EventEnvelope, StreamId};
 
 use crate::{
     error::AppendError,
-    metrics::TopicEventLabels,
     snapshots::{self, Snapshot},
     store::{recorded_event_from_row, EventMetadata, NewEvent, RecordedEvent, SELECT_EVENT},
     AppendOutcome, EventStore, StoreError,
@@ -247,10 +246,7 @@ impl EventStore {
                 rows.field(plan.topic);
                 rows.field(event.event_type.as_str());
                 rows.field(&event.schema_version.to_string());
-                // Serialised straight into the COPY data, escaped as it is written.
-                serde_json::to_writer(&mut rows, &event.data)
-                    .map_err(|e| AppendError::Database(sqlx::Error::Encode(e.into())))?;
-                rows.0.push(b'\t');
+                rows.json_field(&event.data).map_err(|e| AppendError::Database(sqlx::Error::Encode(e.into())))?;
                 rows.field(&plan_metadata);
                 rows.end_row();
             }
@@ -276,15 +272,10 @@ impl EventStore {
         if written.appended.is_empty() {
             return;
         }
-        self.notifier.committed();
-        let started = written.started.unwrap_or_else(Instant::now);
-        self.metrics.append_duration.observe(started.elapsed().as_secs_f64());
-        for ((topic, event_type), count) in &written.appended {
-            self.metrics
-                .events_appended
-                .get_or_create(&TopicEventLabels { topic: topic.to_string(), event_type: event_type.clone() })
-                .inc_by(*count);
-        }
+        self.record_committed(
+            written.started.unwrap_or_else(Instant::now),
+            written.appended.iter().map(|((topic, event_type), count)| (*topic, event_type.as_str(), *count)),
+        );
     }
 }
 
@@ -297,6 +288,13 @@ impl CopyText {
     fn field(&mut self, value: &str) {
         std::io::Write::write_all(self, value.as_bytes()).expect("writing to memory");
         self.0.push(b'\t');
+    }
+
+    /// `value` as JSON, serialised straight into the rows and escaped as it is written.
+    fn json_field(&mut self, value: &serde_json::Value) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(&mut *self, value)?;
+        self.0.push(b'\t');
+        Ok(())
     }
 
     /// Ends the row: its last field's tab becomes the newline.

@@ -111,8 +111,8 @@ pub struct EventStore {
     pool: PgPool,
     schemas: Arc<SchemaCatalog>,
     mode: SchemaMode,
-    pub(crate) metrics: StoreMetrics,
-    pub(crate) notifier: CommitNotifier,
+    metrics: StoreMetrics,
+    notifier: CommitNotifier,
     idempotency_wait: std::time::Duration,
     snapshot_policy: SnapshotPolicy,
 }
@@ -255,16 +255,26 @@ impl EventStore {
 
     /// After the commit of an append: wake the relay, count the events.
     pub(crate) fn record_appended(&self, outcome: &AppendOutcome, started: Instant) {
+        self.record_committed(
+            started,
+            outcome.events.iter().map(|event| (event.topic.as_str(), event.envelope.event_type.as_str(), 1)),
+        );
+    }
+
+    /// After a commit: wakes the relay and counts what it appended, as
+    /// (topic, event type, events).
+    pub(crate) fn record_committed<'a>(
+        &self,
+        started: Instant,
+        appended: impl IntoIterator<Item = (&'a str, &'a str, u64)>,
+    ) {
         self.notifier.committed();
         self.metrics.append_duration.observe(started.elapsed().as_secs_f64());
-        for event in &outcome.events {
+        for (topic, event_type, count) in appended {
             self.metrics
                 .events_appended
-                .get_or_create(&TopicEventLabels {
-                    topic: event.topic.clone(),
-                    event_type: event.envelope.event_type.clone(),
-                })
-                .inc();
+                .get_or_create(&TopicEventLabels { topic: topic.to_string(), event_type: event_type.to_string() })
+                .inc_by(count);
         }
     }
 

@@ -73,6 +73,11 @@ impl OpsState {
         );
         Self { registry: Arc::new(registry), checks: Arc::new(checks), dependency_ready }
     }
+
+    /// Every readiness check, in parallel, each within its timeout.
+    async fn run_checks(&self) -> Vec<(&'static str, Result<(), String>)> {
+        futures::future::join_all(self.checks.iter().map(ReadinessCheck::run)).await
+    }
 }
 
 /// `/metrics`, `/health` and `/ready`, to merge into a service's router or serve alone.
@@ -106,7 +111,7 @@ pub async fn serve_ops(
 
 async fn metrics(State(state): State<OpsState>) -> Response {
     // Not logged here: a scrape is a timer, and `/ready` logs its failures.
-    for (name, result) in futures::future::join_all(state.checks.iter().map(ReadinessCheck::run)).await {
+    for (name, result) in state.run_checks().await {
         state
             .dependency_ready
             .get_or_create(&DependencyLabel { dependency: name.to_string() })
@@ -128,7 +133,7 @@ async fn health() -> Json<serde_json::Value> {
 }
 
 async fn ready(State(state): State<OpsState>) -> Response {
-    let results = futures::future::join_all(state.checks.iter().map(ReadinessCheck::run)).await;
+    let results = state.run_checks().await;
     let all_ok = results.iter().all(|(_, r)| r.is_ok());
     let checks: serde_json::Map<String, serde_json::Value> = results
         .into_iter()

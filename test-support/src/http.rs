@@ -44,27 +44,20 @@ pub async fn try_http_request(
     let mut response = Vec::new();
     let mut buffer = [0u8; 16 * 1024];
     loop {
-        if let Some(complete) = complete_response(&response)? {
+        let n = stream.read(&mut buffer).await.map_err(|e| format!("read: {e}"))?;
+        response.extend_from_slice(&buffer[..n]);
+        if let Some(complete) = complete_response(&response, n == 0)? {
             return Ok(complete);
         }
-        let n = stream.read(&mut buffer).await.map_err(|e| format!("read: {e}"))?;
         if n == 0 {
-            return complete_response(&response)?
-                .ok_or_else(|| "the connection closed mid-answer".to_string())
-                .or_else(|error| {
-                    // No length and no chunks: the body is whatever came before the close.
-                    let split = response.windows(4).position(|w| w == b"\r\n\r\n").ok_or(error)?;
-                    let head = String::from_utf8_lossy(&response[..split]).to_string();
-                    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no status line")?;
-                    Ok((status, String::from_utf8_lossy(&response[split + 4..]).to_string()))
-                });
+            return Err("the connection closed mid-answer".into());
         }
-        response.extend_from_slice(&buffer[..n]);
     }
 }
 
-/// The status and body once `response` holds all of them.
-fn complete_response(response: &[u8]) -> Result<Option<(u16, String)>, String> {
+/// The status and body once `response` holds all of them; `closed`: the server closed
+/// the connection, which ends a body that has neither a length nor chunks.
+fn complete_response(response: &[u8], closed: bool) -> Result<Option<(u16, String)>, String> {
     let Some(split) = response.windows(4).position(|w| w == b"\r\n\r\n") else { return Ok(None) };
     let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
     let body = &response[split + 4..];
@@ -80,7 +73,7 @@ fn complete_response(response: &[u8]) -> Result<Option<(u16, String)>, String> {
     if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         return Ok(dechunk(body).map(|body| (status, String::from_utf8_lossy(&body).to_string())));
     }
-    Ok(None)
+    Ok(closed.then(|| (status, String::from_utf8_lossy(body).to_string())))
 }
 
 /// The body of a chunked answer, or `None` while its last chunk has not arrived.

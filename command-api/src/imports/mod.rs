@@ -181,7 +181,13 @@ impl Importer {
         let mut previous: PreviousCommit = None;
         let mut rows_before = import.rows_through;
         let outcome = loop {
-            let Some(batch) = Batch::new(import, self.next_rows(&mut rows, import)?) else { break Ok(()) };
+            // A file that stops being readable ends the loop like any failure, so the
+            // batches already writing are still waited for below.
+            let next = match self.next_rows(&mut rows, import) {
+                Ok(next) => next,
+                Err(error) => break Err(error),
+            };
+            let Some(batch) = Batch::new(import, next) else { break Ok(()) };
             let decided = match runner.decide(&batch).await {
                 Ok(decided) => decided,
                 Err(error) => break Err(error),
