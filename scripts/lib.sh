@@ -291,21 +291,31 @@ check_monitoring_config() {
   done
 }
 
-# Tools the tests call, from PyPI, in a virtualenv in the cache: the reference
-# OpenAPI validator checks the command API's document.
+# Tools the tests call, from PyPI, each pinned in a virtualenv of its own in the cache:
+# the reference OpenAPI validator checks the command API's document, and schemathesis
+# fuzzes the running API from it.
 OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
+SCHEMATHESIS_VERSION=4.32.5
 ensure_test_tools() {
-  local venv="$VECTIS_CACHE_DIR/python-tools"
-  export OPENAPI_SPEC_VALIDATOR="$venv/bin/openapi-spec-validator"
+  export OPENAPI_SPEC_VALIDATOR="$VECTIS_CACHE_DIR/python-tools/bin/openapi-spec-validator"
+  export SCHEMATHESIS="$VECTIS_CACHE_DIR/schemathesis/bin/st"
+  ensure_pypi_tool openapi-spec-validator "$OPENAPI_SPEC_VALIDATOR_VERSION" "$VECTIS_CACHE_DIR/python-tools"
+  ensure_pypi_tool schemathesis "$SCHEMATHESIS_VERSION" "$VECTIS_CACHE_DIR/schemathesis"
+}
+
+# ensure_pypi_tool PACKAGE VERSION VENV: installs PACKAGE==VERSION into VENV unless it
+# is there already.
+ensure_pypi_tool() {
+  local package="$1" version="$2" venv="$3"
   # `pip show` is read whole (no `grep -q`, which would stop reading, fail the pipe
   # under pipefail and reinstall every run).
-  if [ -x "$OPENAPI_SPEC_VALIDATOR" ] &&
-    [ "$("$venv/bin/pip" show openapi-spec-validator 2>/dev/null | sed -n 's/^Version: //p')" = "$OPENAPI_SPEC_VALIDATOR_VERSION" ]; then
+  if [ -x "$venv/bin/pip" ] &&
+    [ "$("$venv/bin/pip" show "$package" 2>/dev/null | sed -n 's/^Version: //p')" = "$version" ]; then
     return
   fi
-  log "installing openapi-spec-validator $OPENAPI_SPEC_VALIDATOR_VERSION into $venv"
+  log "installing $package $version into $venv"
   python3 -m venv "$venv" || die "python3 -m venv failed (Debian needs python3-venv)"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$package==$version"
 }
 
 # Everything the system and the tests need, running.

@@ -105,11 +105,15 @@ async fn bad_uploads_are_refused_with_problems_and_a_key_imports_only_what_it_ma
         answer.json()
     };
     let bogus = send(&app, "POST", "/v1/imports?kind=invoices", &[csv_type], "a\n1\n").await;
-    assert_eq!(bogus.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(problem(&bogus)["errors"][0]["field"], "kind");
+    assert_eq!(bogus.status, StatusCode::BAD_REQUEST);
+    let bogus = problem(&bogus);
+    assert_eq!(bogus["type"], "/problems/invalid-query");
+    assert!(bogus["detail"].as_str().is_some_and(|d| d.contains("invoices") && d.contains("prices")), "{bogus}");
     let unmapped = send(&app, "POST", "/v1/imports?kind=prices", &[csv_type], "sku,price\nA,1\n").await;
     assert_eq!(unmapped.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let message = problem(&unmapped)["errors"][0]["message"].as_str().expect("message").to_string();
+    let unmapped = problem(&unmapped);
+    assert_eq!(unmapped["type"], "/problems/unreadable-file");
+    let message = unmapped["detail"].as_str().expect("detail").to_string();
     assert!(message.contains("no column for unit_price_minor, currency"), "{message}");
     let mapped =
         send(&app, "POST", "/v1/imports?kind=prices&map=price%3Dunit_price_minor", &[csv_type], "sku,price\nA,1\n")

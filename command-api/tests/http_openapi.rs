@@ -102,6 +102,100 @@ async fn the_document_lists_every_operation_with_its_scope_and_shared_answers(po
     assert!(retry_after.is_object(), "429 documents Retry-After");
 }
 
+/// The schema of `field` in component `name`, through a `$ref` or a nullable `oneOf`.
+fn field_schema<'a>(doc: &'a Value, name: &str, field: &str) -> &'a Value {
+    let schema = &doc["components"]["schemas"][name]["properties"][field];
+    match schema["oneOf"].as_array() {
+        Some(options) => options.iter().find(|s| s["type"] != "null").expect("a non-null option"),
+        None => schema,
+    }
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn every_rule_the_server_checks_is_a_constraint_in_the_document(pool: PgPool) {
+    let (api, _) = command_api(pool).await;
+    let doc = document(&api).await;
+    let money = &doc["components"]["schemas"]["Money"]["properties"];
+    assert_eq!(money["currency"]["pattern"], "^[A-Z]{3}$");
+    assert_eq!(money["amount_minor"]["minimum"], 0);
+    assert_eq!(field_schema(&doc, "CreateItem", "sku")["pattern"], "^[A-Z0-9][A-Z0-9._-]{0,63}$");
+    for (body, field, max) in [
+        ("RegisterAccount", "name", 200),
+        ("Reason", "reason", 1000),
+        ("Ship", "carrier", 100),
+        ("Ship", "tracking_number", 100),
+        ("Cancel", "reason", 1000),
+        ("ChangePrice", "reason", 200),
+    ] {
+        let schema = field_schema(&doc, body, field);
+        assert_eq!(
+            (schema["minLength"].as_u64(), schema["maxLength"].as_u64()),
+            (Some(1), Some(max)),
+            "{body}.{field}"
+        );
+        assert!(schema["pattern"].is_string(), "{body}.{field}: blank text is refused, and the document says so");
+    }
+    for (body, field) in [("Receive", "quantity"), ("Reserve", "quantity"), ("Line", "quantity")] {
+        let schema = field_schema(&doc, body, field);
+        assert_eq!(
+            (schema["minimum"].as_i64(), schema["maximum"].as_i64()),
+            (Some(1), Some(1_000_000_000)),
+            "{body}.{field}"
+        );
+    }
+    let lines = &doc["components"]["schemas"]["LineList"];
+    assert_eq!((lines["minItems"].as_u64(), lines["maxItems"].as_u64()), (Some(1), Some(500)));
+    assert_eq!(field_schema(&doc, "ScheduleRecurringOrder", "max_runs")["minimum"], 1);
+    let days = &doc["components"]["schemas"]["Day"]["enum"];
+    assert_eq!(days.as_array().map(Vec::len), Some(7), "{days}");
+    let kind = doc["paths"]["/v1/imports"]["post"]["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "kind"))
+        .expect("kind is documented");
+    assert_eq!(kind["required"], true);
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn creating_operations_link_to_what_can_be_done_next(pool: PgPool) {
+    let (api, _) = command_api(pool).await;
+    let doc = document(&api).await;
+    let mut operations = std::collections::HashMap::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for operation in item.as_object().expect("methods").values() {
+            operations.insert(operation["operationId"].as_str().expect("an id").to_string(), (path.clone(), operation));
+        }
+    }
+    let mut links = 0;
+    for (source, (_, operation)) in &operations {
+        for (status, response) in operation["responses"].as_object().expect("responses") {
+            for (name, link) in response["links"].as_object().into_iter().flatten() {
+                links += 1;
+                let target = link["operationId"].as_str().expect("links name their target");
+                let (target_path, _) =
+                    operations.get(target).unwrap_or_else(|| panic!("{source} {status} {name}: no {target}"));
+                // Every path parameter of the target is filled in by the link.
+                for parameter in target_path.split('{').skip(1).filter_map(|p| p.split('}').next()) {
+                    assert!(link["parameters"][parameter].is_string(), "{source} → {target} lacks {parameter}");
+                }
+            }
+        }
+    }
+    for (source, status, name) in [
+        ("accounts_register", "201", "Approve"),
+        ("accounts_register", "201", "PlaceOrder"),
+        ("inventory_create", "201", "Receive"),
+        ("inventory_reserve", "201", "Commit"),
+        ("orders_place", "201", "Confirm"),
+        ("orders_confirm", "200", "Ship"),
+        ("recurring_orders_schedule", "201", "Pause"),
+        ("imports_start_import", "202", "Status"),
+    ] {
+        let link = &operations[source].1["responses"][status]["links"][name];
+        assert!(link.is_object(), "{source} {status} has no {name} link");
+    }
+    assert!(links >= 30, "{links} links");
+}
+
 /// `openapi-spec-validator` (PyPI), installed by `scripts/test`; the path can be set
 /// with `OPENAPI_SPEC_VALIDATOR`.
 fn spec_validator() -> String {
@@ -271,11 +365,12 @@ async fn real_requests_and_responses_match_the_documented_schemas(pool: PgPool) 
     .await;
     exchange(&api, &doc, "get", "/v1/streams/{stream_id}", &format!("/v1/streams/order-{order}"), None).await;
 
-    // Refusals are documented problems too.
-    let invalid =
-        exchange(&api, &doc, "post", "/v1/orders", "/v1/orders", Some(json!({"account_id": account, "lines": []})))
-            .await;
+    // Refusals are documented problems too: a request the document allows, over the
+    // account's credit limit.
+    let over_limit = json!({"account_id": account, "lines": [{"sku": "BOLT-M8", "quantity": 1_000_000}]});
+    let invalid = exchange(&api, &doc, "post", "/v1/orders", "/v1/orders", Some(over_limit)).await;
     assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(invalid.json()["type"], "/problems/business-rule");
     let state =
         exchange(&api, &doc, "post", "/v1/orders/{id}/confirm", &format!("/v1/orders/{order}/confirm"), None).await;
     assert_eq!(state.status, StatusCode::CONFLICT);

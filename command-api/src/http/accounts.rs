@@ -13,7 +13,8 @@ use vectis_schemas::{events::Money, StreamId};
 use super::path::ApiPath;
 use super::{
     command::{CommandContext, CommandResponse},
-    json::{check_text, problem, CommandBody, Validate},
+    fields::{Currency, Email, Field, MinorUnits, Text},
+    json::{CommandBody, Validate},
     problem::FieldProblem,
     AppState,
 };
@@ -36,13 +37,15 @@ pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
 /// A staff decision's reason.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "duplicate registration"}))]
 pub struct Reason {
-    pub reason: String,
+    #[schema(inline)]
+    pub reason: Text<1000>,
 }
 
 impl Validate for Reason {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
-        check_text(problems, "reason", &self.reason, 1000);
+        self.reason.check("reason", problems);
     }
 }
 
@@ -71,7 +74,7 @@ async fn reject(
     context: CommandContext,
     body: CommandBody<Reason>,
 ) -> Response {
-    let command = AccountCommand::Reject { by: context.principal.actor(), reason: body.value.reason.trim().into() };
+    let command = AccountCommand::Reject { by: context.principal.actor(), reason: body.value.reason.trimmed() };
     on_account(&state, context, id, &body.raw, command).await
 }
 
@@ -84,7 +87,7 @@ async fn suspend(
     context: CommandContext,
     body: CommandBody<Reason>,
 ) -> Response {
-    let command = AccountCommand::Suspend { by: context.principal.actor(), reason: body.value.reason.trim().into() };
+    let command = AccountCommand::Suspend { by: context.principal.actor(), reason: body.value.reason.trimmed() };
     on_account(&state, context, id, &body.raw, command).await
 }
 
@@ -104,44 +107,41 @@ async fn on_account(
 #[schema(as = Money)]
 #[serde(deny_unknown_fields)]
 pub struct MoneyBody {
-    pub amount_minor: i64,
-    pub currency: String,
+    #[schema(inline)]
+    pub amount_minor: MinorUnits,
+    #[schema(inline)]
+    pub currency: Currency,
+}
+
+impl Field for MoneyBody {
+    fn check(&self, field: &str, problems: &mut Vec<FieldProblem>) {
+        self.amount_minor.check(&format!("{field}.amount_minor"), problems);
+        self.currency.check(&format!("{field}.currency"), problems);
+    }
 }
 
 impl MoneyBody {
-    pub fn check(&self, field: &str, problems: &mut Vec<FieldProblem>) {
-        if self.amount_minor < 0 {
-            problem(problems, &format!("{field}.amount_minor"), "must not be negative");
-        }
-        if !(self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase())) {
-            problem(problems, &format!("{field}.currency"), "must be an ISO 4217 code such as EUR");
-        }
-    }
-
     pub fn money(&self) -> Money {
-        Money::new(self.amount_minor, self.currency.clone())
+        Money::new(self.amount_minor.get(), self.currency.as_str())
     }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Acme Fasteners GmbH", "email": "buyer@acme.example", "credit_limit": {"amount_minor": 5_000_000, "currency": "EUR"}, "approval_threshold": {"amount_minor": 1_000_000, "currency": "EUR"}}))]
 pub(crate) struct RegisterAccount {
-    name: String,
-    email: String,
+    #[schema(inline)]
+    name: Text<200>,
+    #[schema(inline)]
+    email: Email,
     credit_limit: MoneyBody,
     approval_threshold: MoneyBody,
 }
 
 impl Validate for RegisterAccount {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
-        check_text(problems, "name", &self.name, 200);
-        let email_ok = self.email.len() <= 254
-            && self.email.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty() && domain.contains('.') && !self.email.chars().any(char::is_whitespace)
-            });
-        if !email_ok {
-            problem(problems, "email", "must be an email address");
-        }
+        self.name.check("name", problems);
+        self.email.check("email", problems);
         self.credit_limit.check("credit_limit", problems);
         self.approval_threshold.check("approval_threshold", problems);
     }
@@ -151,8 +151,8 @@ impl RegisterAccount {
     pub(crate) fn command(&self, account_id: Uuid) -> AccountCommand {
         AccountCommand::Register {
             account_id,
-            name: self.name.trim().to_string(),
-            email: self.email.clone(),
+            name: self.name.trimmed(),
+            email: self.email.as_str().to_string(),
             credit_limit: self.credit_limit.money(),
             approval_threshold: self.approval_threshold.money(),
         }

@@ -3,13 +3,14 @@
 //! new version, the events and a consistency token. Under an idempotency key the exact
 //! response bytes are stored with the append, so a retry gets them back unchanged.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use axum::{
     extract::FromRequestParts,
     http::{header, request::Parts, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
+use regex::Regex;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -46,15 +47,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandContext {
             if_match: if_match(headers)?,
             idempotency_key: idempotency_key(headers)?,
             metadata: EventMetadata {
-                correlation_id: header_text(headers, "x-correlation-id")
-                    .map(|v| {
-                        Uuid::parse_str(v).map_err(|_| ApiError::BadHeader {
-                            header: "X-Correlation-Id",
-                            message: "must be a UUID".into(),
-                        })
-                    })
-                    .transpose()?
-                    .unwrap_or_else(Uuid::now_v7),
+                correlation_id: correlation_id(headers)?.unwrap_or_else(Uuid::now_v7),
                 causation_id: None,
                 traceparent: header_text(headers, "traceparent").filter(|v| is_traceparent(v)).map(str::to_string),
             },
@@ -69,17 +62,18 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// What [`if_match`] takes, as the OpenAPI document states it.
-pub const IF_MATCH_PATTERN: &str = r#"^\s*(W/)?"?[0-9]+"?\s*$"#;
+pub const IF_MATCH_PATTERN: &str = r#"^(W/)?("[0-9]{1,18}"|[0-9]{1,18})$"#;
 /// What [`idempotency_key`] takes, as the OpenAPI document states it.
 pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
 
 /// `If-Match: 3` or `If-Match: "3"`: the stream version the client last saw.
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(raw) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    static PATTERN: LazyLock<Regex> = LazyLock::new(|| Regex::new(IF_MATCH_PATTERN).expect("a valid pattern"));
     let text = raw.to_str().unwrap_or_default().trim();
-    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    match text.parse::<i64>() {
-        Ok(version) if version >= 0 => Ok(Some(version)),
+    let digits = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    match digits.parse::<i64>() {
+        Ok(version) if PATTERN.is_match(text) => Ok(Some(version)),
         _ => Err(ApiError::BadHeader {
             header: "If-Match",
             message: format!("must be the stream version you last saw, a number such as \"3\", not {text:?}"),
@@ -94,6 +88,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         _ => Err(ApiError::BadHeader {
             header: "Idempotency-Key",
             message: "must be 1 to 255 visible ASCII characters, such as a UUID".into(),
+        }),
+    }
+}
+
+/// `X-Correlation-Id`: a UUID in its hyphenated form (the document's `format: uuid`);
+/// anything else, an empty value too, is refused.
+fn correlation_id(headers: &HeaderMap) -> Result<Option<Uuid>, ApiError> {
+    let Some(raw) = headers.get("x-correlation-id") else { return Ok(None) };
+    let text = raw.to_str().unwrap_or_default().trim();
+    match Uuid::try_parse(text) {
+        Ok(id) if text.len() == 36 => Ok(Some(id)),
+        _ => Err(ApiError::BadHeader {
+            header: "X-Correlation-Id",
+            message: format!("must be a UUID such as 0191e8a2-7c3b-7d4e-9f10-2a3b4c5d6e7f, not {text:?}"),
         }),
     }
 }

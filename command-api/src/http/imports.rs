@@ -10,7 +10,7 @@ use std::{
 
 use axum::{
     body::Body,
-    extract::{Query, State},
+    extract::State,
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -21,8 +21,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use vectis_runtime::auth::{require_any_scope, ApiKeys, Principal, Scope};
 
-use super::path::ApiPath;
+use super::path::{ApiPath, ApiQuery};
 use super::{
+    fields::{Bounded, Field, FreeText, Text},
     problem::{ApiError, FieldProblem},
     AppState,
 };
@@ -100,13 +101,15 @@ pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct StartParams {
-    /// items, prices or accounts.
-    kind: String,
+    /// What the rows are.
+    kind: ImportKind,
     /// The file's name, for the record (its extension tells the format when the
     /// content type does not).
-    file_name: Option<String>,
+    #[param(inline)]
+    file_name: Option<Text<255>>,
     /// Header renames, `HEADER=field`, comma-separated: `List Price=unit_price_minor`.
-    map: Option<String>,
+    #[param(inline)]
+    map: Option<FreeText<2000>>,
 }
 
 /// Answers 202 with the new job, or 200 with the import this file already is.
@@ -119,29 +122,31 @@ struct StartParams {
 async fn start_import(
     State(state): State<AppState>,
     principal: Principal,
-    Query(params): Query<StartParams>,
+    ApiQuery(params): ApiQuery<StartParams>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     // Past the command body limit, up to the import's own (an extractor would apply
     // the command limit).
     let body = axum::body::to_bytes(body, state.imports.max_bytes).await.map_err(|_| ApiError::PayloadTooLarge)?;
-    let invalid =
-        |field: &str, message: String| ApiError::Validation(vec![FieldProblem { field: field.into(), message }]);
-    let kind = ImportKind::parse(&params.kind)
-        .ok_or_else(|| invalid("kind", format!("{:?} is no import kind: items, prices or accounts", params.kind)))?;
+    check_query(|problems| {
+        params.file_name.check("file_name", problems);
+        params.map.check("map", problems);
+    })?;
+    let kind = params.kind;
     if !principal.has(kind.scope()) {
         return Err(ApiError::Forbidden(format!("importing {} needs the {} scope", kind.as_str(), kind.scope())));
     }
-    let file_name = params.file_name.clone().unwrap_or_else(|| format!("upload.{}", kind.as_str()));
+    let file_name = params.file_name.as_ref().map_or_else(|| format!("upload.{}", kind.as_str()), Text::trimmed);
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let format = Format::detect(content_type).or_else(|| Format::detect(&file_name)).ok_or_else(|| {
-        invalid("file", "send text/csv or application/x-ndjson, or a file_name ending .csv or .ndjson".into())
+        ApiError::UnreadableFile("send text/csv or application/x-ndjson, or a file_name ending .csv or .ndjson".into())
     })?;
-    let mapping = parse_mapping(params.map.iter().flat_map(|m| m.split(',')).filter(|m| !m.trim().is_empty()))
-        .map_err(|message| invalid("map", message))?;
+    let renames = params.map.iter().flat_map(|m| m.as_str().split(',')).filter(|m| !m.trim().is_empty());
+    let mapping = parse_mapping(renames)
+        .map_err(|message| ApiError::FieldRules(vec![FieldProblem { field: "map".into(), message }]))?;
     if body.is_empty() {
-        return Err(invalid("file", "the body is the file to import, and it is empty".into()));
+        return Err(ApiError::UnreadableFile("the body is the file to import, and it is empty".into()));
     }
     let surveyed = {
         let (body, mapping) = (body.clone(), mapping.clone());
@@ -150,7 +155,7 @@ async fn start_import(
             .map_err(|e| ApiError::Internal(format!("surveying an upload: {e}")))?
     };
     let surveyed = surveyed.map_err(|error| match error {
-        ImportError::Read(_) | ImportError::MissingColumns { .. } => invalid("file", error.to_string()),
+        ImportError::Read(_) | ImportError::MissingColumns { .. } => ApiError::UnreadableFile(error.to_string()),
         other => ApiError::Internal(other.to_string()),
     })?;
     let new = NewImport {
@@ -187,6 +192,18 @@ async fn start_import(
     }
 }
 
+/// A query parameter that breaks its rule is a 400, as one the query cannot parse is.
+fn check_query(checks: impl FnOnce(&mut Vec<FieldProblem>)) -> Result<(), ApiError> {
+    let mut problems = Vec::new();
+    checks(&mut problems);
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(ApiError::InvalidQuery(
+            problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; "),
+        )),
+    }
+}
+
 fn accepted(status: StatusCode, import: ImportStatus) -> Response {
     let location = format!("/v1/imports/{}", import.import_id);
     (status, [(header::LOCATION, location)], Json(import)).into_response()
@@ -195,8 +212,9 @@ fn accepted(status: StatusCode, import: ImportStatus) -> Response {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct StatusParams {
-    /// How many refused rows to list (default 100, at most 10,000).
-    rejected_limit: Option<i64>,
+    /// How many refused rows to list (default 100).
+    #[param(inline)]
+    rejected_limit: Option<Bounded<0, 10_000>>,
 }
 
 /// Counts done / failed / remaining and the refused rows with their reasons.
@@ -208,9 +226,10 @@ async fn import_status(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<Uuid>,
-    Query(params): Query<StatusParams>,
+    ApiQuery(params): ApiQuery<StatusParams>,
 ) -> Result<Json<ImportStatus>, ApiError> {
-    let limit = params.rejected_limit.unwrap_or(100).clamp(0, 10_000);
+    check_query(|problems| params.rejected_limit.check("rejected_limit", problems))?;
+    let limit = params.rejected_limit.map_or(100, Bounded::get);
     let found = jobs::find(state.imports.importer.pool(), id, limit)
         .await
         .map_err(|e| ApiError::Internal(format!("reading an import: {e}")))?;

@@ -16,7 +16,8 @@ use super::path::ApiPath;
 use super::{
     accounts::MoneyBody,
     command::{CommandContext, CommandResponse},
-    json::{check_text, problem, CommandBody, OptionalCommandBody, Validate},
+    fields::{Delta, Field, FreeText, Quantity, Sku, Text},
+    json::{CommandBody, OptionalCommandBody, Validate},
     problem::{ApiError, FieldProblem},
     AppState,
 };
@@ -24,7 +25,6 @@ use crate::domain::{InventoryCommand, InventoryItem};
 
 /// How long a reservation holds stock when the request names no expiry.
 const DEFAULT_RESERVATION_HOLD: Duration = Duration::from_secs(15 * 60);
-const MAX_QUANTITY: i64 = 1_000_000_000;
 
 pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
     let routes = OpenApiRouter::new()
@@ -38,17 +38,8 @@ pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
     super::scoped(routes, keys, Scope::InventoryWrite)
 }
 
-/// SKUs as the event contract defines them: upper-case letters, digits, `.`, `_`, `-`.
-fn valid_sku(sku: &str) -> bool {
-    (1..=64).contains(&sku.len())
-        && sku
-            .bytes()
-            .enumerate()
-            .all(|(i, b)| b.is_ascii_uppercase() || b.is_ascii_digit() || (i > 0 && matches!(b, b'.' | b'_' | b'-')))
-}
-
 fn sku_from_path(sku: String) -> Result<String, ApiError> {
-    if valid_sku(&sku) {
+    if Sku::fits(&sku) {
         Ok(sku)
     } else {
         Err(ApiError::NotFound(format!(
@@ -76,28 +67,26 @@ pub(super) fn item_stream(sku: &str) -> Result<StreamId, ApiError> {
         .map_err(|error| ApiError::Validation(vec![FieldProblem { field: "sku".into(), message: error.to_string() }]))
 }
 
-fn check_quantity(field: &str, quantity: i64, problems: &mut Vec<FieldProblem>) {
-    if !(1..=MAX_QUANTITY).contains(&quantity) {
-        problem(problems, field, format!("must be between 1 and {MAX_QUANTITY}"));
-    }
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"sku": "HEX-M8-40", "name": "Hex bolt M8x40", "description": "Zinc plated, DIN 933", "unit_price": {"amount_minor": 42, "currency": "EUR"}}))]
 pub(crate) struct CreateItem {
-    pub(crate) sku: String,
-    name: String,
+    #[schema(inline)]
+    pub(crate) sku: Sku,
+    #[schema(inline)]
+    name: Text<200>,
     #[serde(default)]
-    description: String,
+    #[schema(inline)]
+    description: FreeText<5000>,
     unit_price: MoneyBody,
 }
 
 impl CreateItem {
     pub(crate) fn command(&self) -> InventoryCommand {
         InventoryCommand::Create {
-            sku: self.sku.clone(),
-            name: self.name.trim().to_string(),
-            description: self.description.clone(),
+            sku: self.sku.as_str().to_string(),
+            name: self.name.trimmed(),
+            description: self.description.as_str().to_string(),
             unit_price: self.unit_price.money(),
         }
     }
@@ -105,17 +94,9 @@ impl CreateItem {
 
 impl Validate for CreateItem {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
-        if !valid_sku(&self.sku) {
-            problem(
-                problems,
-                "sku",
-                "must be 1 to 64 upper-case letters, digits, '.', '_' or '-', starting with a letter or digit",
-            );
-        }
-        check_text(problems, "name", &self.name, 200);
-        if self.description.chars().count() > 5000 {
-            problem(problems, "description", "must be at most 5000 characters");
-        }
+        self.sku.check("sku", problems);
+        self.name.check("name", problems);
+        self.description.check("description", problems);
         self.unit_price.check("unit_price", problems);
     }
 }
@@ -131,7 +112,9 @@ async fn create(
     let item = body.value;
     let command = item.command();
     Ok(context
-        .run::<InventoryItem, _>(&state, &body.raw, item_stream(&item.sku)?, StatusCode::CREATED, |_| command.clone())
+        .run::<InventoryItem, _>(&state, &body.raw, item_stream(item.sku.as_str())?, StatusCode::CREATED, |_| {
+            command.clone()
+        })
         .await)
 }
 
@@ -140,15 +123,14 @@ async fn create(
 pub(crate) struct ChangePrice {
     pub(crate) unit_price: MoneyBody,
     /// Why: a price list's name, a correction.
-    pub(crate) reason: Option<String>,
+    #[schema(inline)]
+    pub(crate) reason: Option<Text<200>>,
 }
 
 impl Validate for ChangePrice {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
         self.unit_price.check("unit_price", problems);
-        if let Some(reason) = &self.reason {
-            check_text(problems, "reason", reason, 200);
-        }
+        self.reason.check("reason", problems);
     }
 }
 
@@ -157,7 +139,7 @@ impl ChangePrice {
         InventoryCommand::ChangePrice {
             unit_price: self.unit_price.money(),
             by,
-            reason: self.reason.as_ref().map(|r| r.trim().to_string()),
+            reason: self.reason.as_ref().map(Text::trimmed),
         }
     }
 }
@@ -178,17 +160,19 @@ async fn change_price(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"quantity": 500, "reference": "PO-2026-0042"}))]
 struct Receive {
-    quantity: i64,
-    reference: Option<String>,
+    #[schema(inline)]
+    quantity: Quantity,
+    /// A delivery note or purchase order number.
+    #[schema(inline)]
+    reference: Option<Text<200>>,
 }
 
 impl Validate for Receive {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
-        check_quantity("quantity", self.quantity, problems);
-        if let Some(reference) = &self.reference {
-            check_text(problems, "reference", reference, 200);
-        }
+        self.quantity.check("quantity", problems);
+        self.reference.check("reference", problems);
     }
 }
 
@@ -201,28 +185,28 @@ async fn receive(
     context: CommandContext,
     body: CommandBody<Receive>,
 ) -> Result<Response, ApiError> {
-    let command = InventoryCommand::Receive { quantity: body.value.quantity, reference: body.value.reference.clone() };
+    let command = InventoryCommand::Receive {
+        quantity: body.value.quantity.get(),
+        reference: body.value.reference.as_ref().map(Text::trimmed),
+    };
     on_item(&state, context, sku, &body.raw, StatusCode::CREATED, command).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"delta": -3, "reason": "damaged", "note": "dropped pallet"}))]
 struct Adjust {
-    delta: i64,
+    #[schema(inline)]
+    delta: Delta,
     reason: AdjustmentReason,
-    note: Option<String>,
+    #[schema(inline)]
+    note: Option<FreeText<1000>>,
 }
 
 impl Validate for Adjust {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
-        if self.delta == 0 || self.delta.abs() > MAX_QUANTITY {
-            problem(problems, "delta", format!("must be non-zero and at most {MAX_QUANTITY} either way"));
-        }
-        if let Some(note) = &self.note {
-            if note.chars().count() > 1000 {
-                problem(problems, "note", "must be at most 1000 characters");
-            }
-        }
+        self.delta.check("delta", problems);
+        self.note.check("note", problems);
     }
 }
 
@@ -235,8 +219,11 @@ async fn adjust(
     context: CommandContext,
     body: CommandBody<Adjust>,
 ) -> Result<Response, ApiError> {
-    let command =
-        InventoryCommand::Adjust { delta: body.value.delta, reason: body.value.reason, note: body.value.note.clone() };
+    let command = InventoryCommand::Adjust {
+        delta: body.value.delta.get(),
+        reason: body.value.reason,
+        note: body.value.note.as_ref().map(|note| note.as_str().to_string()),
+    };
     on_item(&state, context, sku, &body.raw, StatusCode::CREATED, command).await
 }
 
@@ -246,14 +233,15 @@ struct Reserve {
     /// Chosen by the client to make retries safe; generated when absent.
     reservation_id: Option<Uuid>,
     order_id: Uuid,
-    quantity: i64,
+    #[schema(inline)]
+    quantity: Quantity,
     /// Defaults to 15 minutes from now.
     expires_at: Option<DateTime<Utc>>,
 }
 
 impl Validate for Reserve {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
-        check_quantity("quantity", self.quantity, problems);
+        self.quantity.check("quantity", problems);
     }
 }
 
@@ -273,7 +261,7 @@ async fn reserve(
     let command = InventoryCommand::Reserve {
         reservation_id,
         order_id: request.order_id,
-        quantity: request.quantity,
+        quantity: request.quantity.get(),
         expires_at,
         now,
     };
@@ -283,14 +271,13 @@ async fn reserve(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Release {
-    reason: Option<String>,
+    #[schema(inline)]
+    reason: Option<Text<1000>>,
 }
 
 impl Validate for Release {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
-        if let Some(reason) = &self.reason {
-            check_text(problems, "reason", reason, 1000);
-        }
+        self.reason.check("reason", problems);
     }
 }
 
@@ -303,7 +290,7 @@ async fn release(
     context: CommandContext,
     body: OptionalCommandBody<Release>,
 ) -> Result<Response, ApiError> {
-    let command = InventoryCommand::Release { reservation_id, reason: body.value.reason.clone() };
+    let command = InventoryCommand::Release { reservation_id, reason: body.value.reason.as_ref().map(Text::trimmed) };
     on_item(&state, context, sku, &body.raw, StatusCode::OK, command).await
 }
 

@@ -11,20 +11,15 @@ use serde_json::error::Category;
 
 use super::problem::{ApiError, FieldProblem};
 
-/// Field checks beyond the body's shape. Each check adds a problem; all are reported.
+/// The checks of a body's fields, each by its type's rule (see [`super::fields`]):
+/// exactly what the body's OpenAPI schema states. Each check adds a problem; all are
+/// reported.
 pub trait Validate {
     fn validate(&self, problems: &mut Vec<FieldProblem>);
 }
 
 pub fn problem(problems: &mut Vec<FieldProblem>, field: &str, message: impl Into<String>) {
     problems.push(FieldProblem { field: field.to_string(), message: message.into() });
-}
-
-/// Text that must be present (not only blanks) and at most `max` characters.
-pub fn check_text(problems: &mut Vec<FieldProblem>, field: &str, text: &str, max: usize) {
-    if text.trim().is_empty() || text.chars().count() > max {
-        problem(problems, field, format!("must be 1 to {max} characters"));
-    }
 }
 
 /// A parsed, validated command body and the bytes it came from.

@@ -3,10 +3,12 @@
 
 pub(crate) mod accounts;
 pub mod command;
+pub mod fields;
 pub mod imports;
 pub(crate) mod inventory;
 pub mod json;
 pub mod openapi;
+mod openapi_links;
 mod orders;
 mod path;
 pub mod problem;

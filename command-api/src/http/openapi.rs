@@ -49,6 +49,9 @@ pub fn complete(mut doc: OpenApi) -> OpenApi {
                 .build(),
         ),
     );
+    for schema in components.schemas.values_mut() {
+        describe_inline_fields_in_place(schema);
+    }
     components.schemas.insert(Problem::name().into(), Problem::schema());
     components.schemas.insert(FieldProblem::name().into(), FieldProblem::schema());
     for (path, path_item) in doc.paths.paths.iter_mut() {
@@ -57,7 +60,7 @@ pub fn complete(mut doc: OpenApi) -> OpenApi {
             let Some(operation) = operation(path_item, method) else { continue };
             // Handler names repeat across areas (`approve`); ids must be unique.
             if let (Some(tag), Some(id)) = (operation.tags.as_ref().and_then(|t| t.first()), &operation.operation_id) {
-                operation.operation_id = Some(format!("{tag}_{id}"));
+                operation.operation_id = Some(format!("{tag}_{id}").replace(' ', "_"));
             }
             add_shared_answers(operation, is_command, path.contains('{'));
             if is_command {
@@ -66,7 +69,30 @@ pub fn complete(mut doc: OpenApi) -> OpenApi {
             }
         }
     }
+    super::openapi_links::add(&mut doc);
     doc
+}
+
+/// utoipa writes a documented field of an inlined type as `allOf [its schema, {type:
+/// object, description}]`, which no string or number can satisfy: the field's schema
+/// takes the description instead, its rule after it.
+fn describe_inline_fields_in_place(schema: &mut RefOr<Schema>) {
+    let RefOr::T(Schema::Object(object)) = schema else { return };
+    for field in object.properties.values_mut() {
+        let RefOr::T(Schema::AllOf(all_of)) = field else { continue };
+        let [RefOr::T(Schema::Object(inlined)), RefOr::T(Schema::Object(described))] = &all_of.items[..] else {
+            continue;
+        };
+        if described.schema_type != SchemaType::Type(Type::Object) || !described.properties.is_empty() {
+            continue;
+        }
+        let mut merged = inlined.clone();
+        merged.description = match (&described.description, &inlined.description) {
+            (Some(doc), Some(rule)) => Some(format!("{doc}\n\nIt {rule}.")),
+            (doc, rule) => doc.clone().or_else(|| rule.clone()),
+        };
+        *field = RefOr::T(Schema::Object(merged));
+    }
 }
 
 fn operation(item: &mut utoipa::openapi::PathItem, method: HttpMethod) -> Option<&mut Operation> {

@@ -15,13 +15,12 @@ use super::path::ApiPath;
 use super::{
     accounts::Reason,
     command::{CommandContext, CommandResponse},
-    json::{check_text, problem, CommandBody, Validate},
+    fields::{Entry, Field, NonEmpty, Quantity, Sku, Text},
+    json::{CommandBody, Validate},
     problem::{ApiError, FieldProblem},
     AppState,
 };
 use crate::domain::{Account, InventoryItem, Order, OrderCommand, OrderLineRequest};
-
-const MAX_LINES: usize = 500;
 
 pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
     let routes = OpenApiRouter::new()
@@ -52,42 +51,40 @@ async fn reject(
     context: CommandContext,
     body: CommandBody<Reason>,
 ) -> Response {
-    let command = OrderCommand::Reject { by: context.principal.actor(), reason: body.value.reason.trim().to_string() };
+    let command = OrderCommand::Reject { by: context.principal.actor(), reason: body.value.reason.trimmed() };
     transition(&state, context, id, &body.raw, command).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Line {
-    pub sku: String,
-    pub quantity: i64,
+    #[schema(inline)]
+    pub sku: Sku,
+    #[schema(inline)]
+    pub quantity: Quantity,
 }
 
-/// An order's (or a recurring order's) lines: 1 to 500, each a SKU and a positive quantity.
-pub(super) fn check_lines(problems: &mut Vec<FieldProblem>, lines: &[Line]) {
-    if lines.is_empty() || lines.len() > MAX_LINES {
-        problem(problems, "lines", format!("must hold 1 to {MAX_LINES} lines"));
-    }
-    for (n, line) in lines.iter().enumerate() {
-        if line.quantity <= 0 {
-            problem(problems, &format!("lines[{n}].quantity"), "must be positive");
-        }
-        if line.sku.is_empty() || line.sku.len() > 64 {
-            problem(problems, &format!("lines[{n}].sku"), "must be 1 to 64 characters");
-        }
+impl Entry for Line {
+    fn check_entry(&self, path: &str, problems: &mut Vec<FieldProblem>) {
+        self.sku.check(&format!("{path}.sku"), problems);
+        self.quantity.check(&format!("{path}.quantity"), problems);
     }
 }
+
+/// An order's (or a recurring order's) lines: 1 to 500, each a SKU and a quantity.
+pub(super) type Lines = NonEmpty<Line, 500>;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"account_id": "0191e8a2-7c3b-7d4e-9f10-2a3b4c5d6e7f", "lines": [{"sku": "HEX-M8-40", "quantity": 200}]}))]
 struct PlaceOrder {
     account_id: Uuid,
-    lines: Vec<Line>,
+    lines: Lines,
 }
 
 impl Validate for PlaceOrder {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
-        check_lines(problems, &self.lines);
+        self.lines.check("lines", problems);
     }
 }
 
@@ -104,7 +101,7 @@ async fn place(
     let handler = &state.handler;
     // The account and every SKU are independent reads: do them at once.
     let item_streams: Vec<StreamId> =
-        request.lines.iter().map(|line| super::inventory::item_stream(&line.sku)).collect::<Result<_, _>>()?;
+        request.lines.iter().map(|line| super::inventory::item_stream(line.sku.as_str())).collect::<Result<_, _>>()?;
     let (account, items) = futures::future::join(
         handler.load::<Account>(&StreamId::account(request.account_id)),
         futures::future::try_join_all(item_streams.iter().map(|stream| handler.load::<InventoryItem>(stream))),
@@ -118,7 +115,11 @@ async fn place(
         order_id,
         account_id: request.account_id,
         account,
-        lines: request.lines.iter().map(|l| OrderLineRequest { sku: l.sku.clone(), quantity: l.quantity }).collect(),
+        lines: request
+            .lines
+            .iter()
+            .map(|l| OrderLineRequest { sku: l.sku.as_str().to_string(), quantity: l.quantity.get() })
+            .collect(),
         catalogue,
     };
     Ok(context.run_new::<Order, _>(&state, &body.raw, StreamId::order(order_id), |_| command.clone()).await)
@@ -150,13 +151,15 @@ async fn deliver(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>, cont
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "ordered twice"}))]
 struct Cancel {
-    reason: String,
+    #[schema(inline)]
+    reason: Text<1000>,
 }
 
 impl Validate for Cancel {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
-        check_text(problems, "reason", &self.reason, 1000);
+        self.reason.check("reason", problems);
     }
 }
 
@@ -169,21 +172,24 @@ async fn cancel(
     context: CommandContext,
     body: CommandBody<Cancel>,
 ) -> Response {
-    let reason = body.value.reason.trim().to_string();
+    let reason = body.value.reason.trimmed();
     transition(&state, context, id, &body.raw, OrderCommand::Cancel { reason }).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"carrier": "DHL", "tracking_number": "JD014600006281230021"}))]
 struct Ship {
-    carrier: String,
-    tracking_number: String,
+    #[schema(inline)]
+    carrier: Text<100>,
+    #[schema(inline)]
+    tracking_number: Text<100>,
 }
 
 impl Validate for Ship {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
-        check_text(problems, "carrier", &self.carrier, 100);
-        check_text(problems, "tracking_number", &self.tracking_number, 100);
+        self.carrier.check("carrier", problems);
+        self.tracking_number.check("tracking_number", problems);
     }
 }
 
@@ -197,8 +203,8 @@ async fn ship(
     body: CommandBody<Ship>,
 ) -> Response {
     let command = OrderCommand::Ship {
-        carrier: body.value.carrier.trim().into(),
-        tracking_number: body.value.tracking_number.trim().into(),
+        carrier: body.value.carrier.trimmed(),
+        tracking_number: body.value.tracking_number.trimmed(),
     };
     transition(&state, context, id, &body.raw, command).await
 }

@@ -1,8 +1,8 @@
-//! Path parameters, and requests no route takes, answered as problems like every other
-//! refusal: axum's own rejections are plain text.
+//! Path and query parameters, and requests no route takes, answered as problems like
+//! every other refusal: axum's own rejections are plain text.
 
 use axum::{
-    extract::{FromRequestParts, Path},
+    extract::{FromRequestParts, Path, Query},
     http::{request::Parts, Method, Uri},
 };
 use serde::de::DeserializeOwned;
@@ -23,6 +23,24 @@ where
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(value)) => Ok(Self(value)),
             Err(rejection) => Err(ApiError::InvalidPath(rejection.body_text())),
+        }
+    }
+}
+
+/// `Query<T>` whose rejection is a 400 problem naming the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::InvalidQuery(rejection.body_text())),
         }
     }
 }

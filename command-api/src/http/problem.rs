@@ -24,8 +24,12 @@ pub struct FieldProblem {
 pub enum ApiError {
     /// The body is not JSON, or not an object of the expected shape (400).
     MalformedBody(String),
-    /// The body parsed, but fields are wrong (422, every bad field listed).
+    /// The body parsed, but fields break the rules their schemas state (422, every
+    /// bad field listed).
     Validation(Vec<FieldProblem>),
+    /// Each field keeps its schema's rule, but a rule no schema can state refuses
+    /// them: one between fields, or against the server's settings or clock (422).
+    FieldRules(Vec<FieldProblem>),
     /// A header is present but unusable (400).
     BadHeader {
         header: &'static str,
@@ -50,6 +54,10 @@ pub enum ApiError {
     NotFound(String),
     /// 400: a path segment is not what the route takes (a UUID, say).
     InvalidPath(String),
+    /// 400: a query parameter is missing or not of its type.
+    InvalidQuery(String),
+    /// 422: an uploaded file cannot be imported as sent (its format, its columns).
+    UnreadableFile(String),
     /// 404: no route has this path.
     NoRoute(String),
     /// 405: the route exists, not for this method.
@@ -74,7 +82,7 @@ pub struct Problem {
     pub status: u16,
     /// What happened and what to do, for humans.
     pub detail: String,
-    /// Every invalid field (422 `/problems/validation` only).
+    /// Every invalid field (422 `/problems/validation` and `/problems/field-rules` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldProblem>>,
     /// The stream's actual version (409 `/problems/version-conflict` only).
@@ -91,6 +99,11 @@ impl ApiError {
             Self::Validation(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation", "The request has invalid fields")
             }
+            Self::FieldRules(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "/problems/field-rules",
+                "The fields break a rule between them or of this server",
+            ),
             Self::BadHeader { .. } => (StatusCode::BAD_REQUEST, "/problems/bad-header", "A request header is invalid"),
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "/problems/unsupported-media-type", "Send application/json")
@@ -125,6 +138,12 @@ impl ApiError {
                 "A request with this Idempotency-Key is still running",
             ),
             Self::InvalidPath(_) => (StatusCode::BAD_REQUEST, "/problems/invalid-path", "A path parameter is invalid"),
+            Self::InvalidQuery(_) => {
+                (StatusCode::BAD_REQUEST, "/problems/invalid-query", "A query parameter is invalid")
+            }
+            Self::UnreadableFile(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "/problems/unreadable-file", "The file cannot be imported")
+            }
             Self::NoRoute(_) => (StatusCode::NOT_FOUND, "/problems/no-route", "No such endpoint"),
             Self::MethodNotAllowed(_) => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -152,9 +171,14 @@ impl ApiError {
             | Self::NotFound(m)
             | Self::Forbidden(m)
             | Self::InvalidPath(m)
+            | Self::InvalidQuery(m)
+            | Self::UnreadableFile(m)
             | Self::NoRoute(m)
             | Self::MethodNotAllowed(m) => m.clone(),
             Self::Validation(errors) => format!("{} field(s) are invalid", errors.len()),
+            Self::FieldRules(errors) => {
+                errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+            }
             Self::BadHeader { header, message } => format!("{header}: {message}"),
             Self::UnsupportedMediaType => "commands take a JSON body with Content-Type: application/json".into(),
             Self::PayloadTooLarge => format!("command bodies are limited to {} bytes", super::MAX_BODY_BYTES),
@@ -176,7 +200,7 @@ impl ApiError {
             status: status.as_u16(),
             detail,
             errors: match self {
-                Self::Validation(errors) => Some(errors.clone()),
+                Self::Validation(errors) | Self::FieldRules(errors) => Some(errors.clone()),
                 _ => None,
             },
             current_version: match self {

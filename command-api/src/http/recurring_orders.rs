@@ -18,8 +18,9 @@ use vectis_schemas::{events::RecurringLine, StreamId};
 use super::path::ApiPath;
 use super::{
     command::{CommandContext, CommandResponse},
+    fields::{Bounded, Field, Interval},
     json::{problem, CommandBody, Validate},
-    orders::{check_lines, Line},
+    orders::Lines,
     problem::{ApiError, FieldProblem},
     AppState,
 };
@@ -36,70 +37,101 @@ pub fn router(keys: &ApiKeys) -> OpenApiRouter<AppState> {
 
 const WEEK_SECONDS: i64 = 7 * 24 * 3600;
 
+/// A day of the week, in lower case.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum Day {
+    Monday,
+    Tuesday,
+    Wednesday,
+    Thursday,
+    Friday,
+    Saturday,
+    Sunday,
+}
+
+impl From<Day> for Weekday {
+    fn from(day: Day) -> Self {
+        match day {
+            Day::Monday => Weekday::Mon,
+            Day::Tuesday => Weekday::Tue,
+            Day::Wednesday => Weekday::Wed,
+            Day::Thursday => Weekday::Thu,
+            Day::Friday => Weekday::Fri,
+            Day::Saturday => Weekday::Sat,
+            Day::Sunday => Weekday::Sun,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"lines": [{"sku": "HEX-M8-40", "quantity": 100}], "every": "1 week", "weekday": "monday"}))]
 struct ScheduleRecurringOrder {
     /// What every run orders; each run is priced from that day's catalogue.
-    lines: Vec<Line>,
+    lines: Lines,
     /// The interval between runs: "3 days", "1 week", "2weeks", "12h". At least
-    /// `RECURRING_ORDER_MIN_INTERVAL` (1 h by default).
-    #[schema(example = "1 week")]
-    every: String,
-    /// Weekly on this day ("monday" ... "sunday"): the first run is the first such day at
-    /// or after `starts_at`, at its time of day (UTC); `every` must be whole weeks.
-    weekday: Option<String>,
-    /// When the first run is due (default: now).
+    /// `RECURRING_ORDER_MIN_INTERVAL` (1 h by default), and whole weeks when `weekday`
+    /// is given.
+    #[schema(inline)]
+    every: Interval,
+    /// Weekly on this day: the first run is the first such day at or after
+    /// `starts_at`, at its time of day (UTC).
+    weekday: Option<Day>,
+    /// When the first run is due (default: now); not in the past.
     starts_at: Option<DateTime<Utc>>,
-    /// No run is due after it.
+    /// No run is due after it; not before `starts_at`.
     ends_at: Option<DateTime<Utc>>,
     /// No run after this many.
-    max_runs: Option<i64>,
+    #[schema(inline)]
+    max_runs: Option<Bounded<1, { i64::MAX }>>,
 }
 
 impl ScheduleRecurringOrder {
-    fn interval(&self) -> Option<std::time::Duration> {
-        humantime::parse_duration(self.every.trim()).ok()
-    }
-
-    fn weekday(&self) -> Option<Result<Weekday, ()>> {
-        self.weekday.as_deref().map(|day| day.trim().parse::<Weekday>().map_err(|_| ()))
-    }
-
     /// The schedule, with the first run moved to the requested weekday.
     fn schedule(&self, now: DateTime<Utc>) -> Schedule {
         let mut starts_at = self.starts_at.unwrap_or(now);
-        if let Some(Ok(day)) = self.weekday() {
+        if let Some(day) = self.weekday {
+            let day = Weekday::from(day);
             let ahead = (7 + day.num_days_from_monday() - starts_at.weekday().num_days_from_monday()) % 7;
             starts_at += chrono::Duration::days(i64::from(ahead));
         }
-        let interval_seconds = self.interval().map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        Schedule { starts_at, interval_seconds, ends_at: self.ends_at, max_runs: self.max_runs }
+        let interval_seconds = self.every.duration().map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        Schedule { starts_at, interval_seconds, ends_at: self.ends_at, max_runs: self.max_runs.map(Bounded::get) }
+    }
+
+    /// The rules no schema states: between fields, against the server's minimum and
+    /// its clock.
+    fn check_together(&self, minimum: std::time::Duration, now: DateTime<Utc>) -> Vec<FieldProblem> {
+        let mut problems = Vec::new();
+        match self.every.duration() {
+            None => problem(&mut problems, "every", "is longer than any schedule can hold"),
+            Some(interval) if interval < minimum => {
+                problem(&mut problems, "every", format!("must be at least {}", humantime::format_duration(minimum)))
+            }
+            Some(interval) if self.weekday.is_some() && interval.as_secs() as i64 % WEEK_SECONDS != 0 => {
+                problem(&mut problems, "every", "must be whole weeks when a weekday is given")
+            }
+            Some(_) => {}
+        }
+        // A start in the past would place every run since at once.
+        if self.starts_at.is_some_and(|start| start < now - chrono::Duration::minutes(1)) {
+            problem(&mut problems, "starts_at", "must not be in the past");
+        }
+        if let (Some(start), Some(end)) = (self.starts_at, self.ends_at) {
+            if end < start {
+                problem(&mut problems, "ends_at", "must not be before starts_at");
+            }
+        }
+        problems
     }
 }
 
 impl Validate for ScheduleRecurringOrder {
     fn validate(&self, problems: &mut Vec<FieldProblem>) {
-        check_lines(problems, &self.lines);
-        match self.interval() {
-            None => problem(problems, "every", "must be a duration such as \"3 days\", \"1 week\" or \"12h\""),
-            Some(interval) if interval.subsec_nanos() != 0 => problem(problems, "every", "must be whole seconds"),
-            Some(_) => {}
-        }
-        match (self.weekday(), self.interval()) {
-            (Some(Err(())), _) => problem(problems, "weekday", "must be a day of the week such as \"monday\""),
-            (Some(Ok(_)), Some(interval)) if interval.as_secs() as i64 % WEEK_SECONDS != 0 => {
-                problem(problems, "every", "must be whole weeks when a weekday is given")
-            }
-            _ => {}
-        }
-        if self.max_runs.is_some_and(|max| max < 1) {
-            problem(problems, "max_runs", "must be at least 1");
-        }
-        if let (Some(start), Some(end)) = (self.starts_at, self.ends_at) {
-            if end < start {
-                problem(problems, "ends_at", "must not be before starts_at");
-            }
-        }
+        self.lines.check("lines", problems);
+        self.every.check("every", problems);
+        self.max_runs.check("max_runs", problems);
     }
 }
 
@@ -114,23 +146,18 @@ async fn schedule(
     body: CommandBody<ScheduleRecurringOrder>,
 ) -> Response {
     let request = &body.value;
-    // These depend on the server (its minimum, its clock), so they are checked here.
-    let minimum = state.recurring_min_interval;
     let now = Utc::now();
-    let mut problems = Vec::new();
-    if request.interval().is_some_and(|interval| interval < minimum) {
-        problem(&mut problems, "every", format!("must be at least {}", humantime::format_duration(minimum)));
-    }
-    // A start in the past would place every run since at once.
-    if request.starts_at.is_some_and(|start| start < now - chrono::Duration::minutes(1)) {
-        problem(&mut problems, "starts_at", "must not be in the past");
-    }
+    let problems = request.check_together(state.recurring_min_interval, now);
     if !problems.is_empty() {
-        return ApiError::Validation(problems).into_response();
+        return ApiError::FieldRules(problems).into_response();
     }
     let command = AccountCommand::Recurring(RecurringOrderCommand::Schedule {
         recurring_order_id: Uuid::now_v7(),
-        lines: request.lines.iter().map(|l| RecurringLine { sku: l.sku.clone(), quantity: l.quantity }).collect(),
+        lines: request
+            .lines
+            .iter()
+            .map(|l| RecurringLine { sku: l.sku.as_str().to_string(), quantity: l.quantity.get() })
+            .collect(),
         schedule: request.schedule(now),
         by: context.principal.actor(),
     });

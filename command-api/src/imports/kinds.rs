@@ -146,7 +146,7 @@ impl ImportKind {
                     body,
                     &[("unit_price.amount_minor", "unit_price_minor"), ("unit_price.currency", "currency")],
                 )?;
-                let stream = StreamId::inventory_item(&item.sku).map_err(|e| format!("sku: {e}"))?;
+                let stream = StreamId::inventory_item(item.sku.as_str()).map_err(|e| format!("sku: {e}"))?;
                 Ok(RowCommand::Inventory { stream, command: item.command() })
             }
             ImportKind::Prices => {
