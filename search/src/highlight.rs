@@ -1,6 +1,12 @@
 //! Which words of a text a query matched, marked `<em>…</em>`: exactly, as a prefix
 //! (the query's last word, typed so far) or within the word's typo budget — the
 //! embedded engine's matching rules, applied to the stored text.
+//!
+//! What is marked follows Meilisearch, so a client sees one convention whichever
+//! engine answers: a word the query matched whole is marked whole; a word matched by
+//! the query's last word, as a prefix, is marked for as many characters as that query
+//! word has (`fast` marks `<em>Fast</em>eners`, the typo `fastners` marks
+//! `<em>Fastener</em>s`).
 
 use tantivy::tokenizer::{TextAnalyzer, TokenStream};
 
@@ -22,17 +28,16 @@ impl QueryWords {
         Self { words }
     }
 
-    /// Whether `token` (lower-cased) matches one of the words.
-    fn matches(&self, token: &str) -> bool {
-        self.words.iter().enumerate().any(|(position, word)| {
-            let budget = usize::from(typo_budget(word));
-            let last = position + 1 == self.words.len();
-            if last {
-                prefix_distance(word, token) <= budget
-            } else {
-                distance(word, token) <= budget
-            }
-        })
+    /// How many characters of `token` (lower-cased, `length` characters) a query
+    /// word matched: all of them when a word matched it whole, else the last word's
+    /// length when it matched as a prefix; `None` when no word matched.
+    fn matched_length(&self, token: &str, length: usize) -> Option<usize> {
+        let (last, whole_words) = self.words.split_last()?;
+        let whole = |word: &String| distance(word, token) <= usize::from(typo_budget(word));
+        if whole_words.iter().any(whole) {
+            return Some(length);
+        }
+        (prefix_distance(last, token) <= usize::from(typo_budget(last))).then(|| last.chars().count().min(length))
     }
 }
 
@@ -50,13 +55,17 @@ pub fn highlight(text: &str, words: &QueryWords) -> Option<String> {
         rest = &rest[start..];
         let end = rest.find(|c: char| !c.is_alphanumeric()).unwrap_or(rest.len());
         let token = &rest[..end];
-        if !token.is_empty() && words.matches(&token.to_lowercase()) {
-            matched = true;
-            marked.push_str("<em>");
-            marked.push_str(token);
-            marked.push_str("</em>");
-        } else {
-            marked.push_str(token);
+        let length = token.chars().count();
+        match words.matched_length(&token.to_lowercase(), length).filter(|_| length > 0) {
+            Some(marked_chars) => {
+                matched = true;
+                let split = token.char_indices().nth(marked_chars).map_or(token.len(), |(at, _)| at);
+                marked.push_str("<em>");
+                marked.push_str(&token[..split]);
+                marked.push_str("</em>");
+                marked.push_str(&token[split..]);
+            }
+            None => marked.push_str(token),
         }
         rest = &rest[end..];
     }
@@ -107,13 +116,17 @@ mod tests {
     }
 
     #[test]
-    fn marks_exact_prefix_and_typo_matches() {
+    fn marks_whole_words_and_the_typed_part_of_a_prefix() {
         assert_eq!(highlight("Hex bolt, zinc", &words(&["bolt"])).as_deref(), Some("Hex <em>bolt</em>, zinc"));
-        assert_eq!(highlight("Fasteners Ltd", &words(&["fast"])).as_deref(), Some("<em>Fasteners</em> Ltd"));
+        assert_eq!(highlight("Fasteners Ltd", &words(&["fast"])).as_deref(), Some("<em>Fast</em>eners Ltd"));
+        // The last word with a typo marks as many characters as it has.
+        assert_eq!(highlight("Acme Fasteners", &words(&["fastners"])).as_deref(), Some("Acme <em>Fastener</em>s"));
+        // Another word, typo or not, marks the word it matched whole.
         assert_eq!(
             highlight("Fasteners Ltd", &words(&["fastners", "ltd"])).as_deref(),
             Some("<em>Fasteners</em> <em>Ltd</em>")
         );
+        assert_eq!(highlight("Größe Schraube", &words(&["grö"])).as_deref(), Some("<em>Grö</em>ße Schraube"));
         assert_eq!(highlight("Washer", &words(&["bolt"])), None);
     }
 
