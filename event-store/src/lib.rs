@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod kafka;
 pub mod metrics;
 mod notifier;
+pub mod placement;
 pub mod producer;
 pub mod readiness;
 pub mod relay;

@@ -337,6 +337,29 @@ impl EventStore {
         read_stream(&mut *self.pool.acquire().await?, stream_id.as_str(), from_version).await
     }
 
+    /// The event with this id, as stored; `None` when there is none.
+    pub async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        let row = sqlx::query(&format!("{SELECT_EVENT} WHERE event_id = $1"))
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(recorded_event_from_row).transpose()
+    }
+
+    /// The event at `stream_version` of `stream_id`, as stored.
+    pub async fn find_stream_event(
+        &self,
+        stream_id: &StreamId,
+        stream_version: i64,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        let row = sqlx::query(&format!("{SELECT_EVENT} WHERE stream_id = $1 AND stream_version = $2"))
+            .bind(stream_id.as_str())
+            .bind(stream_version)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(recorded_event_from_row).transpose()
+    }
+
     /// The stream's events that mention `mention`, in order, as stored.
     pub async fn read_stream_mentioning(
         &self,
@@ -365,6 +388,29 @@ impl EventStore {
 }
 
 /// See [`EventStore::read_stream`]; on a given connection (or transaction).
+/// Up to `limit` events of `topics` (logical names) after global position `after` and
+/// at most `up_to`, in global order, as stored: a settled stretch of the log (a reset
+/// reads only below a position the relay has published).
+pub async fn read_between(
+    pool: &PgPool,
+    after: i64,
+    up_to: i64,
+    topics: &[String],
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "{SELECT_EVENT} WHERE global_position > $1 AND global_position <= $2 AND topic = ANY($3)
+          ORDER BY global_position LIMIT $4"
+    ))
+    .bind(after)
+    .bind(up_to)
+    .bind(topics)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(recorded_event_from_row).collect()
+}
+
 pub(crate) async fn read_stream(
     conn: &mut PgConnection,
     stream_id: &str,

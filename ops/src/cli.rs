@@ -69,6 +69,9 @@ enum Command {
     /// The relay, which copies the event store to the broker.
     #[command(subcommand)]
     Relay(RelayCommand),
+    /// The operator-actions trail: who did what to the log and its consumers, and why.
+    #[command(subcommand)]
+    Audit(crate::audit::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +182,29 @@ enum EventsCommand {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
+    /// One stored event: its envelope, the headers and key the relay sends, and where
+    /// it sits on its topic (partition and offset).
+    Show {
+        /// The event id (or `--stream` and `--version`).
+        event_id: Option<uuid::Uuid>,
+        #[arg(long, requires = "version", conflicts_with = "event_id")]
+        stream: Option<StreamId>,
+        #[arg(long, requires = "stream")]
+        version: Option<i64>,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put one stored event back on its topic: the same key, value and headers, plus
+    /// a `republished-at` header. Consumers skip it as a duplicate. Recorded in the
+    /// operator-actions trail (`vectis audit list`).
+    Republish {
+        #[command(flatten)]
+        which: crate::events::WhichEvent,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -234,6 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Workflows(command) => return crate::workflows::workflows(settings()?, command).await,
         Command::Snapshots(command) => return crate::snapshots::snapshots(settings()?, command).await,
         Command::Import(args) => return crate::import::import(settings()?, args).await,
+        Command::Audit(command) => return crate::audit::audit(&settings()?.pool()?, command).await,
         Command::Relay(RelayCommand::Republish { relay }) => {
             let settings = settings()?;
             let done = republish::republish(&settings.pool()?, &settings.kafka, &relay).await?;
@@ -278,6 +305,13 @@ async fn events(settings: StoreSettings, command: EventsCommand) -> anyhow::Resu
         }
         EventsCommand::Read { stream } => print_events(&store.read_stream(&stream, 1).await?, true)?,
         EventsCommand::Tail { after, limit } => print_events(&store.read_all_committed(after, limit).await?, false)?,
+        EventsCommand::Show { event_id, stream, version, json } => {
+            let which = crate::events::WhichEvent { event_id, stream, version };
+            return crate::events::show(&settings, &store, &which, json).await;
+        }
+        EventsCommand::Republish { which, reason } => {
+            return crate::events::republish(&settings, &store, &which, &reason).await
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

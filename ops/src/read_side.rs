@@ -39,6 +39,11 @@ pub enum ProjectionsCommand {
         #[command(flatten)]
         options: RebuildOptions,
     },
+    /// Replay a projection from a global position or a time, blue/green like a rebuild:
+    /// a new version starts with the log's state there (folded from the event store),
+    /// replays the topics from the first record past it, and takes over once caught up.
+    /// Recorded in the operator-actions trail (`vectis audit list`).
+    Reset(crate::reset::ResetArgs),
 }
 
 /// How a rebuild runs (projections and workflows alike).
@@ -95,6 +100,10 @@ pub async fn projections(settings: StoreSettings, command: ProjectionsCommand) -
             let projection = projection_named(&settings, &name)?;
             rebuild_to_the_end(&pool, &settings, projection, &options).await
         }
+        ProjectionsCommand::Reset(args) => {
+            let projection = projection_named(&settings, &args.name)?;
+            crate::reset::reset(&pool, &settings, projection, &args).await
+        }
     }
 }
 
@@ -136,7 +145,7 @@ pub async fn rebuild_to_the_end(
     }
 }
 
-fn print_progress(progress: &Progress) {
+pub(crate) fn print_progress(progress: &Progress) {
     let eta = match progress.eta {
         Some(eta) => format!("{:.0}s", eta.as_secs_f64().ceil()),
         None if progress.events_left == 0 => "0s".into(),

@@ -15,5 +15,6 @@ pub mod projection;
 pub mod read_models;
 pub mod rebuild;
 pub mod republish;
+pub mod reset;
 pub mod search;
 pub mod store;

@@ -198,10 +198,25 @@ pub async fn run(
     projection: Arc<dyn Projection>,
     settings: ConsumerSettings,
     interval: Duration,
-    mut on_progress: impl FnMut(&Progress),
+    on_progress: impl FnMut(&Progress),
     interrupted: impl std::future::Future<Output = ()>,
 ) -> Result<i32, RebuildError> {
     let target = begin(pool, projection.as_ref()).await?;
+    catch_up_and_switch(pool, projection, target, settings, interval, on_progress, interrupted).await
+}
+
+/// Runs the new version `target` from its checkpoints (the earliest offsets where it
+/// has none) until it has caught up, then switches readers to it and drops the old
+/// version; as [`run`] after [`begin`].
+pub async fn catch_up_and_switch(
+    pool: &PgPool,
+    projection: Arc<dyn Projection>,
+    target: Target,
+    settings: ConsumerSettings,
+    interval: Duration,
+    mut on_progress: impl FnMut(&Progress),
+    interrupted: impl std::future::Future<Output = ()>,
+) -> Result<i32, RebuildError> {
     let probe = LagProbe::new(&settings.kafka)?;
     let kafka = settings.kafka.clone();
     // The rebuild's own metrics are not exported: its latencies are replay, not service.
