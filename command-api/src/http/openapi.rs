@@ -154,17 +154,20 @@ fn add_shared_answers(operation: &mut Operation, is_command: bool, names_a_resou
     ];
     if is_command {
         shared.extend([
-            ("400", problem("The body is not JSON, a header (If-Match, Idempotency-Key, X-Correlation-Id) is invalid, or a path parameter is not of its type (`/problems/invalid-path`)")),
+            ("400", problem("The body is not JSON (`/problems/malformed-body`), a header (If-Match, Idempotency-Key, X-Correlation-Id) is invalid (`/problems/bad-header`), a path parameter is not of its type (`/problems/invalid-path`), or a query parameter is missing or breaks its rule (`/problems/invalid-query`)")),
             ("409", problem("Version conflict (with `current_version`), a state that forbids the command, or an Idempotency-Key still in use")),
             ("413", problem("The body is larger than 64 KiB")),
             ("415", problem("The body is not `application/json`")),
-            ("422", problem("Invalid fields (each listed in `errors`), a business rule, or an Idempotency-Key reused for another request")),
+            ("422", problem("Fields that break the rules their schemas state (`/problems/validation`, each listed in `errors`); fields valid one by one that a rule between them or of this server refuses (`/problems/field-rules`, listed in `errors`); a business rule (`/problems/business-rule`); an upload that cannot be imported (`/problems/unreadable-file`); or an Idempotency-Key reused for another request")),
         ]);
     }
     if names_a_resource {
         shared.push(("404", problem("Nothing exists under the id in the path")));
         if !is_command {
-            shared.push(("400", problem("A path parameter is not of its type (`/problems/invalid-path`)")));
+            shared.push((
+                "400",
+                problem("A path parameter is not of its type (`/problems/invalid-path`), or a query parameter is missing or breaks its rule (`/problems/invalid-query`)"),
+            ));
         }
     }
     for (status, response) in shared {
