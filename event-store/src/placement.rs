@@ -95,15 +95,8 @@ pub async fn locate(kafka: &KafkaSettings, event: &RecordedEvent) -> Result<Plac
     let target = event.envelope.global_position;
     let event_id = event.envelope.event_id;
     tokio::task::spawn_blocking(move || {
-        let metadata = consumer.fetch_metadata(Some(&topic), BROKER_TIMEOUT)?;
-        let partitions = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .map(|t| t.partitions().len() as i32)
-            .filter(|n| *n > 0)
-            .ok_or_else(|| PlacementError::NoTopic(topic.clone()))?;
-        let partition = partition_of(&key, partitions);
+        let partitions = partitions(&consumer, &topic)?;
+        let partition = partition_of(&key, partitions.len() as i32);
         let (first, high) = first_offset_at(&consumer, &topic, partition, target)?;
         let found = (first < high).then(|| read_envelope(&consumer, &topic, partition, first)).transpose()?;
         let offset = found.filter(|e| e.event_id == event_id).map(|_| first);
@@ -111,6 +104,18 @@ pub async fn locate(kafka: &KafkaSettings, event: &RecordedEvent) -> Result<Plac
     })
     .await
     .map_err(|_| PlacementError::Broker(KafkaError::Canceled))?
+}
+
+/// The partition ids of `topic` on the broker.
+fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, PlacementError> {
+    let metadata = consumer.fetch_metadata(Some(topic), BROKER_TIMEOUT)?;
+    metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| PlacementError::NoTopic(topic.to_string()))
 }
 
 /// The first offset of `topic`/`partition` whose record's global position is at least
@@ -145,15 +150,7 @@ pub async fn offsets_after(
     let topic = kafka.naming.physical(logical_topic);
     let consumer = client(kafka)?;
     tokio::task::spawn_blocking(move || {
-        let metadata = consumer.fetch_metadata(Some(&topic), BROKER_TIMEOUT)?;
-        let partitions = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| PlacementError::NoTopic(topic.clone()))?;
-        partitions
+        partitions(&consumer, &topic)?
             .into_iter()
             .map(|partition| {
                 Ok((topic.clone(), partition, first_offset_at(&consumer, &topic, partition, position + 1)?.0))

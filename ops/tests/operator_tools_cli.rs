@@ -9,12 +9,14 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 use vectis_consumer::metrics::{ConsumerMetrics, ProjectionLabel};
-use vectis_event_store::{kafka::KafkaSettings, AppendRequest, EventMetadata, ExpectedVersion};
+use vectis_event_store::kafka::KafkaSettings;
 use vectis_projectors::read_models::accounts::Accounts;
-use vectis_schemas::{samples, topics::ACCOUNTS, StreamId};
+use vectis_schemas::{topics::ACCOUNTS, StreamId};
 use vectis_test_support::{
     cli::{self, CliOutput},
-    event_store, eventually, fresh_topics, start_projector, RelayHandle, TopicReader,
+    eventually, fresh_topics,
+    shop::Shop,
+    start_projector, RelayHandle, TopicReader,
 };
 
 async fn vectis(pool: &PgPool, kafka: &KafkaSettings, args: &[&str]) -> CliOutput {
@@ -23,20 +25,10 @@ async fn vectis(pool: &PgPool, kafka: &KafkaSettings, args: &[&str]) -> CliOutpu
 
 /// Registers `count` accounts, one event each; returns their ids in order.
 async fn register_accounts(pool: &PgPool, count: usize) -> Vec<Uuid> {
-    let store = event_store(pool.clone());
+    let shop = Shop::new(pool);
     let mut ids = Vec::new();
     for n in 0..count {
-        let id = Uuid::now_v7();
-        store
-            .append(AppendRequest {
-                stream_id: StreamId::account(id),
-                expected: ExpectedVersion::NoStream,
-                events: vec![samples::account_registered(id, &format!("Buyer {n}")).into()],
-                metadata: EventMetadata::default(),
-            })
-            .await
-            .expect("append");
-        ids.push(id);
+        ids.push(shop.account(&format!("Buyer {n}"), &format!("buyer{n}@example.com"), vec![]).await);
     }
     ids
 }
