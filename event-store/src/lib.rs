@@ -10,6 +10,7 @@
 //! * [`kafka`]: client configuration and topic provisioning shared by producers and
 //!   consumers.
 
+pub mod archive;
 pub mod batch;
 pub mod error;
 pub mod idempotency;

@@ -387,7 +387,6 @@ impl EventStore {
     }
 }
 
-/// See [`EventStore::read_stream`]; on a given connection (or transaction).
 /// Up to `limit` events of `topics` (logical names) after global position `after` and
 /// at most `up_to`, in global order, as stored: a settled stretch of the log (a reset
 /// reads only below a position the relay has published).
@@ -411,6 +410,7 @@ pub async fn read_between(
     rows.iter().map(recorded_event_from_row).collect()
 }
 
+/// See [`EventStore::read_stream`]; on a given connection (or transaction).
 pub(crate) async fn read_stream(
     conn: &mut PgConnection,
     stream_id: &str,
@@ -489,7 +489,7 @@ pub(crate) async fn oldest_running_xid(conn: &mut PgConnection) -> Result<i64, S
 }
 
 /// A position settled now: takes a horizon and waits, up to `wait`, for it to settle.
-async fn settled_position(conn: &mut PgConnection, wait: Duration) -> Result<Option<i64>, StoreError> {
+pub(crate) async fn settled_position(conn: &mut PgConnection, wait: Duration) -> Result<Option<i64>, StoreError> {
     let horizon = Horizon::take(&mut *conn).await?;
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);

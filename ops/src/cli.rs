@@ -69,6 +69,9 @@ enum Command {
     /// The relay, which copies the event store to the broker.
     #[command(subcommand)]
     Relay(RelayCommand),
+    /// The event log's archive: Avro files on object storage, exported and verified.
+    #[command(subcommand)]
+    Archive(crate::archive::ArchiveCommand),
     /// The operator-actions trail: who did what to the log and its consumers, and why.
     #[command(subcommand)]
     Audit(crate::audit::AuditCommand),
@@ -260,6 +263,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Workflows(command) => return crate::workflows::workflows(settings()?, command).await,
         Command::Snapshots(command) => return crate::snapshots::snapshots(settings()?, command).await,
         Command::Import(args) => return crate::import::import(settings()?, args).await,
+        Command::Archive(command) => return crate::archive::archive(settings()?, command).await,
         Command::Audit(command) => return crate::audit::audit(&settings()?.pool()?, command).await,
         Command::Relay(RelayCommand::Republish { relay }) => {
             let settings = settings()?;

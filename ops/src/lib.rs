@@ -1,6 +1,7 @@
 //! The operator side of Vectis: the `vectis` CLI (each subcommand turns its
 //! arguments into one library call) and the relay process.
 
+pub mod archive;
 pub mod audit;
 pub mod cli;
 pub mod events;

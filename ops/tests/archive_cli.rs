@@ -1,0 +1,97 @@
+//! `vectis archive export` and `verify` as an operator runs them: the real binary
+//! against a test's own database, into a directory.
+
+use std::{ffi::OsStr, path::Path};
+
+use sqlx::PgPool;
+use vectis_event_store::kafka::KafkaSettings;
+use vectis_test_support::{
+    cli::{self, CliOutput},
+    fresh_topics,
+    shop::Shop,
+};
+
+async fn vectis(pool: &PgPool, kafka: &KafkaSettings, args: &[&str]) -> CliOutput {
+    cli::run(env!("CARGO_BIN_EXE_vectis"), pool, kafka, &[("ARCHIVE_FILE_EVENTS", OsStr::new("4"))], args).await
+}
+
+async fn register(pool: &PgPool, count: usize, from: usize) {
+    let shop = Shop::new(pool);
+    for n in from..from + count {
+        shop.account(&format!("Buyer {n}"), &format!("buyer{n}@example.com"), vec![]).await;
+    }
+}
+
+fn names(dir: &Path, sub: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join(sub))
+        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn an_operator_exports_incrementally_and_verify_finds_damage(pool: PgPool) {
+    let kafka = fresh_topics().await.expect("topics");
+    let dir = std::env::temp_dir().join(format!("vectis-archive-{}", uuid::Uuid::now_v7()));
+    let location = dir.to_string_lossy().into_owned();
+    register(&pool, 10, 0).await;
+
+    // 10 events at 4 per file: 3 files and one manifest.
+    let export = vectis(&pool, &kafka, &["archive", "export", "--to", &location]).await;
+    assert_eq!(export.code, 0, "{}\n{}", export.stdout, export.stderr);
+    assert!(export.stdout.starts_with("exported 10 events in 3 files"), "{}", export.stdout);
+    assert!(export.stderr.contains("10/10 events"), "progress is shown: {}", export.stderr);
+    assert_eq!(
+        names(&dir, "events"),
+        [
+            "00000000000000000001-00000000000000000004.avro",
+            "00000000000000000005-00000000000000000008.avro",
+            "00000000000000000009-00000000000000000010.avro"
+        ]
+    );
+    assert_eq!(names(&dir, "manifests").len(), 1);
+
+    // Nothing new: nothing written. Two more events: one more file, a second manifest.
+    let again = vectis(&pool, &kafka, &["archive", "export", "--to", &location]).await;
+    assert_eq!((again.code, again.stdout.trim()), (0, "nothing new: the archive already covers every committed event"));
+    register(&pool, 2, 10).await;
+    let more = vectis(&pool, &kafka, &["archive", "export", "--to", &location]).await;
+    assert!(more.stdout.starts_with("exported 2 events in 1 files"), "{}", more.stdout);
+    assert_eq!(names(&dir, "events").len(), 4);
+    assert_eq!(names(&dir, "manifests").len(), 2);
+
+    let verify = vectis(&pool, &kafka, &["archive", "verify", &location]).await;
+    assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
+    let summary = verify.stdout.trim();
+    assert!(summary.starts_with("4 files, 12 events, "), "{summary}");
+    assert!(summary.ends_with(" bytes, 2 manifests, through global position 12: verified"), "{summary}");
+
+    // A damaged file is named; so is a missing one, as the gap it leaves.
+    let second = dir.join("events/00000000000000000005-00000000000000000008.avro");
+    let mut bytes = std::fs::read(&second).expect("file");
+    let end = bytes.len() - 20;
+    bytes[end] ^= 0xff;
+    std::fs::write(&second, bytes).expect("damage");
+    let damaged = vectis(&pool, &kafka, &["archive", "verify", &location]).await;
+    assert_eq!(damaged.code, 1, "{}", damaged.stdout);
+    assert!(
+        damaged.stdout.contains("PROBLEM events/00000000000000000005-00000000000000000008.avro: SHA-256 differs"),
+        "{}",
+        damaged.stdout
+    );
+    std::fs::remove_file(&second).expect("remove");
+    let missing = vectis(&pool, &kafka, &["archive", "verify", &location]).await;
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stdout.contains("a gap: it covers the log after position 8, the files before it end at 4"),
+        "{}",
+        missing.stdout
+    );
+    assert!(missing.stdout.contains("listed in a manifest, missing from the archive"), "{}", missing.stdout);
+
+    let remote = vectis(&pool, &kafka, &["archive", "export", "--to", "ftp://example.com/x"]).await;
+    assert_ne!(remote.code, 0);
+    assert!(remote.stderr.contains("only local directories"), "{}", remote.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
