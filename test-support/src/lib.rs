@@ -9,6 +9,7 @@
 //! - [`wait`]: `eventually` and `until`, with deadlines.
 //! - [`projectors`]: projectors in a task, waiting until they caught up.
 //! - [`processes`]: the workspace's binaries as child processes (SIGKILL included).
+//! - [`s3`]: a real S3 server (`rclone serve s3`), and a proxy that interrupts uploads.
 //! - [`cli`]: the `vectis` CLI against a test's database.
 //! - [`command_api`]: the command API's router in process, and a request sender.
 //! - [`workloads`], [`shop`]: commands through the command handler.
@@ -20,6 +21,7 @@ pub mod folds;
 pub mod http;
 pub mod processes;
 pub mod projectors;
+pub mod s3;
 pub mod shop;
 pub mod store;
 pub mod topics;

@@ -34,8 +34,14 @@ impl Process {
     /// environment (and `SNAPSHOT_EVERY` at the tests' value unless `env` sets it);
     /// its stdout and stderr are appended to `log`.
     pub fn start(name: &str, env: &[(&str, String)], log: &Path) -> Self {
+        Self::start_with_args(name, &[], env, log)
+    }
+
+    /// [`Process::start`] with command-line arguments (a `vectis` subcommand).
+    pub fn start_with_args(name: &str, args: &[&str], env: &[(&str, String)], log: &Path) -> Self {
         let output = || -> File { OpenOptions::new().create(true).append(true).open(log).expect("the process log") };
         let child = Command::new(binary(name))
+            .args(args)
             .env("SNAPSHOT_EVERY", crate::store::TEST_SNAPSHOT_EVERY.to_string())
             .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
             .stdin(Stdio::null())

@@ -120,9 +120,9 @@ pub async fn export(
         }
         let (metadata, bytes) = format::encode(after, &events)?;
         let name = format::file_name(after, metadata.last);
-        let bytes = match store.get(&name).await {
+        let bytes = match store.get(&name).await? {
             // A run that crashed after storing this file: keep it, its manifest may list it.
-            Ok(stored) if format::decode(&stored).is_ok_and(|(m, e)| m == metadata && e == events) => stored.to_vec(),
+            Some(stored) if format::decode(&stored).is_ok_and(|(m, e)| m == metadata && e == events) => stored.to_vec(),
             _ => {
                 store.put(&name, bytes.clone()).await?;
                 bytes

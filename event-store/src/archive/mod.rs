@@ -28,6 +28,10 @@ pub enum ArchiveError {
     Database(#[from] sqlx::Error),
     #[error("object storage: {0}")]
     Storage(#[from] object_store::Error),
+    #[error(
+        "the object store refused the credentials for {location} ({answer}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )]
+    Refused { location: String, answer: String },
     #[error("the archive location {location:?}: {reason}")]
     Location { location: String, reason: String },
     #[error("archive format: {0}")]

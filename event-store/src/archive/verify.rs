@@ -35,7 +35,8 @@ pub async fn verify(
     let mut listed: HashMap<String, ManifestFile> = HashMap::new();
     for name in store.list("manifests").await? {
         report.manifests += 1;
-        let manifest: Manifest = match serde_json::from_slice(&store.get(&name).await?) {
+        let text = store.get(&name).await?.unwrap_or_default();
+        let manifest: Manifest = match serde_json::from_slice(&text) {
             Ok(manifest) => manifest,
             Err(error) => {
                 report.problems.push(format!("{name}: not a manifest: {error}"));
@@ -56,7 +57,10 @@ pub async fn verify(
     let mut previous_last = 0;
     let files = store.list("events").await?;
     for name in &files {
-        let bytes = store.get(name).await?;
+        let Some(bytes) = store.get(name).await? else {
+            report.problems.push(format!("{name}: removed while being verified"));
+            continue;
+        };
         report.files += 1;
         report.bytes += bytes.len() as u64;
         let problems = &mut report.problems;
