@@ -12,6 +12,7 @@
 
 pub mod archive;
 pub mod batch;
+mod copy_text;
 pub mod error;
 pub mod idempotency;
 pub mod kafka;

@@ -1,14 +1,19 @@
-//! `vectis archive export` and `vectis archive verify`: the event log copied into Avro
-//! files on object storage, and checked.
+//! `vectis archive export`, `verify` and `restore`: the event log copied into Avro
+//! files on object storage, checked, and restored into an empty event store.
 
-use std::process::ExitCode;
+use std::{process::ExitCode, str::FromStr};
 
 use anyhow::Context;
 use clap::Subcommand;
+use sqlx::{migrate::MigrateDatabase, postgres::PgConnectOptions, PgPool, Postgres};
 use vectis_event_store::{
-    archive::{export, storage::ArchiveStore, verify},
+    archive::{export, restore, storage::ArchiveStore, verify},
     settings::StoreSettings,
+    MIGRATOR,
 };
+use vectis_runtime::{database::DatabaseSettings, settings::Secret};
+
+use crate::progress::{thousands, ProgressBar};
 
 #[derive(Debug, Subcommand)]
 pub enum ArchiveCommand {
@@ -29,6 +34,17 @@ pub enum ArchiveCommand {
         #[arg(env = "ARCHIVE_URL")]
         location: String,
     },
+    /// Rebuild an empty event store from an archive: the same event ids, streams,
+    /// versions and global positions. The database is created if missing and migrated;
+    /// one holding events is refused. Then run the relay (to fresh topics) and the
+    /// projections on it to rebuild every read model.
+    Restore {
+        #[arg(env = "ARCHIVE_URL")]
+        location: String,
+        /// The event store to rebuild, as a PostgreSQL URL.
+        #[arg(long = "into")]
+        into: String,
+    },
 }
 
 pub async fn archive(settings: StoreSettings, command: ArchiveCommand) -> anyhow::Result<ExitCode> {
@@ -37,14 +53,18 @@ pub async fn archive(settings: StoreSettings, command: ArchiveCommand) -> anyhow
             anyhow::ensure!((1..=1_000_000).contains(&file_events), "--file-events must be 1 to 1000000");
             let store = ArchiveStore::open(&location)?;
             let pool = settings.pool()?;
-            let manifest = export::export(&pool, &store, file_events, |progress| {
-                eprintln!(
-                    "{}/{} events, {} bytes, through global position {}",
-                    progress.events_done, progress.events_total, progress.bytes_done, progress.cursor
+            let mut bar = ProgressBar::new("events", 0);
+            let exported = export::export(&pool, &store, file_events, |progress| {
+                let note = format!(
+                    "{} bytes, through global position {}",
+                    thousands(progress.bytes_done as i64),
+                    progress.cursor
                 );
+                bar.show(progress.events_done as i64, progress.events_total as i64, note);
             })
-            .await
-            .context("exporting")?;
+            .await;
+            bar.finish();
+            let manifest = exported.context("exporting")?;
             if manifest.files.is_empty() {
                 println!("nothing new: the archive already covers every committed event");
             } else {
@@ -62,7 +82,13 @@ pub async fn archive(settings: StoreSettings, command: ArchiveCommand) -> anyhow
         ArchiveCommand::Verify { location } => {
             let store = ArchiveStore::open(&location)?;
             let schemas = settings.load_schemas()?;
-            let report = verify::verify(&store, &schemas, |_| {}).await.context("verifying")?;
+            let mut bar = ProgressBar::new("events", 0);
+            let verified = verify::verify(&store, &schemas, |report| {
+                bar.show(report.events as i64, report.events as i64, format!("{} files", report.files));
+            })
+            .await;
+            bar.finish();
+            let report = verified.context("verifying")?;
             for problem in &report.problems {
                 println!("PROBLEM {problem}");
             }
@@ -81,5 +107,53 @@ pub async fn archive(settings: StoreSettings, command: ArchiveCommand) -> anyhow
             );
             Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        ArchiveCommand::Restore { location, into } => {
+            let store = ArchiveStore::open(&location)?;
+            let target = open_target(&settings.database, &into).await?;
+            let mut bar = ProgressBar::new("events", 0);
+            let restored = restore::restore(&store, &target, |progress| {
+                bar.show(progress.events_done as i64, progress.events_total as i64, "");
+            })
+            .await;
+            bar.finish();
+            let restored = restored.context("restoring")?;
+            println!(
+                "restored {} events of {} streams from {} files into {}, through global position {}",
+                restored.events,
+                restored.streams,
+                restored.files,
+                described(&into),
+                restored.last
+            );
+            println!("next: run the relay and the projectors on it, with topics of their own (VECTIS_TOPIC_PREFIX)");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The target database, created if it does not exist, with the event store's schema.
+async fn open_target(settings: &DatabaseSettings, url: &str) -> anyhow::Result<PgPool> {
+    let name = described(url);
+    let options = PgConnectOptions::from_str(url).context("--into is not a PostgreSQL URL")?;
+    // PostgreSQL cuts longer names silently: the cut name may be another database's.
+    if options.get_database().is_some_and(|database| database.len() > 63) {
+        anyhow::bail!("the database name in --into is longer than PostgreSQL's 63 bytes");
+    }
+    if !Postgres::database_exists(url).await.with_context(|| format!("connecting to {name}"))? {
+        Postgres::create_database(url).await.with_context(|| format!("creating {name}"))?;
+        eprintln!("created the database {name}");
+    }
+    let target = DatabaseSettings { url: Secret::new(url.to_string()), ..settings.clone() }.pool()?;
+    MIGRATOR.run(&target).await.with_context(|| format!("migrating {name}"))?;
+    Ok(target)
+}
+
+/// A database URL as it may be printed: host, port and name, no user or password.
+fn described(url: &str) -> String {
+    match PgConnectOptions::from_str(url) {
+        Ok(options) => {
+            format!("postgres://{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or(""))
+        }
+        Err(_) => "the database named by --into".into(),
     }
 }

@@ -4,10 +4,9 @@
 
 use std::{
     fs::File,
-    io::{BufReader, IsTerminal, Write},
+    io::BufReader,
     path::{Path, PathBuf},
     process::ExitCode,
-    time::{Duration, Instant},
 };
 
 use anyhow::Context;
@@ -18,10 +17,12 @@ use vectis_command_api::{
         jobs::{self, Begun, ImportState, ImportStatus, NewImport},
         kinds::ImportKind,
         rows::{parse_mapping, Format},
-        survey, Importer, Progress, DEFAULT_BATCH_ROWS,
+        survey, Importer, DEFAULT_BATCH_ROWS,
     },
 };
 use vectis_event_store::{settings::StoreSettings, EventStore, StoreMetrics};
+
+use crate::progress::{thousands, ProgressBar};
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -94,8 +95,13 @@ pub async fn import(settings: StoreSettings, args: ImportArgs) -> anyhow::Result
         import.import_id
     );
     let importer = Importer::new(CommandHandler::new(store.clone()), args.batch_rows);
-    let mut bar = ProgressBar::new(import.done + import.failed);
-    let run = importer.run(&import, BufReader::new(open()?), |progress| bar.show(progress)).await;
+    let mut bar = ProgressBar::new("rows", import.done + import.failed);
+    let run = importer
+        .run(&import, BufReader::new(open()?), |progress| {
+            let handled = progress.done + progress.failed;
+            bar.show(handled, progress.total_rows, format!("{} rejected", thousands(progress.failed)));
+        })
+        .await;
     bar.finish();
     if let Err(error) = run {
         eprintln!("the import stopped: {error}\nrun the same command again to resume it");
@@ -140,110 +146,4 @@ async fn write_rejects(store: &EventStore, import: &ImportStatus, path: &Path) -
     }
     out.flush()?;
     Ok(())
-}
-
-/// `[=========>          ]  45,000/100,000  45%  12,345 rows/s  ETA 4s  3 rejected`
-struct ProgressBar {
-    started: Instant,
-    /// Rows an earlier run did: not this run's speed.
-    before: i64,
-    terminal: bool,
-    last_line: Option<Instant>,
-    last: Progress,
-    /// What the last line written showed (a log gets no second line of the same).
-    printed: Option<Progress>,
-}
-
-impl ProgressBar {
-    fn new(before: i64) -> Self {
-        Self {
-            started: Instant::now(),
-            before,
-            terminal: std::io::stderr().is_terminal(),
-            last_line: None,
-            last: Progress::default(),
-            printed: None,
-        }
-    }
-
-    fn show(&mut self, progress: &Progress) {
-        self.last = *progress;
-        if !self.terminal && self.last_line.is_some_and(|at| at.elapsed() < Duration::from_secs(5)) {
-            return;
-        }
-        self.last_line = Some(Instant::now());
-        self.printed = Some(*progress);
-        let line = render(progress, self.before, self.started.elapsed());
-        let mut err = std::io::stderr().lock();
-        let _ = if self.terminal { write!(err, "\r{line}\x1b[K") } else { writeln!(err, "{line}") };
-        let _ = err.flush();
-    }
-
-    fn finish(&mut self) {
-        if !self.terminal && self.printed == Some(self.last) {
-            return;
-        }
-        let line = render(&self.last, self.before, self.started.elapsed());
-        let mut err = std::io::stderr().lock();
-        let _ = if self.terminal { writeln!(err, "\r{line}\x1b[K") } else { writeln!(err, "{line}") };
-    }
-}
-
-fn render(progress: &Progress, before: i64, elapsed: Duration) -> String {
-    let handled = progress.done + progress.failed;
-    let total = progress.total_rows.max(handled);
-    let fraction = if total == 0 { 1.0 } else { handled as f64 / total as f64 };
-    let width = 30;
-    // A cell fills only once its share is wholly done, so the bar never runs ahead of the rows.
-    let filled = if total == 0 { width } else { (handled * width as i64 / total) as usize };
-    let bar: String = (0..width)
-        .map(|i| match i.cmp(&filled) {
-            std::cmp::Ordering::Less => '=',
-            std::cmp::Ordering::Equal => '>',
-            std::cmp::Ordering::Greater => ' ',
-        })
-        .collect();
-    let rate = (handled - before).max(0) as f64 / elapsed.as_secs_f64().max(0.001);
-    let eta = if rate > 0.0 { format!("{:.0}s", (total - handled) as f64 / rate) } else { "?".into() };
-    format!(
-        "[{bar}] {}/{} {:>3.0}%  {} rows/s  ETA {eta}  {} rejected",
-        thousands(handled),
-        thousands(total),
-        fraction * 100.0,
-        thousands(rate as i64),
-        thousands(progress.failed)
-    )
-}
-
-fn thousands(n: i64) -> String {
-    let digits = n.abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_bar_shows_rows_rate_and_what_is_left() {
-        let progress = Progress { total_rows: 100_000, done: 44_997, failed: 3, rows_through: 45_000 };
-        let line = render(&progress, 0, Duration::from_secs(4));
-        assert!(
-            line.starts_with("[=============>                ] 45,000/100,000  45%  11,250 rows/s  ETA 5s"),
-            "{line}"
-        );
-        assert!(line.ends_with("3 rejected"), "{line}");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-    }
 }

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod cli;
 pub mod events;
 pub mod import;
+pub mod progress;
 pub mod read_side;
 pub mod relay_process;
 pub mod reset;

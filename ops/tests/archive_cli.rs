@@ -41,7 +41,7 @@ async fn an_operator_exports_incrementally_and_verify_finds_damage(pool: PgPool)
     let export = vectis(&pool, &kafka, &["archive", "export", "--to", &location]).await;
     assert_eq!(export.code, 0, "{}\n{}", export.stdout, export.stderr);
     assert!(export.stdout.starts_with("exported 10 events in 3 files"), "{}", export.stdout);
-    assert!(export.stderr.contains("10/10 events"), "progress is shown: {}", export.stderr);
+    assert!(export.stderr.contains("10/10 100%"), "progress is shown: {}", export.stderr);
     assert_eq!(
         names(&dir, "events"),
         [

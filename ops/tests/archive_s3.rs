@@ -31,7 +31,10 @@ async fn register(pool: &PgPool, count: usize) {
 }
 
 async fn cursor(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM archive_cursors").fetch_one(pool).await.unwrap()
+    sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM archive_cursors")
+        .fetch_one(pool)
+        .await
+        .expect("query")
 }
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
@@ -117,10 +120,10 @@ async fn an_interrupted_upload_leaves_no_object_and_the_next_run_completes(pool:
 
     // The exporter SIGKILLed while its upload hangs half-sent.
     let stalling = InterruptingProxy::start(&s3.endpoint, CUT_AFTER, Interruption::Stall).await;
-    let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&pool).await.unwrap();
+    let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&pool).await.expect("query");
     let mut process_env = S3Server::env(&stalling.endpoint, SECRET_KEY);
     process_env.extend([
-        ("DATABASE_URL", database_url(&database).unwrap()),
+        ("DATABASE_URL", database_url(&database).expect("url")),
         ("KAFKA_BROKERS", kafka.brokers.clone()),
         ("VECTIS_TOPIC_PREFIX", kafka.naming.prefix().to_string()),
         ("ARCHIVE_FILE_EVENTS", FILE_EVENTS.to_string()),

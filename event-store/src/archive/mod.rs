@@ -19,6 +19,7 @@
 
 pub mod export;
 pub mod format;
+pub mod restore;
 pub mod storage;
 pub mod verify;
 
@@ -34,6 +35,13 @@ pub enum ArchiveError {
     Refused { location: String, answer: String },
     #[error("the archive location {location:?}: {reason}")]
     Location { location: String, reason: String },
+    #[error(
+        "the target event store is not empty ({events} events, {streams} streams): a restore rebuilds an empty one; \
+         name a new database"
+    )]
+    NotEmpty { events: i64, streams: i64 },
+    #[error("the archive {location} is damaged, nothing was restored: {problem} (vectis archive verify lists every problem)")]
+    Damaged { location: String, problem: String },
     #[error("archive format: {0}")]
     Format(String),
     #[error("reading the event store: {0}")]

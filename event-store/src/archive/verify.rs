@@ -32,28 +32,8 @@ pub async fn verify(
     mut on_file: impl FnMut(&Verified),
 ) -> Result<Verified, ArchiveError> {
     let mut report = Verified::default();
-    let mut listed: HashMap<String, ManifestFile> = HashMap::new();
-    for name in store.list("manifests").await? {
-        report.manifests += 1;
-        let text = store.get(&name).await?.unwrap_or_default();
-        let manifest: Manifest = match serde_json::from_slice(&text) {
-            Ok(manifest) => manifest,
-            Err(error) => {
-                report.problems.push(format!("{name}: not a manifest: {error}"));
-                continue;
-            }
-        };
-        for file in manifest.files {
-            match listed.get(&file.name) {
-                Some(earlier) if *earlier != file => {
-                    report.problems.push(format!("{}: manifests disagree ({name} and an earlier one)", file.name));
-                }
-                _ => {
-                    listed.insert(file.name.clone(), file);
-                }
-            }
-        }
-    }
+    let (listed, manifests) = listed_files(store, &mut report.problems).await?;
+    report.manifests = manifests;
     let mut previous_last = 0;
     let files = store.list("events").await?;
     for name in &files {
@@ -126,4 +106,36 @@ pub async fn verify(
     }
     report.problems.sort();
     Ok(report)
+}
+
+/// Every file the manifests list (and how many manifests there are); a manifest that
+/// cannot be read, or two that disagree about a file, is a problem.
+pub(super) async fn listed_files(
+    store: &ArchiveStore,
+    problems: &mut Vec<String>,
+) -> Result<(HashMap<String, ManifestFile>, u64), ArchiveError> {
+    let mut listed: HashMap<String, ManifestFile> = HashMap::new();
+    let mut manifests = 0;
+    for name in store.list("manifests").await? {
+        manifests += 1;
+        let text = store.get(&name).await?.unwrap_or_default();
+        let manifest: Manifest = match serde_json::from_slice(&text) {
+            Ok(manifest) => manifest,
+            Err(error) => {
+                problems.push(format!("{name}: not a manifest: {error}"));
+                continue;
+            }
+        };
+        for file in manifest.files {
+            match listed.get(&file.name) {
+                Some(earlier) if *earlier != file => {
+                    problems.push(format!("{}: manifests disagree ({name} and an earlier one)", file.name));
+                }
+                _ => {
+                    listed.insert(file.name.clone(), file);
+                }
+            }
+        }
+    }
+    Ok((listed, manifests))
 }
