@@ -51,7 +51,7 @@ pub async fn archive(settings: StoreSettings, command: ArchiveCommand) -> anyhow
     match command {
         ArchiveCommand::Export { location, file_events } => {
             anyhow::ensure!((1..=1_000_000).contains(&file_events), "--file-events must be 1 to 1000000");
-            let store = ArchiveStore::open(&location)?;
+            let store = ArchiveStore::create(&location)?;
             let pool = settings.pool()?;
             let mut bar = ProgressBar::new("events", 0);
             let exported = export::export(&pool, &store, file_events, |progress| {

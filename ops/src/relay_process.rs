@@ -10,6 +10,11 @@ use vectis_consumer::{
     lag_monitor::{GroupLagMetrics, LagMonitor},
 };
 use vectis_event_store::{
+    archive::{
+        export::DEFAULT_FILE_EVENTS,
+        job::{ArchiveJob, ArchiveMetrics},
+        storage::ArchiveStore,
+    },
     relay::{Relay, RelaySettings},
     settings::StoreSettings,
     EventStore, RelayMetrics, StoreMetrics,
@@ -34,6 +39,36 @@ pub struct RelayProcessSettings {
     pub lag_interval: Duration,
     /// `LAG_WARN_EVENTS` (default 1000): a group whose lag rises past it is logged at WARN.
     pub lag_warn_events: i64,
+    /// `ARCHIVE_URL` set: the archive job runs here.
+    pub archive: Option<ArchiveSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ArchiveSettings {
+    /// `ARCHIVE_URL`: a directory or `s3://bucket/prefix` (credentials from `AWS_*`).
+    pub location: String,
+    /// `ARCHIVE_INTERVAL` (default 5m): the time between the end of one export and the
+    /// start of the next.
+    pub interval: Duration,
+    /// `ARCHIVE_FILE_EVENTS` (default 10000): events per file.
+    pub file_events: usize,
+}
+
+impl ArchiveSettings {
+    fn from_env() -> anyhow::Result<Option<Self>> {
+        let location = env_or("ARCHIVE_URL", "");
+        if location.is_empty() {
+            return Ok(None);
+        }
+        let interval = env_duration("ARCHIVE_INTERVAL", Duration::from_secs(300))?;
+        anyhow::ensure!(interval >= Duration::from_secs(1), "ARCHIVE_INTERVAL must be at least 1s, not {interval:?}");
+        let file_events = env_parse("ARCHIVE_FILE_EVENTS", DEFAULT_FILE_EVENTS)?;
+        anyhow::ensure!(
+            (1..=1_000_000).contains(&file_events),
+            "ARCHIVE_FILE_EVENTS must be 1 to 1000000, not {file_events}"
+        );
+        Ok(Some(Self { location, interval, file_events }))
+    }
 }
 
 impl RelayProcessSettings {
@@ -64,7 +99,8 @@ impl RelayProcessSettings {
             "LAG_MONITOR_INTERVAL must be at least 100ms, not {lag_interval:?}"
         );
         let lag_warn_events = env_parse("LAG_WARN_EVENTS", 1000)?;
-        Ok(Self { store, relay, ops_addr, purge_interval, lag_interval, lag_warn_events })
+        let archive = ArchiveSettings::from_env()?;
+        Ok(Self { store, relay, ops_addr, purge_interval, lag_interval, lag_warn_events, archive })
     }
 }
 
@@ -75,6 +111,7 @@ pub struct RelayProcess {
     ops_task: tokio::task::JoinHandle<()>,
     purge_interval: Duration,
     lag_monitor: LagMonitor,
+    archive: Option<ArchiveJob>,
     shutdown: Shutdown,
 }
 
@@ -107,6 +144,16 @@ impl RelayProcess {
             interval: settings.lag_interval,
             warn_above_events: settings.lag_warn_events,
         };
+        let archive = match &settings.archive {
+            None => None,
+            Some(archive) => Some(ArchiveJob {
+                pool: pool.clone(),
+                store: ArchiveStore::create(&archive.location).context("ARCHIVE_URL")?,
+                file_events: archive.file_events,
+                interval: archive.interval,
+                metrics: ArchiveMetrics::register(&mut registry),
+            }),
+        };
         let store = EventStore::new(pool.clone(), schemas, settings.store.schema_mode, store_metrics);
         let checks = vectis_event_store::readiness::checks(&pool, &settings.store.kafka);
         let (ops_addr, ops_task) =
@@ -118,6 +165,7 @@ impl RelayProcess {
             ops_task,
             purge_interval: settings.purge_interval,
             lag_monitor,
+            archive,
             shutdown,
         })
     }
@@ -131,9 +179,13 @@ impl RelayProcess {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let purge = tokio::spawn(purge_idempotency_records(self.store, self.purge_interval, self.shutdown.clone()));
         let lag_monitor = tokio::spawn(self.lag_monitor.run(self.shutdown.clone()));
+        let archive = self.archive.map(|job| tokio::spawn(job.run(self.shutdown.clone())));
         let relayed = self.relay.run(self.shutdown.clone()).await;
         self.shutdown.trigger();
         let _ = purge.await;
+        if let Some(archive) = archive {
+            let _ = archive.await;
+        }
         let _ = lag_monitor.await;
         let _ = self.ops_task.await;
         Ok(relayed?)

@@ -61,11 +61,27 @@ async fn an_operator_exports_incrementally_and_verify_finds_damage(pool: PgPool)
     assert_eq!(names(&dir, "events").len(), 4);
     assert_eq!(names(&dir, "manifests").len(), 2);
 
+    // One export of an archive at a time: a second one while the first runs writes nothing.
+    let canonical = std::fs::canonicalize(&dir).expect("canonical").to_string_lossy().into_owned();
+    let mut holder = pool.acquire().await.expect("connection");
+    sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+        .bind(format!("vectis.archive:{canonical}"))
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    register(&pool, 1, 12).await;
+    let busy = vectis(&pool, &kafka, &["archive", "export", "--to", &location]).await;
+    assert_eq!(busy.code, 1);
+    assert!(busy.stderr.contains(&format!("another export of {canonical} is running")), "{}", busy.stderr);
+    drop(holder.detach());
+    let after_busy = vectis(&pool, &kafka, &["archive", "export", "--to", &location]).await;
+    assert!(after_busy.stdout.starts_with("exported 1 events in 1 files"), "{}", after_busy.stdout);
+
     let verify = vectis(&pool, &kafka, &["archive", "verify", &location]).await;
     assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
     let summary = verify.stdout.trim();
-    assert!(summary.starts_with("4 files, 12 events, "), "{summary}");
-    assert!(summary.ends_with(" bytes, 2 manifests, through global position 12: verified"), "{summary}");
+    assert!(summary.starts_with("5 files, 13 events, "), "{summary}");
+    assert!(summary.ends_with(" bytes, 3 manifests, through global position 13: verified"), "{summary}");
 
     // A damaged file is named; so is a missing one, as the gap it leaves.
     let second = dir.join("events/00000000000000000005-00000000000000000008.avro");
@@ -89,6 +105,15 @@ async fn an_operator_exports_incrementally_and_verify_finds_damage(pool: PgPool)
         missing.stdout
     );
     assert!(missing.stdout.contains("listed in a manifest, missing from the archive"), "{}", missing.stdout);
+
+    let nowhere = vectis(&pool, &kafka, &["archive", "verify", "/nonexistent/archive"]).await;
+    assert!(nowhere.stderr.contains("\"/nonexistent/archive\": no such directory"), "{}", nowhere.stderr);
+    let empty = std::env::temp_dir().join(format!("vectis-empty-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&empty).expect("empty dir");
+    let nothing = vectis(&pool, &kafka, &["archive", "verify", &empty.to_string_lossy()]).await;
+    assert_eq!(nothing.code, 1);
+    assert!(nothing.stdout.contains("no manifests and no files"), "{}", nothing.stdout);
+    let _ = std::fs::remove_dir_all(&empty);
 
     let remote = vectis(&pool, &kafka, &["archive", "export", "--to", "ftp://example.com/x"]).await;
     assert_ne!(remote.code, 0);

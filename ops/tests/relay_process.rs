@@ -4,9 +4,9 @@
 use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
 
 use sqlx::PgPool;
-use vectis_ops::relay_process::{RelayProcess, RelayProcessSettings};
+use vectis_ops::relay_process::{ArchiveSettings, RelayProcess, RelayProcessSettings};
 use vectis_runtime::Shutdown;
-use vectis_test_support::http_get;
+use vectis_test_support::{http_get, s3::S3Server, shop::Shop};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
@@ -93,4 +93,79 @@ async fn ready_is_503_and_names_the_broker_when_it_is_down(pool: PgPool) {
     assert_eq!(body["checks"]["broker"]["status"], "failing");
     shutdown.trigger();
     tokio::time::timeout(Duration::from_secs(10), running).await.expect("stops promptly").expect("task").expect("ok");
+}
+
+/// Polls the relay's /metrics until `wanted` holds (at most 30 s); returns the text.
+async fn metrics_until(addr: SocketAddr, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = http_get(addr, "/metrics").await.1;
+        if wanted(&metrics) {
+            return metrics;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}; /metrics:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn relay_archiving_to(
+    pool: &PgPool,
+    location: &str,
+) -> (SocketAddr, Shutdown, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let mut settings = settings(&brokers);
+    settings.archive =
+        Some(ArchiveSettings { location: location.into(), interval: Duration::from_millis(200), file_events: 5 });
+    let shutdown = Shutdown::new();
+    let process = RelayProcess::build_with_pool(settings, pool.clone(), shutdown.clone()).await.expect("builds");
+    let addr = process.ops_addr();
+    (addr, shutdown, tokio::spawn(process.run_until_stopped()))
+}
+
+#[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
+async fn the_relay_archives_every_interval_and_counts_what_fails(pool: PgPool) {
+    let shop = Shop::new(&pool);
+    for n in 0..7 {
+        shop.account(&format!("Buyer {n}"), &format!("buyer{n}@example.com"), vec![]).await;
+    }
+    let dir = std::env::temp_dir().join(format!("vectis-archive-job-{}", uuid::Uuid::now_v7()));
+    let (addr, shutdown, running) = relay_archiving_to(&pool, &dir.to_string_lossy()).await;
+    metrics_until(addr, "the first run archives the 7 events", |m| {
+        m.contains("vectis_archive_last_position 7\n") && m.contains("vectis_archive_events_behind 0\n")
+    })
+    .await;
+    // Events appended while it runs: the next interval takes them.
+    for n in 7..12 {
+        shop.account(&format!("Buyer {n}"), &format!("buyer{n}@example.com"), vec![]).await;
+    }
+    let metrics = metrics_until(addr, "a later run archives the 5 new events", |m| {
+        m.contains("vectis_archive_last_position 12\n")
+    })
+    .await;
+    for line in ["vectis_archive_events_archived_total 12\n", "vectis_archive_failures_total 0\n"] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
+    assert!(metrics.contains("vectis_archive_bytes_written_total "), "{metrics}");
+    assert!(metrics.contains("vectis_archive_last_success_timestamp_seconds "), "{metrics}");
+    let files = std::fs::read_dir(dir.join("events")).expect("files").count();
+    assert_eq!(files, 3, "5 + 2 events, then 5 more");
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(10), running).await.expect("stops promptly").expect("task").expect("ok");
+
+    // A store that refuses every run: failures counted, the events reported behind.
+    let s3 = S3Server::start().await;
+    let bucket = s3.bucket();
+    // The test binary's own environment: the S3 client reads it (no other test here uses it).
+    for (key, value) in S3Server::env(&s3.endpoint, "a-wrong-secret") {
+        std::env::set_var(key, value);
+    }
+    let (addr, shutdown, running) = relay_archiving_to(&pool, &format!("s3://{bucket}/vectis")).await;
+    let metrics = metrics_until(addr, "failed runs are counted", |m| {
+        !m.contains("vectis_archive_failures_total 0\n") && m.contains("vectis_archive_events_behind 12\n")
+    })
+    .await;
+    assert!(metrics.contains("vectis_archive_last_position 0\n"), "{metrics}");
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(10), running).await.expect("stops promptly").expect("task").expect("ok");
+    let _ = std::fs::remove_dir_all(&dir);
 }

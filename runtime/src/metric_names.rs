@@ -21,6 +21,14 @@ pub const RELAY_IS_LEADER: &str = "vectis_relay_is_leader";
 pub const RELAY_BATCH_DURATION_SECONDS: &str = "vectis_relay_batch_duration_seconds";
 pub const RELAY_PUBLISH_FAILURES: &str = "vectis_relay_publish_failures";
 
+// The archive job (in vectis-relay when ARCHIVE_URL is set).
+pub const ARCHIVE_LAST_POSITION: &str = "vectis_archive_last_position";
+pub const ARCHIVE_EVENTS_BEHIND: &str = "vectis_archive_events_behind";
+pub const ARCHIVE_EVENTS_ARCHIVED: &str = "vectis_archive_events_archived";
+pub const ARCHIVE_BYTES_WRITTEN: &str = "vectis_archive_bytes_written";
+pub const ARCHIVE_FAILURES: &str = "vectis_archive_failures";
+pub const ARCHIVE_LAST_SUCCESS: &str = "vectis_archive_last_success_timestamp_seconds";
+
 // Projectors (label `projection`; lag also `topic`, `partition`).
 pub const PROJECTION_EVENTS_APPLIED: &str = "vectis_projection_events_applied";
 pub const PROJECTION_EVENTS_DUPLICATE: &str = "vectis_projection_events_skipped_duplicate";

@@ -71,7 +71,29 @@ pub async fn cursor(pool: &PgPool, archive: &str) -> Result<i64, ArchiveError> {
 }
 
 /// Exports what is new; returns the run's manifest (no files when nothing was new).
+/// One export of an archive runs at a time (a PostgreSQL advisory lock on its name,
+/// held on a connection of its own, so a killed exporter's lock goes with it).
 pub async fn export(
+    pool: &PgPool,
+    store: &ArchiveStore,
+    file_events: usize,
+    on_progress: impl FnMut(&Progress),
+) -> Result<Manifest, ArchiveError> {
+    let mut lock = pool.acquire().await?.detach();
+    let key = format!("vectis.archive:{}", store.location);
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+        .bind(&key)
+        .fetch_one(&mut lock)
+        .await?;
+    if !locked {
+        return Err(ArchiveError::Busy { location: store.location.clone() });
+    }
+    let exported = export_locked(pool, store, file_events, on_progress).await;
+    let _ = sqlx::Connection::close(lock).await;
+    exported
+}
+
+async fn export_locked(
     pool: &PgPool,
     store: &ArchiveStore,
     file_events: usize,

@@ -19,6 +19,7 @@
 
 pub mod export;
 pub mod format;
+pub mod job;
 pub mod restore;
 pub mod storage;
 pub mod verify;
@@ -42,6 +43,8 @@ pub enum ArchiveError {
     NotEmpty { events: i64, streams: i64 },
     #[error("the archive {location} is damaged, nothing was restored: {problem} (vectis archive verify lists every problem)")]
     Damaged { location: String, problem: String },
+    #[error("another export of {location} is running; this one wrote nothing")]
+    Busy { location: String },
     #[error("archive format: {0}")]
     Format(String),
     #[error("reading the event store: {0}")]

@@ -104,6 +104,9 @@ pub async fn verify(
     for name in listed.keys().filter(|name| !files.contains(name)) {
         report.problems.push(format!("{name}: listed in a manifest, missing from the archive"));
     }
+    if report.manifests == 0 && files.is_empty() {
+        report.problems.push(format!("{}: no manifests and no files: not an archive, or an empty one", store.location));
+    }
     report.problems.sort();
     Ok(report)
 }

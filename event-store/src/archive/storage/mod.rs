@@ -24,7 +24,8 @@ const S3_RETRY_TIMEOUT: Duration = Duration::from_secs(60);
 /// An archive's root.
 #[derive(Clone)]
 pub struct ArchiveStore {
-    /// As the operator named it, credentials left out.
+    /// `s3://bucket/prefix`, or the directory's canonical path: the archive's name
+    /// (its cursor's key), never holding credentials.
     pub location: String,
     store: Arc<dyn ObjectStore>,
 }
@@ -36,9 +37,18 @@ impl std::fmt::Debug for ArchiveStore {
 }
 
 impl ArchiveStore {
-    /// `s3://bucket[/prefix]`, or a directory (created if missing) given as a path or
-    /// a `file://` URL.
+    /// An archive to write: `s3://bucket[/prefix]`, or a directory (created if
+    /// missing) given as a path or a `file://` URL.
+    pub fn create(location: &str) -> Result<Self, ArchiveError> {
+        Self::open_directory_or_s3(location, true)
+    }
+
+    /// An archive to read: as [`ArchiveStore::create`], but a directory must exist.
     pub fn open(location: &str) -> Result<Self, ArchiveError> {
+        Self::open_directory_or_s3(location, false)
+    }
+
+    fn open_directory_or_s3(location: &str, create: bool) -> Result<Self, ArchiveError> {
         let invalid = |reason: String| ArchiveError::Location { location: location.into(), reason };
         if let Some(bucket_and_prefix) = location.strip_prefix("s3://") {
             let store = open_s3(bucket_and_prefix).map_err(invalid)?;
@@ -48,9 +58,15 @@ impl ArchiveStore {
         if directory.contains("://") {
             return Err(invalid("an archive is a directory (a path or file:///path) or s3://bucket/prefix".into()));
         }
-        std::fs::create_dir_all(directory).map_err(|e| invalid(format!("cannot create the directory: {e}")))?;
-        let store = LocalFileSystem::new_with_prefix(directory).map_err(|e| invalid(e.to_string()))?;
-        Ok(Self { location: location.into(), store: Arc::new(store) })
+        if create {
+            std::fs::create_dir_all(directory).map_err(|e| invalid(format!("cannot create the directory: {e}")))?;
+        } else if !std::path::Path::new(directory).is_dir() {
+            return Err(invalid("no such directory".into()));
+        }
+        // One directory, one name (and one cursor), however it is spelled.
+        let canonical = std::fs::canonicalize(directory).map_err(|e| invalid(e.to_string()))?;
+        let store = LocalFileSystem::new_with_prefix(&canonical).map_err(|e| invalid(e.to_string()))?;
+        Ok(Self { location: canonical.to_string_lossy().into_owned(), store: Arc::new(store) })
     }
 
     /// Stores `bytes` under `name`, visible only once complete.
