@@ -106,6 +106,17 @@ async fn an_operator_exports_incrementally_and_verify_finds_damage(pool: PgPool)
     );
     assert!(missing.stdout.contains("listed in a manifest, missing from the archive"), "{}", missing.stdout);
 
+    // Files lost after the cursor moved past them (a directory restored from an older
+    // copy): the next export fills the archive again from where its files end.
+    std::fs::remove_dir_all(dir.join("events")).expect("lose the files");
+    std::fs::remove_dir_all(dir.join("manifests")).expect("lose the manifests");
+    let refill = vectis(&pool, &kafka, &["archive", "export", "--to", &location]).await;
+    assert!(refill.stdout.contains("exported 13 events in 4 files"), "{}\n{}", refill.stdout, refill.stderr);
+    // The WARN log line (logs go to stdout).
+    assert!(refill.stdout.contains("the archive's files end before its cursor"), "{}", refill.stdout);
+    let whole = vectis(&pool, &kafka, &["archive", "verify", &location]).await;
+    assert!(whole.stdout.trim().ends_with("through global position 13: verified"), "{}", whole.stdout);
+
     let nowhere = vectis(&pool, &kafka, &["archive", "verify", "/nonexistent/archive"]).await;
     assert!(nowhere.stderr.contains("\"/nonexistent/archive\": no such directory"), "{}", nowhere.stderr);
     let empty = std::env::temp_dir().join(format!("vectis-empty-{}", uuid::Uuid::now_v7()));

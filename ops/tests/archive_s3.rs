@@ -77,7 +77,11 @@ async fn an_archive_on_s3_is_exported_and_verified_and_a_wrong_key_is_refused(po
         "{}",
         refused.stderr
     );
-    let printed = format!("{}{}", refused.stdout, refused.stderr);
+    // Even with nothing new to export, the store is asked, and the key found wrong.
+    let nothing_new = vectis(&pool, &kafka, &wrong, &["archive", "export", "--to", &location]).await;
+    assert_eq!(nothing_new.code, 1, "{}\n{}", nothing_new.stdout, nothing_new.stderr);
+    assert!(nothing_new.stderr.contains("the object store refused the credentials"), "{}", nothing_new.stderr);
+    let printed = format!("{}{}{}", refused.stdout, refused.stderr, nothing_new.stderr);
     assert!(!printed.contains("not-the-secret") && !printed.contains(SECRET_KEY), "{printed}");
 
     // No keys at all: said at once, not after waiting on a metadata service.

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
 use sqlx::PgPool;
 use vectis_ops::relay_process::{ArchiveSettings, RelayProcess, RelayProcessSettings};
 use vectis_runtime::Shutdown;
-use vectis_test_support::{http_get, s3::S3Server, shop::Shop};
+use vectis_test_support::{fresh_topics, http_get, s3::S3Server, shop::Shop};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");

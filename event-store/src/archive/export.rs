@@ -105,6 +105,21 @@ async fn export_locked(
         .execute(pool)
         .await?;
     let mut after = cursor(pool, archive).await?;
+    // The store is read on every run, so refused keys are found even when nothing is
+    // new; and an archive that lost files after its cursor was recorded (a bucket
+    // emptied, a directory restored from an older copy) is filled again from where
+    // its files end.
+    let stored_through =
+        store.list("events").await?.last().and_then(|name| format::last_position_in_name(name)).unwrap_or(0);
+    if stored_through < after {
+        tracing::warn!(
+            archive,
+            cursor = after,
+            stored_through,
+            "the archive's files end before its cursor: exporting again from where they end"
+        );
+        after = stored_through;
+    }
     let settled = crate::store::settled_position(&mut *pool.acquire().await?, SETTLE_WAIT).await?;
     let Some(settled) = settled else {
         return Err(ArchiveError::Format("the log did not settle: a transaction has been writing for too long".into()));

@@ -140,6 +140,11 @@ pub fn file_name(after: i64, last: i64) -> String {
     format!("events/{:020}-{:020}.avro", after + 1, last)
 }
 
+/// The last position a file named by [`file_name`] covers.
+pub fn last_position_in_name(name: &str) -> Option<i64> {
+    name.strip_prefix("events/")?.strip_suffix(".avro")?.split_once('-')?.1.parse().ok()
+}
+
 /// Encodes `events` (in global order, all after `after`) as one file.
 pub fn encode(after: i64, events: &[ArchivedEvent]) -> Result<(FileMetadata, Vec<u8>), ArchiveError> {
     let (Some(first), Some(last)) = (events.first(), events.last()) else {
