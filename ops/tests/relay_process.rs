@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
 
 use sqlx::PgPool;
+use vectis_event_store::kafka::KafkaSettings;
 use vectis_ops::relay_process::{ArchiveSettings, RelayProcess, RelayProcessSettings};
 use vectis_runtime::Shutdown;
 use vectis_test_support::{fresh_topics, http_get, s3::S3Server, shop::Shop};
@@ -110,10 +111,12 @@ async fn metrics_until(addr: SocketAddr, what: &str, wanted: impl Fn(&str) -> bo
 
 async fn relay_archiving_to(
     pool: &PgPool,
+    kafka: &KafkaSettings,
     location: &str,
 ) -> (SocketAddr, Shutdown, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let mut settings = settings(&brokers);
+    let mut settings = settings(&kafka.brokers);
+    settings.store.kafka = kafka.clone();
+    settings.relay.kafka = kafka.clone();
     settings.archive =
         Some(ArchiveSettings { location: location.into(), interval: Duration::from_millis(200), file_events: 5 });
     let shutdown = Shutdown::new();
@@ -124,12 +127,14 @@ async fn relay_archiving_to(
 
 #[sqlx::test(migrator = "vectis_event_store::MIGRATOR")]
 async fn the_relay_archives_every_interval_and_counts_what_fails(pool: PgPool) {
+    // Topics of its own: the relay publishes what the test appends.
+    let kafka = fresh_topics().await.expect("topics");
     let shop = Shop::new(&pool);
     for n in 0..7 {
         shop.account(&format!("Buyer {n}"), &format!("buyer{n}@example.com"), vec![]).await;
     }
     let dir = std::env::temp_dir().join(format!("vectis-archive-job-{}", uuid::Uuid::now_v7()));
-    let (addr, shutdown, running) = relay_archiving_to(&pool, &dir.to_string_lossy()).await;
+    let (addr, shutdown, running) = relay_archiving_to(&pool, &kafka, &dir.to_string_lossy()).await;
     metrics_until(addr, "the first run archives the 7 events", |m| {
         m.contains("vectis_archive_last_position 7\n") && m.contains("vectis_archive_events_behind 0\n")
     })
@@ -159,7 +164,7 @@ async fn the_relay_archives_every_interval_and_counts_what_fails(pool: PgPool) {
     for (key, value) in S3Server::env(&s3.endpoint, "a-wrong-secret") {
         std::env::set_var(key, value);
     }
-    let (addr, shutdown, running) = relay_archiving_to(&pool, &format!("s3://{bucket}/vectis")).await;
+    let (addr, shutdown, running) = relay_archiving_to(&pool, &kafka, &format!("s3://{bucket}/vectis")).await;
     let metrics = metrics_until(addr, "failed runs are counted", |m| {
         !m.contains("vectis_archive_failures_total 0\n") && m.contains("vectis_archive_events_behind 12\n")
     })
