@@ -38,6 +38,19 @@ async fn project_everything(pool: &PgPool, kafka: &KafkaSettings) {
     relay.stop().await;
 }
 
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let target = to.join(path.file_name().expect("name"));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy");
+        }
+    }
+}
+
 /// A table's rows as JSON, in a stable order.
 async fn rows(pool: &PgPool, query: &str) -> Vec<serde_json::Value> {
     sqlx::query_scalar(&format!("SELECT to_jsonb(t) FROM ({query}) t ORDER BY to_jsonb(t)::text"))
@@ -65,6 +78,28 @@ async fn a_restored_store_equals_the_original_and_rebuilds_the_same_read_models(
 
     let restored_name = format!("vectis_restored_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let into = database_url(&restored_name).expect("url");
+    // A copy of the archive whose last file is damaged: the restore refuses it after
+    // writing the files before it, and the store stays empty (one transaction).
+    let damaged = dir.with_extension("damaged");
+    copy_dir(&dir, &damaged);
+    let mut files: Vec<_> =
+        std::fs::read_dir(damaged.join("events")).expect("files").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    assert!(files.len() >= 3, "several files: {files:?}");
+    let last = files.last().expect("a file");
+    let mut bytes = std::fs::read(last).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(last, bytes).expect("damage");
+    let refused = vectis(&pool, &kafka, &["archive", "restore", &damaged.to_string_lossy(), "--into", &into]).await;
+    assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("is damaged, nothing was restored"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("SHA-256 differs from its manifest's"), "{}", refused.stderr);
+    let target = PgPool::connect(&into).await.expect("the restored database");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&target).await.expect("count");
+    assert_eq!(left, 0, "a refused restore leaves nothing");
+    let _ = std::fs::remove_dir_all(&damaged);
+
     let restore = vectis(&pool, &kafka, &["archive", "restore", &location, "--into", &into]).await;
     assert_eq!(restore.code, 0, "{}\n{}", restore.stdout, restore.stderr);
     let (events, streams): (i64, i64) =
@@ -80,10 +115,9 @@ async fn a_restored_store_equals_the_original_and_rebuilds_the_same_read_models(
         restore.stdout
     );
     assert!(restore.stdout.contains(&format!("through global position {last}")), "{}", restore.stdout);
-    assert!(restore.stderr.contains("created the database"), "{}", restore.stderr);
+    assert!(refused.stderr.contains("created the database"), "the first run created it: {}", refused.stderr);
     assert!(!restore.stdout.contains("vectis:vectis@"), "no password printed: {}", restore.stdout);
 
-    let target = PgPool::connect(&into).await.expect("the restored database");
     // Row by row: ids, streams, versions, positions, data, metadata, times.
     assert_eq!(rows(&target, EVENT_COLUMNS).await, rows(&pool, EVENT_COLUMNS).await);
     let stream_rows = "SELECT stream_id, version FROM streams";

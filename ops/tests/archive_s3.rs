@@ -65,6 +65,14 @@ async fn an_archive_on_s3_is_exported_and_verified_and_a_wrong_key_is_refused(po
     assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
     assert!(verify.stdout.trim().ends_with("through global position 60: verified"), "{}", verify.stdout);
 
+    // Restored from S3 into a new database: the same 60 events.
+    let restored_name = format!("vectis_s3_restored_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let into = database_url(&restored_name).expect("url");
+    let restore = vectis(&pool, &kafka, &env, &["archive", "restore", &location, "--into", &into]).await;
+    assert_eq!(restore.code, 0, "{}\n{}", restore.stdout, restore.stderr);
+    assert!(restore.stdout.starts_with("restored 60 events of 60 streams from 3 files"), "{}", restore.stdout);
+    sqlx::query(&format!("DROP DATABASE \"{restored_name}\" WITH (FORCE)")).execute(&pool).await.expect("drop");
+
     // A wrong secret: refused, saying which keys to check, printing neither secret.
     let wrong = S3Server::env(&s3.endpoint, "not-the-secret");
     let refused = vectis(&pool, &kafka, &wrong, &["archive", "verify", &location]).await;

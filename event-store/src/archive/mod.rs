@@ -10,6 +10,11 @@
 //! - `manifests/<run>.json`: per export run, each file it wrote with its range, count,
 //!   size and SHA-256.
 //!
+//! Where it lives: a directory or an S3-compatible store (`storage`). What reads it:
+//! `verify` (every check, every problem listed) and `restore` (an empty event store
+//! rebuilt with the same ids and positions). `job` runs the export on a timer in
+//! `vectis-relay`, with its metrics.
+//!
 //! A file becomes visible only complete (object storage's put: a rename on a local
 //! directory, a single upload on S3), and the cursor in PostgreSQL
 //! (`archive_cursors`) moves past a file only after it is stored and listed in its
