@@ -140,22 +140,27 @@ async fn export_locked(
         events: 0,
         bytes: 0,
     };
+    let batch = file_events.max(1);
+    let mut next = read_batch(pool, after, settled, batch).await?;
     loop {
-        let events: Vec<ArchivedEvent> = sqlx::query_as(
-            "SELECT global_position, event_id, stream_id, stream_version, topic, event_type, schema_version,
-                    data::text AS data, metadata::text AS metadata, recorded_at
-               FROM events WHERE global_position > $1 AND global_position <= $2
-              ORDER BY global_position LIMIT $3",
-        )
-        .bind(after)
-        .bind(settled)
-        .bind(file_events.max(1) as i64)
-        .fetch_all(pool)
-        .await?;
-        if events.is_empty() {
+        let events = std::mem::take(&mut next);
+        let Some(last_event) = events.last().map(|e| e.global_position) else {
             break;
-        }
-        let (metadata, bytes) = format::encode(after, &events)?;
+        };
+        let full = events.len() == batch;
+        // Encoding and compressing are CPU work: off the async workers (the relay's
+        // publishing shares them), and meanwhile the next file's events are read.
+        let encoding = tokio::task::spawn_blocking(move || format::encode(after, &events).map(|e| (e, events)));
+        let (encoded, read) = tokio::join!(encoding, async {
+            if full {
+                read_batch(pool, last_event, settled, batch).await
+            } else {
+                Ok(Vec::new())
+            }
+        });
+        let ((metadata, bytes), events) =
+            encoded.map_err(|e| ArchiveError::Format(format!("encoding a file: {e}")))??;
+        next = read?;
         let name = format::file_name(after, metadata.last);
         let bytes = match store.get(&name).await? {
             // A run that crashed after storing this file: keep it, its manifest may list it.
@@ -199,9 +204,21 @@ async fn export_locked(
             events_done: manifest.events,
             bytes_done: manifest.bytes,
         });
-        if events.len() < file_events {
-            break;
-        }
     }
     Ok(manifest)
+}
+
+/// The committed events after `after`, through `settled`, at most `limit`.
+async fn read_batch(pool: &PgPool, after: i64, settled: i64, limit: usize) -> Result<Vec<ArchivedEvent>, ArchiveError> {
+    Ok(sqlx::query_as(
+        "SELECT global_position, event_id, stream_id, stream_version, topic, event_type, schema_version,
+                data::text AS data, metadata::text AS metadata, recorded_at
+           FROM events WHERE global_position > $1 AND global_position <= $2
+          ORDER BY global_position LIMIT $3",
+    )
+    .bind(after)
+    .bind(settled)
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await?)
 }
