@@ -20,7 +20,9 @@ pub enum ArchiveCommand {
     /// Copy every committed event past the archive's cursor into Avro files (deflate),
     /// in global order, with a manifest for the run. Run it again to export what is new.
     Export {
-        /// Where the archive lives: a directory (a path or file:///path).
+        /// Where the archive lives: a directory (a path or file:///path, created if
+        /// missing) or s3://bucket/prefix (keys from AWS_ACCESS_KEY_ID and
+        /// AWS_SECRET_ACCESS_KEY, the store from AWS_ENDPOINT_URL).
         #[arg(long = "to", env = "ARCHIVE_URL")]
         location: String,
         /// Events per file.
@@ -31,6 +33,7 @@ pub enum ArchiveCommand {
     /// say, ranges with no gap or overlap, every event's data valid against its schema.
     /// Exits 1 naming each problem.
     Verify {
+        /// The archive: a directory or s3://bucket/prefix.
         #[arg(env = "ARCHIVE_URL")]
         location: String,
     },
@@ -39,6 +42,7 @@ pub enum ArchiveCommand {
     /// one holding events is refused. Then run the relay (to fresh topics) and the
     /// projections on it to rebuild every read model.
     Restore {
+        /// The archive: a directory or s3://bucket/prefix.
         #[arg(env = "ARCHIVE_URL")]
         location: String,
         /// The event store to rebuild, as a PostgreSQL URL.

@@ -63,6 +63,14 @@ async fn an_archive_on_s3_is_exported_and_verified_and_a_wrong_key_is_refused(po
 
     let verify = vectis(&pool, &kafka, &env, &["archive", "verify", &location]).await;
     assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
+    // The same archive written with a trailing slash: the same cursor, nothing new.
+    let spelled = vectis(&pool, &kafka, &env, &["archive", "export", "--to", &format!("{location}/")]).await;
+    assert_eq!(
+        spelled.stdout.trim(),
+        "nothing new: the archive already covers every committed event",
+        "{}",
+        spelled.stderr
+    );
     assert!(verify.stdout.trim().ends_with("through global position 60: verified"), "{}", verify.stdout);
 
     // Restored from S3 into a new database: the same 60 events.

@@ -51,8 +51,8 @@ impl ArchiveStore {
     fn open_directory_or_s3(location: &str, create: bool) -> Result<Self, ArchiveError> {
         let invalid = |reason: String| ArchiveError::Location { location: location.into(), reason };
         if let Some(bucket_and_prefix) = location.strip_prefix("s3://") {
-            let store = open_s3(bucket_and_prefix).map_err(invalid)?;
-            return Ok(Self { location: location.into(), store });
+            let (location, store) = open_s3(bucket_and_prefix).map_err(invalid)?;
+            return Ok(Self { location, store });
         }
         let directory = location.strip_prefix("file://").unwrap_or(location);
         if directory.contains("://") {
@@ -111,7 +111,9 @@ impl ArchiveStore {
     }
 }
 
-fn open_s3(bucket_and_prefix: &str) -> Result<Arc<dyn ObjectStore>, String> {
+/// The store, and its name: `s3://bucket[/prefix]` with the prefix's slashes trimmed,
+/// so one archive has one name (and one cursor) however it is written.
+fn open_s3(bucket_and_prefix: &str) -> Result<(String, Arc<dyn ObjectStore>), String> {
     let (bucket, prefix) = bucket_and_prefix.split_once('/').unwrap_or((bucket_and_prefix, ""));
     if bucket.contains('@') || bucket.contains(':') {
         return Err("credentials belong in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, not in the location".into());
@@ -137,5 +139,9 @@ fn open_s3(bucket_and_prefix: &str) -> Result<Arc<dyn ObjectStore>, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let prefix = prefix.trim_matches('/');
-    Ok(if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix)) })
+    if prefix.is_empty() {
+        Ok((format!("s3://{bucket}"), Arc::new(s3)))
+    } else {
+        Ok((format!("s3://{bucket}/{prefix}"), Arc::new(PrefixStore::new(s3, prefix))))
+    }
 }
