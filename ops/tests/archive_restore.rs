@@ -12,7 +12,9 @@ use vectis_event_store::kafka::KafkaSettings;
 use vectis_projectors::{projection::Projection, read_models};
 use vectis_test_support::{
     cli::{self, CliOutput},
-    database_url, event_store, fresh_topics, start_projector, until_caught_up,
+    database_url, event_store,
+    files::copy_dir,
+    fresh_topics, start_projector, until_caught_up,
     workloads::{account_workload, commerce_workload},
     RelayHandle,
 };
@@ -36,19 +38,6 @@ async fn project_everything(pool: &PgPool, kafka: &KafkaSettings) {
         projector.stop().await.expect("clean stop");
     }
     relay.stop().await;
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let path = entry.expect("entry").path();
-        let target = to.join(path.file_name().expect("name"));
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).expect("copy");
-        }
-    }
 }
 
 /// A table's rows as JSON, in a stable order.

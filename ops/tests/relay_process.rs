@@ -7,20 +7,7 @@ use sqlx::PgPool;
 use vectis_event_store::kafka::KafkaSettings;
 use vectis_ops::relay_process::{ArchiveSettings, RelayProcess, RelayProcessSettings};
 use vectis_runtime::Shutdown;
-use vectis_test_support::{fresh_topics, http_get, s3::S3Server, shop::Shop};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let path = entry.expect("entry").path();
-        let target = to.join(path.file_name().expect("name"));
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).expect("copy");
-        }
-    }
-}
+use vectis_test_support::{files::copy_dir, fresh_topics, http_get, s3::S3Server, shop::Shop};
 
 #[test]
 fn a_broken_schema_file_stops_startup_with_a_message_naming_it() {

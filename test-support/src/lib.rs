@@ -10,6 +10,7 @@
 //! - [`projectors`]: projectors in a task, waiting until they caught up.
 //! - [`processes`]: the workspace's binaries as child processes (SIGKILL included).
 //! - [`s3`]: a real S3 server (`rclone serve s3`), and a proxy that interrupts uploads.
+//! - [`files`]: copies of directories for a test to damage.
 //! - [`cli`]: the `vectis` CLI against a test's database.
 //! - [`command_api`]: the command API's router in process, and a request sender.
 //! - [`workloads`], [`shop`]: commands through the command handler.
@@ -17,6 +18,7 @@
 
 pub mod cli;
 pub mod command_api;
+pub mod files;
 pub mod folds;
 pub mod http;
 pub mod processes;
