@@ -88,7 +88,8 @@ pub async fn archive(settings: StoreSettings, command: ArchiveCommand) -> anyhow
             let schemas = settings.load_schemas()?;
             let mut bar = ProgressBar::new("events", 0);
             let verified = verify::verify(&store, &schemas, |report| {
-                bar.show(report.events as i64, report.events as i64, format!("{} files", report.files));
+                let total = report.events_listed.max(report.events);
+                bar.show(report.events as i64, total as i64, format!("{} files", report.files));
             })
             .await;
             bar.finish();

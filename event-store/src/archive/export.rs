@@ -3,7 +3,7 @@
 //! the cursor moves past it; a crash anywhere leaves whole files only, and the next run
 //! exports the same range again, keeping a stored file that holds exactly its events.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -109,8 +109,8 @@ async fn export_locked(
     // new; and an archive that lost files after its cursor was recorded (a bucket
     // emptied, a directory restored from an older copy) is filled again from where
     // its files end.
-    let stored_through =
-        store.list("events").await?.last().and_then(|name| format::last_position_in_name(name)).unwrap_or(0);
+    let stored: HashSet<String> = store.list("events").await?.into_iter().collect();
+    let stored_through = stored.iter().filter_map(|name| format::last_position_in_name(name)).max().unwrap_or(0);
     if stored_through < after {
         tracing::warn!(
             archive,
@@ -162,7 +162,9 @@ async fn export_locked(
             encoded.map_err(|e| ArchiveError::Format(format!("encoding a file: {e}")))??;
         next = read?;
         let name = format::file_name(after, metadata.last);
-        let bytes = match store.get(&name).await? {
+        // Only a name the listing holds is fetched: the others cannot be stored.
+        let kept = if stored.contains(&name) { store.get(&name).await? } else { None };
+        let bytes = match kept {
             // A run that crashed after storing this file: keep it, its manifest may list it.
             Some(stored) if format::decode(&stored).is_ok_and(|(m, e)| m == metadata && e == events) => stored.to_vec(),
             _ => {

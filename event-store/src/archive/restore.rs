@@ -11,7 +11,11 @@
 use chrono::SecondsFormat;
 use sqlx::PgPool;
 
-use super::{format, storage::ArchiveStore, verify::listed_files, ArchiveError};
+use super::{
+    storage::ArchiveStore,
+    verify::{check_file, listed_files},
+    ArchiveError,
+};
 use crate::copy_text::{copy_in, CopyText};
 
 /// What a restore wrote.
@@ -66,17 +70,12 @@ pub async fn restore(
     let mut restored = Restored::default();
     for name in &files {
         let bytes = store.get(name).await?.ok_or_else(|| damaged(format!("{name}: removed while being restored")))?;
-        let entry = listed.get(name).ok_or_else(|| damaged(format!("{name}: in no manifest")))?;
-        if entry.sha256 != format::sha256(&bytes) {
-            return Err(damaged(format!("{name}: SHA-256 differs from its manifest's {}", entry.sha256)));
+        let mut problems = Vec::new();
+        let decoded = check_file(name, &bytes, listed.get(name), restored.last, &mut problems);
+        if let Some(problem) = problems.into_iter().next() {
+            return Err(damaged(problem));
         }
-        let (metadata, events) = format::decode(&bytes).map_err(|e| damaged(format!("{name}: unreadable: {e}")))?;
-        if metadata.after != restored.last {
-            return Err(damaged(format!(
-                "{name}: it covers the log after position {}, the files before it end at {}",
-                metadata.after, restored.last
-            )));
-        }
+        let (metadata, events) = decoded.ok_or_else(|| damaged(format!("{name}: unreadable")))?;
         let mut rows = CopyText(Vec::with_capacity(bytes.len() * 4));
         for event in &events {
             rows.field(&event.global_position.to_string());

@@ -9,7 +9,7 @@ use vectis_schemas::SchemaCatalog;
 
 use super::{
     export::{Manifest, ManifestFile},
-    format,
+    format::{self, ArchivedEvent, FileMetadata},
     storage::ArchiveStore,
     ArchiveError,
 };
@@ -21,6 +21,8 @@ pub struct Verified {
     pub events: u64,
     pub bytes: u64,
     pub manifests: u64,
+    /// Events the manifests list: what `events` reaches when every file is read.
+    pub events_listed: u64,
     /// The last position the files cover.
     pub last: i64,
     pub problems: Vec<String>,
@@ -34,6 +36,7 @@ pub async fn verify(
     let mut report = Verified::default();
     let (listed, manifests) = listed_files(store, &mut report.problems).await?;
     report.manifests = manifests;
+    report.events_listed = listed.values().map(|file| file.count).sum();
     let mut previous_last = 0;
     let files = store.list("events").await?;
     for name in &files {
@@ -43,49 +46,12 @@ pub async fn verify(
         };
         report.files += 1;
         report.bytes += bytes.len() as u64;
-        let problems = &mut report.problems;
-        match listed.get(name) {
-            None => problems.push(format!("{name}: in no manifest")),
-            Some(entry) if entry.sha256 != format::sha256(&bytes) => {
-                problems.push(format!("{name}: SHA-256 differs from its manifest's {}", entry.sha256))
-            }
-            Some(entry) if entry.bytes != bytes.len() as u64 => {
-                problems.push(format!("{name}: {} bytes, its manifest says {}", bytes.len(), entry.bytes))
-            }
-            Some(_) => {}
-        }
-        let (metadata, events) = match format::decode(&bytes) {
-            Ok(decoded) => decoded,
-            Err(error) => {
-                problems.push(format!("{name}: unreadable: {error}"));
-                continue;
-            }
+        let Some((metadata, events)) = check_file(name, &bytes, listed.get(name), previous_last, &mut report.problems)
+        else {
+            continue;
         };
-        if metadata.after != previous_last {
-            let what = if metadata.after > previous_last { "a gap" } else { "an overlap" };
-            problems.push(format!(
-                "{name}: {what}: it covers the log after position {}, the files before it end at {previous_last}",
-                metadata.after
-            ));
-        }
-        if events.len() as u64 != metadata.count
-            || Some(metadata.first) != events.first().map(|e| e.global_position)
-            || Some(metadata.last) != events.last().map(|e| e.global_position)
-        {
-            problems.push(format!(
-                "{name}: its metadata says {} events from {} to {}, it holds {}",
-                metadata.count,
-                metadata.first,
-                metadata.last,
-                events.len()
-            ));
-        }
-        let mut position = metadata.after;
+        let problems = &mut report.problems;
         for event in &events {
-            if event.global_position <= position {
-                problems.push(format!("{name}: position {} is out of order", event.global_position));
-            }
-            position = event.global_position;
             let valid = serde_json::from_str(&event.data).map_err(|e| format!("not JSON: {e}")).and_then(|data| {
                 schemas.validate(&event.event_type, event.schema_version as u32, &data).map_err(|e| e.to_string())
             });
@@ -109,6 +75,64 @@ pub async fn verify(
     }
     report.problems.sort();
     Ok(report)
+}
+
+/// The checks of one file that need no schema, shared by verify and restore: listed
+/// in a manifest with this checksum and size, readable, following the files before it
+/// (which end at `previous_last`) with no gap or overlap, and its metadata true to its
+/// records, in order. Each finding goes to `problems`; the decoded file is returned
+/// unless it is unreadable.
+pub(super) fn check_file(
+    name: &str,
+    bytes: &[u8],
+    entry: Option<&ManifestFile>,
+    previous_last: i64,
+    problems: &mut Vec<String>,
+) -> Option<(FileMetadata, Vec<ArchivedEvent>)> {
+    match entry {
+        None => problems.push(format!("{name}: in no manifest")),
+        Some(entry) if entry.sha256 != format::sha256(bytes) => {
+            problems.push(format!("{name}: SHA-256 differs from its manifest's {}", entry.sha256))
+        }
+        Some(entry) if entry.bytes != bytes.len() as u64 => {
+            problems.push(format!("{name}: {} bytes, its manifest says {}", bytes.len(), entry.bytes))
+        }
+        Some(_) => {}
+    }
+    let (metadata, events) = match format::decode(bytes) {
+        Ok(decoded) => decoded,
+        Err(error) => {
+            problems.push(format!("{name}: unreadable: {error}"));
+            return None;
+        }
+    };
+    if metadata.after != previous_last {
+        let what = if metadata.after > previous_last { "a gap" } else { "an overlap" };
+        problems.push(format!(
+            "{name}: {what}: it covers the log after position {}, the files before it end at {previous_last}",
+            metadata.after
+        ));
+    }
+    if events.len() as u64 != metadata.count
+        || Some(metadata.first) != events.first().map(|e| e.global_position)
+        || Some(metadata.last) != events.last().map(|e| e.global_position)
+    {
+        problems.push(format!(
+            "{name}: its metadata says {} events from {} to {}, it holds {}",
+            metadata.count,
+            metadata.first,
+            metadata.last,
+            events.len()
+        ));
+    }
+    let mut position = metadata.after;
+    for event in &events {
+        if event.global_position <= position {
+            problems.push(format!("{name}: position {} is out of order", event.global_position));
+        }
+        position = event.global_position;
+    }
+    Some((metadata, events))
 }
 
 /// Every file the manifests list (and how many manifests there are); a manifest that
